@@ -1,0 +1,135 @@
+/**
+ * Connector contracts. A connector is one declaration: a snake_case `kind`, a strict zod schema
+ * (its parser, its type, its docs and its JSON Schema), examples, and `create()`. Connectors are
+ * listed explicitly in `registry.ts`; nothing registers itself on import.
+ */
+import { z } from 'zod';
+import type { CanonicalMessage, ParseResult } from '../core/canonical-message.js';
+import type { Logger } from '../core/logger.js';
+import type { CompiledMapping } from '../mapping/jsonata-mapping.js';
+
+export interface ConnectorSpec<Schema extends z.ZodObject> {
+  kind: string;
+  summary: string;
+  status: 'stable' | 'beta' | 'experimental';
+  /** Switchboard version that introduced it. */
+  since: string;
+  /** Strict object schema with `kind: z.literal(<kind>)`. Field `.describe()` texts become docs. */
+  configSchema: Schema;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Sources
+// ---------------------------------------------------------------------------------------------
+
+/** An HTTP request as the edge saw it, before any parsing. Header names are lower-case. */
+export interface InboundRequest {
+  method: string;
+  /** Path + query exactly as received. */
+  url: string;
+  headers: Readonly<Record<string, string | undefined>>;
+  query: URLSearchParams;
+  rawBody: Buffer;
+}
+
+/** What the edge answers. `reason` is a plain sentence for the caller (never PHI). */
+export interface EdgeResponse {
+  status: number;
+  body?: string;
+  contentType?: string;
+}
+
+export interface SourceParseContext {
+  channelId: string;
+  receivedAt: Date;
+}
+
+export interface SourceInstance {
+  /** Webhook path the channel serves (GET and POST). */
+  readonly path: string;
+  /** Largest accepted body; larger bodies get 413 before any work. */
+  readonly maxBodyBytes: number;
+  /** GET on the path, e.g. the WhatsApp verification handshake. */
+  handleGet(req: InboundRequest): EdgeResponse;
+  /**
+   * Checks the request's authenticity over the raw bytes (signature, token). Returns null when
+   * accepted, or the response to send (401/403) when not. Must be constant-time in secrets.
+   */
+  authenticate(req: InboundRequest): EdgeResponse | null;
+  /**
+   * Checks the decoded body is an event this source understands. Returns null, or a plain reason
+   * for a 400. Runs at the edge so that garbage is refused before it is stored.
+   */
+  checkEnvelope(body: unknown): string | null;
+  /** The answer after the event is stored and enqueued. */
+  readonly acceptedResponse: EdgeResponse;
+  /** Turns a stored raw event into canonical messages and statuses. Pure; never throws on odd input. */
+  parse(raw: Buffer, ctx: SourceParseContext): ParseResult;
+}
+
+export interface SourceConnector<Schema extends z.ZodObject = z.ZodObject> extends ConnectorSpec<Schema> {
+  create(config: z.infer<Schema>, ctx: { channelId: string }): SourceInstance;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Destinations
+// ---------------------------------------------------------------------------------------------
+
+export const retryPolicySchema = z
+  .object({
+    attempts: z.number().int().min(1).max(100).default(10).describe('Total attempts, the first included.'),
+    initial_delay_ms: z.number().int().min(0).default(1000).describe('Backoff before the second attempt; doubles each time (full jitter).'),
+    max_delay_ms: z.number().int().min(0).default(300_000).describe('Cap on any single backoff, Retry-After included.'),
+  })
+  .strict();
+export type RetryPolicy = z.infer<typeof retryPolicySchema>;
+
+/** Fields every destination has, whatever its kind. */
+export const destinationBaseShape = {
+  name: z
+    .string()
+    .regex(/^[a-z][a-z0-9_-]{0,62}$/, 'lower-case letters, digits, _ and -, starting with a letter')
+    .describe('Unique within the channel; names the delivery queue and dead-letter queue.'),
+  mapping: z.string().describe('Path of the JSONata mapping, relative to the channel file.'),
+  retry: retryPolicySchema.default({ attempts: 10, initial_delay_ms: 1000, max_delay_ms: 300_000 }),
+  concurrency: z.number().int().min(1).max(256).default(8).describe('Deliveries in flight at once, per worker process.'),
+};
+
+export interface DeliveryContext {
+  deliveryId: string;
+  messageId: string;
+  /** Attempt number, 1-based. */
+  attempt: number;
+  signal: AbortSignal;
+  logger: Logger;
+  /** The received time of the message, as the mapping clock. */
+  now: Date;
+}
+
+export interface DeliveryOutcome {
+  /** PHI-free facts about what the destination did: resource id, HTTP status, created or matched... */
+  detail: Record<string, string | number | boolean | null>;
+}
+
+export interface DestinationInstance {
+  readonly name: string;
+  readonly retry: RetryPolicy;
+  readonly concurrency: number;
+  /** The mapping in use, with its content hash as version. */
+  readonly mapping: CompiledMapping;
+  /** Maps and sends one message. Throws a SwitchboardError (or anything: classified as retryable INTERNAL). */
+  deliver(message: CanonicalMessage, ctx: DeliveryContext): Promise<DeliveryOutcome>;
+  /** Cheap reachability and auth check, used by readiness and `validate --environment`. */
+  healthcheck(signal: AbortSignal): Promise<void>;
+  close(): Promise<void>;
+}
+
+export interface DestinationCreateContext {
+  channelId: string;
+  logger: Logger;
+  mapping: CompiledMapping;
+}
+
+export interface DestinationConnector<Schema extends z.ZodObject = z.ZodObject> extends ConnectorSpec<Schema> {
+  create(config: z.infer<Schema>, ctx: DestinationCreateContext): DestinationInstance;
+}

@@ -1,0 +1,123 @@
+/**
+ * Typed errors with stable codes. Whether a failure is worth retrying is decided here and
+ * nowhere else: `classify()` is the single place that turns any thrown value into a verdict.
+ *
+ * Codes are part of the public interface (admin API, dead-letter entries, logs): never rename
+ * one; add new ones. `errorCatalogue` documents each and a test checks the README lists them.
+ */
+
+export type Disposition = 'retryable' | 'permanent';
+
+export const errorCatalogue = {
+  CONFIG_INVALID: { disposition: 'permanent', summary: 'A channel or mapping file is invalid.' },
+  CONFIG_ENV_MISSING: { disposition: 'permanent', summary: 'A channel file references an unset environment variable.' },
+  MAPPING_COMPILE: { disposition: 'permanent', summary: 'A JSONata mapping does not compile.' },
+  MAPPING_EVALUATE: { disposition: 'permanent', summary: 'A JSONata mapping threw while evaluating a message.' },
+  MAPPING_TIMEOUT: { disposition: 'permanent', summary: 'A JSONata mapping ran longer than its time budget.' },
+  MAPPING_OUTPUT_INVALID: { disposition: 'permanent', summary: 'A mapping produced output that is not a valid resource.' },
+  PATIENT_UNMATCHED: { disposition: 'permanent', summary: 'No Patient matched the sender and the channel requires one.' },
+  PATIENT_AMBIGUOUS: { disposition: 'permanent', summary: 'Several Patients matched the sender and the channel requires exactly one.' },
+  FHIR_NETWORK: { disposition: 'retryable', summary: 'The FHIR server could not be reached (connection refused, reset, DNS).' },
+  FHIR_TIMEOUT: { disposition: 'retryable', summary: 'The FHIR server did not answer within the request timeout.' },
+  FHIR_HTTP_RETRYABLE: { disposition: 'retryable', summary: 'The FHIR server answered 408, 425, 429, 500, 502, 503 or 504.' },
+  FHIR_HTTP_PERMANENT: { disposition: 'permanent', summary: 'The FHIR server rejected the request (400, 403, 404, 405, 410, 422, ...).' },
+  FHIR_AUTH: { disposition: 'retryable', summary: 'The FHIR server answered 401; credentials are refreshed and the request retried.' },
+  FHIR_MULTIPLE_MATCHES: { disposition: 'permanent', summary: 'Conditional create matched several resources (412): duplicates already exist.' },
+  FHIR_RESPONSE_INVALID: { disposition: 'retryable', summary: 'The FHIR server answered 2xx with a body that is not the expected resource.' },
+  SOURCE_PARSE: { disposition: 'permanent', summary: 'A stored inbound event could not be parsed into canonical messages.' },
+  STORE_UNAVAILABLE: { disposition: 'retryable', summary: 'The message store (PostgreSQL) is unavailable.' },
+  QUEUE_UNAVAILABLE: { disposition: 'retryable', summary: 'The queue backend is unavailable.' },
+  DELIVERY_NOT_FOUND: { disposition: 'permanent', summary: 'A delivery job refers to a delivery the store does not have.' },
+  INTERNAL: { disposition: 'retryable', summary: 'An unexpected error; retried in case it was transient.' },
+} as const satisfies Record<string, { disposition: Disposition; summary: string }>;
+
+export type ErrorCode = keyof typeof errorCatalogue;
+
+export interface SwitchboardErrorOptions {
+  /** Overrides the catalogue disposition (e.g. a 409 race that is worth one retry). */
+  disposition?: Disposition;
+  /** Server-requested delay (Retry-After), in milliseconds. */
+  retryAfterMs?: number;
+  /** Structured, PHI-free details for the dead-letter entry (status code, OperationOutcome issue codes...). */
+  details?: Record<string, unknown>;
+  cause?: unknown;
+}
+
+export class SwitchboardError extends Error {
+  readonly code: ErrorCode;
+  readonly disposition: Disposition;
+  readonly retryAfterMs: number | undefined;
+  readonly details: Record<string, unknown>;
+
+  constructor(code: ErrorCode, message: string, options: SwitchboardErrorOptions = {}) {
+    super(message, options.cause === undefined ? undefined : { cause: options.cause });
+    this.name = 'SwitchboardError';
+    this.code = code;
+    this.disposition = options.disposition ?? errorCatalogue[code].disposition;
+    this.retryAfterMs = options.retryAfterMs;
+    this.details = options.details ?? {};
+  }
+}
+
+/** A position in a file, 1-based, for errors an analyst can fix. */
+export interface SourcePosition {
+  file: string;
+  line: number;
+  column: number;
+}
+
+/** One problem in a channel or mapping file; printed as `file:line:column: message`. */
+export interface ConfigIssue extends SourcePosition {
+  message: string;
+}
+
+export class ConfigError extends SwitchboardError {
+  readonly issues: ConfigIssue[];
+  constructor(issues: ConfigIssue[], code: ErrorCode = 'CONFIG_INVALID') {
+    super(code, issues.map(formatIssue).join('\n'));
+    this.name = 'ConfigError';
+    this.issues = issues;
+  }
+}
+
+export function formatIssue(issue: ConfigIssue): string {
+  return `${issue.file}:${issue.line}:${issue.column}: ${issue.message}`;
+}
+
+export interface Classification {
+  code: ErrorCode;
+  disposition: Disposition;
+  message: string;
+  retryAfterMs?: number;
+  details: Record<string, unknown>;
+}
+
+/** The one place that decides retryable vs permanent for anything a pipeline step throws. */
+export function classify(err: unknown): Classification {
+  if (err instanceof SwitchboardError) {
+    const out: Classification = {
+      code: err.code,
+      disposition: err.disposition,
+      message: err.message,
+      details: err.details,
+    };
+    if (err.retryAfterMs !== undefined) out.retryAfterMs = err.retryAfterMs;
+    return out;
+  }
+  const message = err instanceof Error ? err.message : String(err);
+  return { code: 'INTERNAL', disposition: 'retryable', message, details: {} };
+}
+
+/**
+ * Parses an HTTP Retry-After header (delta-seconds or an HTTP-date) into milliseconds,
+ * capped so a hostile or broken server cannot park a delivery for days.
+ */
+export function parseRetryAfter(value: string | null | undefined, now = Date.now(), capMs = 3_600_000): number | undefined {
+  if (value === null || value === undefined) return undefined;
+  const trimmed = value.trim();
+  if (trimmed === '') return undefined;
+  if (/^\d+$/.test(trimmed)) return Math.min(Number(trimmed) * 1000, capMs);
+  const at = Date.parse(trimmed);
+  if (Number.isNaN(at)) return undefined;
+  return Math.min(Math.max(at - now, 0), capMs);
+}
