@@ -113,6 +113,8 @@ export const canonicalMessageSchema = z.object({
       /** WhatsApp Flows: the flow name and its parsed `response_json`. */
       flow_name: z.string().optional(),
       response: z.record(z.string(), z.unknown()).optional(),
+      /** The flow response exactly as sent, kept only when it is not a JSON object (so `response` is absent). */
+      response_raw: z.string().optional(),
     })
     .optional(),
   reaction: z
@@ -143,6 +145,8 @@ export const canonicalMessageSchema = z.object({
       /** user_changed_number: the new platform id, when given. */
       new_platform_id: z.string().optional(),
       new_user_id: z.string().optional(),
+      /** The platform user id the sender had before the change, when the source reports it. */
+      previous_user_id: z.string().optional(),
     })
     .optional(),
   /** edit: the message it replaces (with its new content in `text`/`media`). revoke: the deleted one. */

@@ -1,0 +1,85 @@
+/**
+ * `npm run sample`: sends one signed sample WhatsApp message to a running gateway, waits for its
+ * delivery and prints the FHIR Communication it became. Uses the same defaults as `npm start`.
+ */
+import { createHmac, randomBytes } from 'node:crypto';
+import { existsSync, readFileSync } from 'node:fs';
+import path from 'node:path';
+import { devDefaults } from '../src/config/env.js';
+
+const port = process.env['PORT'] ?? '8080';
+const base = process.env['SWITCHBOARD_URL'] ?? `http://127.0.0.1:${port}`;
+const secret = process.env['WHATSAPP_APP_SECRET'] || devDefaults.WHATSAPP_APP_SECRET;
+const channel = process.env['CHANNEL'] ?? 'whatsapp-to-ehr';
+const tokenFile = path.resolve(process.env['DATA_DIR'] ?? '.data', 'admin-token');
+const adminToken = process.env['ADMIN_TOKEN'] ?? (existsSync(tokenFile) ? readFileSync(tokenFile, 'utf8').trim() : undefined);
+const text = process.argv.slice(2).join(' ') || 'Hello, can I move my appointment on Friday to next week? Merci 🙏';
+
+const wamid = `wamid.SAMPLE${randomBytes(12).toString('hex').toUpperCase()}`;
+const payload = {
+  object: 'whatsapp_business_account',
+  entry: [
+    {
+      id: '102290129340398',
+      changes: [
+        {
+          field: 'messages',
+          value: {
+            messaging_product: 'whatsapp',
+            metadata: { display_phone_number: '15550783881', phone_number_id: '106540352242922' },
+            contacts: [{ profile: { name: 'Jane Demo' }, wa_id: '15551234567' }],
+            messages: [{ from: '15551234567', id: wamid, timestamp: String(Math.floor(Date.now() / 1000)), type: 'text', text: { body: text } }],
+          },
+        },
+      ],
+    },
+  ],
+};
+// Meta escapes non-ASCII as \uXXXX and signs that form; do the same so the sample is realistic.
+const body = JSON.stringify(payload).replace(/[\u007f-\uffff]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
+const signature = `sha256=${createHmac('sha256', secret).update(body).digest('hex')}`;
+
+async function main(): Promise<void> {
+  const res = await fetch(`${base}/webhooks/${channel}`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', 'x-hub-signature-256': signature },
+    body,
+  }).catch((err: unknown) => {
+    throw new Error(`cannot reach the gateway at ${base} (${(err as Error).message}); is \`npm start\` running?`);
+  });
+  console.log(`POST /webhooks/${channel} -> ${res.status} ${await res.text()}`);
+  if (!res.ok) process.exit(1);
+  if (!adminToken) {
+    console.log('Set ADMIN_TOKEN (or run from the directory with .data/admin-token) to see the delivery.');
+    return;
+  }
+  const deadline = Date.now() + 20_000;
+  while (Date.now() < deadline) {
+    const r = await fetch(`${base}/admin/messages?channel=${encodeURIComponent(channel)}&source_id=${encodeURIComponent(wamid)}`, {
+      headers: { authorization: `Bearer ${adminToken}` },
+    });
+    if (r.ok) {
+      const m = (await r.json()) as { deliveries: { destination: string; state: string; outcome: Record<string, unknown> | null; lastErrorCode: string | null }[] };
+      const done = m.deliveries.filter((d) => d.state !== 'pending');
+      if (m.deliveries.length > 0 && done.length === m.deliveries.length) {
+        for (const d of m.deliveries) {
+          console.log(`delivery to ${d.destination}: ${d.state}${d.lastErrorCode ? ` (${d.lastErrorCode})` : ''}`);
+          const location = d.outcome?.['location'];
+          if (typeof location === 'string') {
+            const fhir = await fetch(location.replace(/\/_history\/[^/]+$/, ''), { headers: { accept: 'application/fhir+json' } });
+            console.log(JSON.stringify(await fhir.json(), null, 2));
+          }
+        }
+        return;
+      }
+    }
+    await new Promise((r2) => setTimeout(r2, 250));
+  }
+  console.log('the message is still being delivered; check GET /admin/messages');
+  process.exit(1);
+}
+
+main().catch((err: unknown) => {
+  console.error(`sample: ${(err as Error).message}`);
+  process.exit(1);
+});

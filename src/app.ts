@@ -1,0 +1,215 @@
+/**
+ * The composition root: the one place that creates the store, queues, channels, workers and the
+ * HTTP edge, and the one place that stops them in reverse order.
+ */
+import { randomBytes } from 'node:crypto';
+import { existsSync } from 'node:fs';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import Router from '@koa/router';
+import pg from 'pg';
+import { loadChannelDirectory } from './channels/load-channel.js';
+import { buildRuntimeChannel } from './channels/build-channel.js';
+import type { ConnectorRegistry } from './channels/channel-schema.js';
+import type { Logger } from './core/logger.js';
+import { createAdminRouter } from './http/admin-routes.js';
+import { startHttpServer, type RunningHttpServer } from './http/http-server.js';
+import { mountWebhook } from './http/webhook-route.js';
+import { Pipeline } from './pipeline/pipeline.js';
+import type { RuntimeChannel } from './pipeline/runtime-channel.js';
+import { createPostgresQueueBackend, createRedisBackend, type QueueBackend } from './queue/queue-backend.js';
+import { startFhirSandbox } from './sandbox/fhir-sandbox.js';
+import { startEmbeddedPostgres, type EmbeddedDatabase } from './store/embedded-postgres.js';
+import { MessageStore } from './store/message-store.js';
+import { runMigrations } from './store/migrations.js';
+import { createPlaintextCodec } from './store/payload-codec.js';
+
+export type Role = 'all' | 'http' | 'worker';
+
+export interface SwitchboardOptions {
+  role: Role;
+  port: number;
+  host: string;
+  dataDir: string;
+  channelsDir: string;
+  /** Unset: embedded PostgreSQL under dataDir. */
+  databaseUrl?: string | undefined;
+  /** Unset: BullMQ's PostgreSQL backend on the store's database. */
+  redisUrl?: string | undefined;
+  queuePrefix: string;
+  /** Environment for `${VAR}` interpolation in channel files (FHIR_BASE_URL is filled in when the sandbox runs). */
+  env: Record<string, string | undefined>;
+  /** Unset: the FHIR sandbox is started and FHIR_BASE_URL points at it. */
+  fhirBaseUrl?: string | undefined;
+  fhirSandboxPort: number;
+  /** Unset: generated once and kept in dataDir/admin-token. */
+  adminToken?: string | undefined;
+  registry: ConnectorRegistry;
+  logger: Logger;
+  shutdownTimeoutMs: number;
+  /** Outbox sweep: grace before re-enqueueing, and period. */
+  outboxGraceMs?: number;
+  sweepIntervalMs?: number;
+}
+
+export interface StartedSwitchboard {
+  port: number | undefined;
+  adminToken: string;
+  adminTokenGenerated: boolean;
+  fhirBaseUrl: string | undefined;
+  fhirSandbox: boolean;
+  database: 'embedded' | 'external';
+  queues: string;
+  channels: readonly RuntimeChannel[];
+}
+
+export interface Switchboard {
+  start(): Promise<StartedSwitchboard>;
+  stop(): Promise<void>;
+  /** For tests and the fault suite: the store and pipeline of a started instance. */
+  readonly internals: { store: MessageStore | undefined; pipeline: Pipeline | undefined };
+}
+
+async function adminTokenFrom(dataDir: string): Promise<{ token: string; generated: boolean }> {
+  const file = path.resolve(dataDir, 'admin-token');
+  if (existsSync(file)) return { token: (await readFile(file, 'utf8')).trim(), generated: false };
+  await mkdir(path.resolve(dataDir), { recursive: true });
+  const token = randomBytes(24).toString('base64url');
+  await writeFile(file, `${token}\n`, { mode: 0o600 });
+  return { token, generated: true };
+}
+
+export function createSwitchboard(o: SwitchboardOptions): Switchboard {
+  const stops: (() => Promise<void>)[] = [];
+  const internals: Switchboard['internals'] = { store: undefined, pipeline: undefined };
+  const log = o.logger;
+
+  async function start(): Promise<StartedSwitchboard> {
+    // 1. Database: external or embedded, then migrations.
+    let databaseUrl = o.databaseUrl;
+    let embedded: EmbeddedDatabase | undefined;
+    if (databaseUrl === undefined) {
+      embedded = await startEmbeddedPostgres(o.dataDir, log);
+      stops.push(() => embedded!.stop());
+      databaseUrl = embedded.url;
+    }
+    const pool = new pg.Pool({ connectionString: databaseUrl, max: 20, connectionTimeoutMillis: 5000 });
+    pool.on('error', (err) => log.warn({ err: { message: err.message } }, 'idle database connection error'));
+    stops.push(() => pool.end());
+    const applied = await runMigrations(pool);
+    if (applied.length > 0) log.info({ applied }, 'database migrations applied');
+    const store = new MessageStore(pool, createPlaintextCodec());
+    internals.store = store;
+
+    // 2. FHIR: an external server, or the in-process sandbox.
+    const env = { ...o.env };
+    let fhirBaseUrl = o.fhirBaseUrl;
+    let sandbox = false;
+    if (fhirBaseUrl === undefined) {
+      const fhir = await startFhirSandbox({ port: o.fhirSandboxPort, seed: true, logger: log.child({ component: 'fhir-sandbox' }) });
+      stops.push(() => fhir.close());
+      fhirBaseUrl = fhir.baseUrl;
+      sandbox = true;
+    }
+    env['FHIR_BASE_URL'] = fhirBaseUrl;
+
+    // 3. Channels: refuse to start on any invalid file (the error lists every problem).
+    const loaded = await loadChannelDirectory(o.channelsDir, { registry: o.registry, env });
+    const channels: RuntimeChannel[] = [];
+    for (const l of loaded) channels.push(await buildRuntimeChannel(l, o.registry, log));
+    stops.push(async () => {
+      await Promise.allSettled(channels.flatMap((c) => c.destinations.map((d) => d.close())));
+    });
+
+    // 4. Queues.
+    const backend: QueueBackend = o.redisUrl
+      ? createRedisBackend(o.redisUrl, { prefix: o.queuePrefix, logger: log })
+      : createPostgresQueueBackend(databaseUrl, { schema: 'bullmq', logger: log });
+    stops.push(() => backend.close());
+    const pipeline = new Pipeline({
+      backend,
+      store,
+      logger: log,
+      channels: () => channels,
+      ...(o.outboxGraceMs !== undefined && { outboxGraceMs: o.outboxGraceMs }),
+      ...(o.sweepIntervalMs !== undefined && { sweepIntervalMs: o.sweepIntervalMs }),
+    });
+    internals.pipeline = pipeline;
+    stops.push(() => pipeline.stop(o.shutdownTimeoutMs));
+
+    const runsWorkers = o.role !== 'http';
+    if (runsWorkers) {
+      pipeline.startWorkers();
+      await pipeline.sweep();
+      pipeline.startSweeper();
+    }
+
+    // 5. HTTP edge.
+    const token = o.adminToken ? { token: o.adminToken, generated: false } : await adminTokenFrom(o.dataDir);
+    let http: RunningHttpServer | undefined;
+    if (o.role !== 'worker') {
+      const webhooks = new Router();
+      for (const c of channels) {
+        mountWebhook(webhooks, c.id, c.source.path, {
+          store,
+          logger: log,
+          channel: (id) => channels.find((x) => x.id === id),
+          enqueueIngest: (id) => pipeline.enqueueIngest(id),
+        });
+      }
+      const admin = createAdminRouter({
+        store,
+        adminToken: token.token,
+        channels: () => channels,
+        enqueueDeliveries: (channelId, pending) => pipeline.enqueueDeliveries(channelId, pending),
+        queueCounts: () => pipeline.counts(),
+      });
+      http = await startHttpServer({
+        port: o.port,
+        host: o.host,
+        logger: log,
+        routers: [webhooks, admin],
+        readiness: [
+          { name: 'store', check: () => store.ping() },
+          { name: 'queues', check: () => backend.ping() },
+          ...(runsWorkers
+            ? [
+                {
+                  name: 'workers',
+                  check: async () => {
+                    if (!pipeline.workersRunning()) throw new Error('workers are not running');
+                  },
+                },
+              ]
+            : []),
+        ],
+      });
+      const server = http;
+      // The HTTP edge stops first so no new work arrives while workers drain.
+      stops.push(() => server.close());
+    }
+    return {
+      port: http?.port,
+      adminToken: token.token,
+      adminTokenGenerated: token.generated,
+      fhirBaseUrl,
+      fhirSandbox: sandbox,
+      database: embedded ? 'embedded' : 'external',
+      queues: backend.description,
+      channels,
+    };
+  }
+
+  async function stop(): Promise<void> {
+    while (stops.length > 0) {
+      const s = stops.pop()!;
+      try {
+        await s();
+      } catch (err) {
+        log.warn({ err: { message: (err as Error).message } }, 'error while stopping');
+      }
+    }
+  }
+
+  return { start, stop, internals };
+}

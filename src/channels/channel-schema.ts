@@ -1,0 +1,137 @@
+/**
+ * The channel file schema, built from the connector registry: one strict zod object whose
+ * `source` and `destinations[]` are discriminated unions on `kind` over the registered
+ * connectors' own config schemas. The same schema parses channel files, types them, and is
+ * exported as JSON Schema for editors (`channelJsonSchema`).
+ */
+import { z } from 'zod';
+import type { DestinationConnector, RetryPolicy, SourceConnector } from '../connectors/types.js';
+
+/** The connectors a channel file may name, listed explicitly (nothing registers itself on import). */
+export type ConnectorRegistry = {
+  sources: readonly SourceConnector[];
+  destinations: readonly DestinationConnector[];
+};
+
+/** Channel ids name queues and appear in URLs and logs. */
+export const CHANNEL_ID_PATTERN = /^[a-z][a-z0-9-]{0,62}$/;
+export const CHANNEL_ID_RULE = 'lower-case letters, digits and -, starting with a letter, at most 63 characters';
+
+/** A source config after parsing: the registered connector's own output type, discriminated by `kind`. */
+export interface SourceConfig {
+  kind: string;
+  [key: string]: unknown;
+}
+
+/** A destination config after parsing: `destinationBaseShape` fields plus the connector's own. */
+export interface DestinationConfig {
+  kind: string;
+  name: string;
+  mapping: string;
+  retry: RetryPolicy;
+  concurrency: number;
+  [key: string]: unknown;
+}
+
+function uniqueDestinationNames(destinations: readonly unknown[], ctx: z.RefinementCtx<readonly unknown[]>): void {
+  const firstIndex = new Map<string, number>();
+  destinations.forEach((destination, index) => {
+    if (typeof destination !== 'object' || destination === null) return;
+    const name = (destination as { name?: unknown }).name;
+    if (typeof name !== 'string') return;
+    const first = firstIndex.get(name);
+    if (first === undefined) {
+      firstIndex.set(name, index);
+      return;
+    }
+    ctx.addIssue({
+      code: 'custom',
+      path: [index, 'name'],
+      input: name,
+      message: `destination name "${name}" is already used by destinations[${first}]; give each destination of a channel its own name`,
+    });
+  });
+}
+
+function channelObject(source: z.ZodType<SourceConfig>, destination: z.ZodType<DestinationConfig>) {
+  return z
+    .object({
+      id: z
+        .string()
+        .regex(CHANNEL_ID_PATTERN, CHANNEL_ID_RULE)
+        .optional()
+        .describe('Unique channel id; names its queues. Defaults to the file name without .yaml.'),
+      description: z.string().optional().describe('What this channel is for, in a sentence.'),
+      source,
+      filter: z
+        .string()
+        .min(1)
+        .optional()
+        .describe(
+          'JSONata expression evaluated on the canonical message; when it is falsy the message is not delivered to any destination.',
+        ),
+      destinations: z
+        .array(destination)
+        .min(1, 'a channel needs at least one destination')
+        // Runs even when some destination is invalid, so that every problem is reported at once.
+        .superRefine(uniqueDestinationNames, { when: () => true })
+        .describe('Where messages go; each destination has its own mapping, retry policy and dead-letter queue.'),
+    })
+    .strict()
+    .describe('A Switchboard channel: one source, an optional filter, one or more destinations.');
+}
+
+export type ChannelSchema = ReturnType<typeof channelObject>;
+/** A channel file after validation (defaults applied). `id` is optional here; the loader fills it in. */
+export type ChannelConfig = z.output<ChannelSchema>;
+/** A channel file as written. */
+export type ChannelConfigInput = z.input<ChannelSchema>;
+
+type ObjectOptions = [z.ZodObject, ...z.ZodObject[]];
+
+/**
+ * Checks each connector's schema has `kind: z.literal(<kind>)` and that kinds are unique, and
+ * returns the schemas. These are programming errors in the registry, so they throw plain Errors.
+ */
+function connectorSchemas(role: 'source' | 'destination', connectors: readonly (SourceConnector | DestinationConnector)[]): ObjectOptions {
+  if (connectors.length === 0) throw new Error(`the connector registry has no ${role} connectors`);
+  const seen = new Set<string>();
+  const schemas = connectors.map((connector) => {
+    if (seen.has(connector.kind)) throw new Error(`${role} kind "${connector.kind}" is registered twice`);
+    seen.add(connector.kind);
+    const shape = connector.configSchema.shape;
+    const kind = shape['kind'];
+    if (!(kind instanceof z.ZodLiteral) || !kind.values.has(connector.kind) || kind.values.size !== 1) {
+      throw new Error(`${role} connector "${connector.kind}": configSchema must have kind: z.literal('${connector.kind}')`);
+    }
+    if (role === 'destination') {
+      for (const key of ['name', 'mapping', 'retry', 'concurrency']) {
+        if (!(key in shape)) throw new Error(`destination connector "${connector.kind}": configSchema must spread destinationBaseShape (no "${key}")`);
+      }
+    }
+    return connector.configSchema;
+  });
+  return schemas as ObjectOptions;
+}
+
+/** The strict channel schema for the connectors in `registry`. */
+export function buildChannelSchema(registry: ConnectorRegistry): ChannelSchema {
+  const sources = z.discriminatedUnion('kind', connectorSchemas('source', registry.sources));
+  const destinations = z.discriminatedUnion('kind', connectorSchemas('destination', registry.destinations));
+  // The unions output exactly what the connector schemas output; connectorSchemas() checked above
+  // that every option carries its literal `kind` (and, for destinations, the base shape).
+  return channelObject(sources as unknown as z.ZodType<SourceConfig>, destinations as unknown as z.ZodType<DestinationConfig>);
+}
+
+export type ChannelJsonSchema = z.core.JSONSchema.BaseSchema;
+
+/**
+ * JSON Schema (draft 2020-12) of channel files, for editor completion and validation. Input
+ * types: fields with defaults are optional. Refinements (unique destination names) and the
+ * `${VAR}` rules are not expressible here; `switchboard validate` checks those.
+ */
+export function channelJsonSchema(registry: ConnectorRegistry): ChannelJsonSchema {
+  const schema = z.toJSONSchema(buildChannelSchema(registry), { target: 'draft-2020-12', io: 'input', unrepresentable: 'any' });
+  const { $schema, ...rest } = schema;
+  return { $schema, title: 'Switchboard channel', ...rest };
+}

@@ -1,0 +1,83 @@
+/**
+ * Process configuration from environment variables, validated at start. The names are an
+ * interface other tooling relies on: never rename one.
+ */
+import { z } from 'zod';
+
+/** Development defaults that make `npm install && npm start` work with no configuration. */
+export const devDefaults = {
+  WHATSAPP_APP_SECRET: 'switchboard-dev-app-secret',
+  WHATSAPP_VERIFY_TOKEN: 'switchboard-dev-verify-token',
+} as const;
+
+const emptyAsUndefined = (v: unknown) => (typeof v === 'string' && v.trim() === '' ? undefined : v);
+const optionalString = z.preprocess(emptyAsUndefined, z.string().optional());
+const optionalUrl = (protocols: RegExp, what: string) =>
+  z.preprocess(
+    emptyAsUndefined,
+    z
+      .string()
+      .refine((v) => {
+        try {
+          return protocols.test(new URL(v).protocol);
+        } catch {
+          return false;
+        }
+      }, `must be a ${what} URL`)
+      .optional(),
+  );
+
+export const envSchema = z.object({
+  PORT: z.preprocess(emptyAsUndefined, z.coerce.number().int().min(0).max(65535).default(8080)),
+  HOST: optionalString,
+  DATA_DIR: z.preprocess(emptyAsUndefined, z.string().default('.data')),
+  DATABASE_URL: optionalUrl(/^postgres(ql)?:$/, 'postgres://'),
+  REDIS_URL: optionalUrl(/^rediss?:$/, 'redis:// or rediss://'),
+  QUEUE_PREFIX: z.preprocess(emptyAsUndefined, z.string().regex(/^[A-Za-z0-9_{}-]+$/, 'letters, digits, _, -, {}').default('switchboard')),
+  FHIR_BASE_URL: optionalUrl(/^https?:$/, 'http:// or https://'),
+  FHIR_SANDBOX_PORT: z.preprocess(emptyAsUndefined, z.coerce.number().int().min(0).max(65535).default(0)),
+  CHANNELS_DIR: z.preprocess(emptyAsUndefined, z.string().default('channels')),
+  ADMIN_TOKEN: z.preprocess(emptyAsUndefined, z.string().min(16, 'must be at least 16 characters').optional()),
+  LOG_LEVEL: z.preprocess(emptyAsUndefined, z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info')),
+  SWITCHBOARD_ROLE: z.preprocess(emptyAsUndefined, z.enum(['all', 'http', 'worker']).default('all')),
+  SWITCHBOARD_ENV: z.preprocess(emptyAsUndefined, z.enum(['development', 'production']).default('development')),
+  SHUTDOWN_TIMEOUT_MS: z.preprocess(emptyAsUndefined, z.coerce.number().int().min(0).default(10_000)),
+});
+export type EnvConfig = z.infer<typeof envSchema>;
+
+export class EnvError extends Error {
+  constructor(readonly problems: string[]) {
+    super(`invalid environment:\n${problems.map((p) => `  ${p}`).join('\n')}`);
+    this.name = 'EnvError';
+  }
+}
+
+export function parseEnv(env: Readonly<Record<string, string | undefined>>): EnvConfig {
+  const r = envSchema.safeParse(env);
+  if (!r.success) {
+    throw new EnvError(r.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`));
+  }
+  return r.data;
+}
+
+/**
+ * The environment channel files are interpolated from: the process environment, plus the
+ * development defaults when not in production. Returns which defaults were applied, so the
+ * start-up banner can say so loudly.
+ */
+export function effectiveEnv(
+  env: Readonly<Record<string, string | undefined>>,
+  mode: EnvConfig['SWITCHBOARD_ENV'],
+): { env: Record<string, string | undefined>; defaulted: string[] } {
+  const out: Record<string, string | undefined> = { ...env };
+  const defaulted: string[] = [];
+  if (mode !== 'production') {
+    for (const [k, v] of Object.entries(devDefaults)) {
+      if (out[k] === undefined || out[k] === '') {
+        out[k] = v;
+        defaulted.push(k);
+      }
+    }
+  }
+  return { env: out, defaulted };
+}

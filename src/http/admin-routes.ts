@@ -1,0 +1,198 @@
+/**
+ * A small admin API behind a bearer token: dead-letter list, inspect, replay, discard; message
+ * lookup by source id. Answers carry ids, states, codes and server responses, never message text.
+ */
+import { createHash, timingSafeEqual } from 'node:crypto';
+import Router from '@koa/router';
+import getRawBody from 'raw-body';
+import type { Context, Next } from 'koa';
+import { z } from 'zod';
+import type { MessageStore, PendingDelivery } from '../store/message-store.js';
+import type { RuntimeChannel } from '../pipeline/runtime-channel.js';
+import { errorBody } from './webhook-route.js';
+
+export interface AdminDeps {
+  store: MessageStore;
+  adminToken: string;
+  channels(): readonly RuntimeChannel[];
+  enqueueDeliveries(channelId: string, pending: readonly PendingDelivery[]): Promise<void>;
+  queueCounts(): Promise<Record<string, Record<string, number>>>;
+}
+
+const digest = (s: string) => createHash('sha256').update(s).digest();
+
+function bad(ctx: Context, status: number, code: string, message: string): void {
+  ctx.status = status;
+  ctx.type = 'application/json';
+  ctx.body = errorBody(code, message);
+}
+
+const listQuery = z
+  .object({
+    channel: z.string().optional(),
+    destination: z.string().optional(),
+    code: z.string().optional(),
+    since: z.iso.datetime({ offset: true }).optional(),
+    until: z.iso.datetime({ offset: true }).optional(),
+    limit: z.coerce.number().int().min(1).max(1000).optional(),
+    after_at: z.iso.datetime({ offset: true }).optional(),
+    after_id: z.uuid().optional(),
+  })
+  .strict();
+
+const bulkReplayBody = z
+  .object({
+    channel: z.string().optional(),
+    destination: z.string().optional(),
+    code: z.string().optional(),
+    max: z.number().int().min(1).max(100_000).default(1000),
+    reason: z.string().max(500).optional(),
+  })
+  .strict();
+
+const discardBody = z.object({ reason: z.string().min(1).max(500) }).strict();
+const replayBody = z.object({ reason: z.string().max(500).optional() }).strict();
+
+async function jsonBody<T>(ctx: Context, schema: z.ZodType<T>): Promise<T | undefined> {
+  let raw: string;
+  try {
+    raw = (await getRawBody(ctx.req, { limit: 64 * 1024, encoding: 'utf8' })) || '{}';
+  } catch {
+    bad(ctx, 413, 'BODY_TOO_LARGE', 'admin request bodies are limited to 64 KiB');
+    return undefined;
+  }
+  let value: unknown;
+  try {
+    value = JSON.parse(raw);
+  } catch {
+    bad(ctx, 400, 'BODY_NOT_JSON', 'the body is not valid JSON');
+    return undefined;
+  }
+  const parsed = schema.safeParse(value);
+  if (!parsed.success) {
+    bad(ctx, 400, 'BODY_INVALID', z.prettifyError(parsed.error));
+    return undefined;
+  }
+  return parsed.data;
+}
+
+export function createAdminRouter(deps: AdminDeps): Router {
+  const router = new Router({ prefix: '/admin' });
+  const expected = digest(deps.adminToken);
+
+  router.use(async (ctx: Context, next: Next) => {
+    const header = ctx.get('authorization');
+    const m = /^Bearer (.+)$/.exec(header);
+    if (!m?.[1]) {
+      ctx.set('WWW-Authenticate', 'Bearer realm="switchboard-admin"');
+      bad(ctx, 401, 'UNAUTHENTICATED', 'send Authorization: Bearer <ADMIN_TOKEN>');
+      return;
+    }
+    if (!timingSafeEqual(digest(m[1]), expected)) {
+      bad(ctx, 403, 'FORBIDDEN', 'the admin token is not valid');
+      return;
+    }
+    await next();
+  });
+
+  router.get('/channels', (ctx) => {
+    ctx.body = {
+      channels: deps.channels().map((c) => ({
+        id: c.id,
+        file: c.file,
+        source: { path: c.source.path },
+        destinations: c.destinations.map((d) => ({ name: d.name, mapping: d.mapping.file, mapping_version: d.mapping.version, retry: d.retry })),
+      })),
+    };
+  });
+
+  router.get('/queues', async (ctx) => {
+    ctx.body = { queues: await deps.queueCounts() };
+  });
+
+  router.get('/dead-letters', async (ctx) => {
+    const q = listQuery.safeParse(ctx.query);
+    if (!q.success) return bad(ctx, 400, 'QUERY_INVALID', z.prettifyError(q.error));
+    const f = q.data;
+    if ((f.after_at === undefined) !== (f.after_id === undefined)) return bad(ctx, 400, 'QUERY_INVALID', 'after_at and after_id go together');
+    const items = await deps.store.listDeadLetters({
+      ...(f.channel !== undefined && { channelId: f.channel }),
+      ...(f.destination !== undefined && { destination: f.destination }),
+      ...(f.code !== undefined && { errorCode: f.code }),
+      ...(f.since !== undefined && { since: new Date(f.since) }),
+      ...(f.until !== undefined && { until: new Date(f.until) }),
+      ...(f.limit !== undefined && { limit: f.limit }),
+      ...(f.after_at !== undefined && f.after_id !== undefined && { after: { at: new Date(f.after_at), id: f.after_id } }),
+    });
+    const last = items.at(-1);
+    ctx.body = {
+      items,
+      next: last && items.length === (f.limit ?? 100) ? { after_at: last.deadLetteredAt?.toISOString(), after_id: last.id } : null,
+    };
+  });
+
+  router.get('/deliveries/:id', async (ctx) => {
+    const id = z.uuid().safeParse(ctx.params['id']);
+    if (!id.success) return bad(ctx, 400, 'ID_INVALID', 'delivery ids are UUIDs');
+    const d = await deps.store.getDelivery(id.data);
+    if (!d) return bad(ctx, 404, 'NOT_FOUND', 'no such delivery');
+    ctx.body = d;
+  });
+
+  router.post('/dead-letters/:id/replay', async (ctx) => {
+    const id = z.uuid().safeParse(ctx.params['id']);
+    if (!id.success) return bad(ctx, 400, 'ID_INVALID', 'delivery ids are UUIDs');
+    const body = await jsonBody(ctx, replayBody);
+    if (!body) return;
+    const pending = await deps.store.requeue(id.data, 'admin-token', body.reason);
+    if (!pending) return bad(ctx, 409, 'NOT_DEAD_LETTERED', 'the delivery is not in the dead-letter queue');
+    await deps.enqueueDeliveries(pending.channelId, [pending]);
+    ctx.status = 202;
+    ctx.body = { replayed: 1, delivery_id: pending.deliveryId, generation: pending.generation };
+  });
+
+  router.post('/dead-letters/replay', async (ctx) => {
+    const body = await jsonBody(ctx, bulkReplayBody);
+    if (!body) return;
+    let replayed = 0;
+    while (replayed < body.max) {
+      // Requeued rows leave the dead-letter state, so each page starts from the top again.
+      const page = await deps.store.listDeadLetters({
+        ...(body.channel !== undefined && { channelId: body.channel }),
+        ...(body.destination !== undefined && { destination: body.destination }),
+        ...(body.code !== undefined && { errorCode: body.code }),
+        limit: Math.min(500, body.max - replayed),
+      });
+      if (page.length === 0) break;
+      for (const d of page) {
+        const pending = await deps.store.requeue(d.id, 'admin-token', body.reason);
+        if (pending) {
+          await deps.enqueueDeliveries(pending.channelId, [pending]);
+          replayed++;
+        }
+      }
+    }
+    ctx.status = 202;
+    ctx.body = { replayed };
+  });
+
+  router.post('/dead-letters/:id/discard', async (ctx) => {
+    const id = z.uuid().safeParse(ctx.params['id']);
+    if (!id.success) return bad(ctx, 400, 'ID_INVALID', 'delivery ids are UUIDs');
+    const body = await jsonBody(ctx, discardBody);
+    if (!body) return;
+    const ok = await deps.store.discard(id.data, 'admin-token', body.reason);
+    if (!ok) return bad(ctx, 409, 'NOT_DEAD_LETTERED', 'the delivery is not in the dead-letter queue');
+    ctx.body = { discarded: 1 };
+  });
+
+  router.get('/messages', async (ctx) => {
+    const q = z.object({ channel: z.string().min(1), source_id: z.string().min(1) }).strict().safeParse(ctx.query);
+    if (!q.success) return bad(ctx, 400, 'QUERY_INVALID', 'give channel and source_id');
+    const m = await deps.store.findMessage(q.data.channel, q.data.source_id);
+    if (!m) return bad(ctx, 404, 'NOT_FOUND', 'no message with that source id in that channel');
+    ctx.body = m;
+  });
+
+  return router;
+}

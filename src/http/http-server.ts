@@ -1,0 +1,88 @@
+/** The Koa application: health, readiness, channel webhooks and the admin API. */
+import http from 'node:http';
+import Koa from 'koa';
+import Router from '@koa/router';
+import type { Logger } from '../core/logger.js';
+import { errorBody } from './webhook-route.js';
+
+export interface ReadinessCheck {
+  name: string;
+  check(): Promise<void>;
+}
+
+export interface HttpServerOptions {
+  port: number;
+  host: string;
+  logger: Logger;
+  readiness: readonly ReadinessCheck[];
+  routers: readonly Router[];
+}
+
+export interface RunningHttpServer {
+  port: number;
+  close(): Promise<void>;
+}
+
+export function createHttpApp(o: Omit<HttpServerOptions, 'port' | 'host'>): Koa {
+  const app = new Koa();
+  app.proxy = true;
+  // Errors by position: the first middleware catches everything; internals are never exposed.
+  app.use(async (ctx, next) => {
+    try {
+      await next();
+      if (ctx.status === 404 && ctx.body === undefined) {
+        ctx.status = 404;
+        ctx.type = 'application/json';
+        ctx.body = errorBody('NOT_FOUND', `no route for ${ctx.method} ${ctx.path}`);
+      }
+    } catch (err) {
+      o.logger.error({ path: ctx.path, err: { message: (err as Error).message, stack: (err as Error).stack } }, 'unhandled error in HTTP handler');
+      ctx.status = 500;
+      ctx.type = 'application/json';
+      ctx.body = errorBody('INTERNAL', 'internal error');
+    }
+  });
+  const base = new Router();
+  base.get('/healthz', (ctx) => {
+    ctx.body = { status: 'ok' };
+  });
+  base.get('/readyz', async (ctx) => {
+    const results = await Promise.all(
+      o.readiness.map(async (r) => {
+        try {
+          await Promise.race([r.check(), new Promise((_, rej) => setTimeout(() => rej(new Error('timed out')), 2000).unref())]);
+          return [r.name, 'ok'] as const;
+        } catch (err) {
+          return [r.name, (err as Error).message || 'failed'] as const;
+        }
+      }),
+    );
+    const ready = results.every(([, s]) => s === 'ok');
+    ctx.status = ready ? 200 : 503;
+    ctx.body = { status: ready ? 'ready' : 'not ready', checks: Object.fromEntries(results) };
+  });
+  app.use(base.routes()).use(base.allowedMethods());
+  for (const r of o.routers) app.use(r.routes()).use(r.allowedMethods());
+  return app;
+}
+
+export async function startHttpServer(o: HttpServerOptions): Promise<RunningHttpServer> {
+  const app = createHttpApp(o);
+  const server = http.createServer(app.callback());
+  server.keepAliveTimeout = 65_000;
+  server.requestTimeout = 30_000;
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(o.port, o.host, () => resolve());
+  });
+  const addr = server.address();
+  const port = typeof addr === 'object' && addr ? addr.port : o.port;
+  return {
+    port,
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        server.closeIdleConnections();
+      }),
+  };
+}

@@ -1,0 +1,117 @@
+/**
+ * The webhook edge for one channel. A POST is answered 2xx only after its raw bytes are committed
+ * to the store and its ingest job is enqueued; anything else gets a 4xx with a reason (the sender
+ * has a bug) or a 503 (we are in trouble; the sender retries and nothing is lost).
+ */
+import type Router from '@koa/router';
+import getRawBody from 'raw-body';
+import type { Context } from 'koa';
+import type { Logger } from '../core/logger.js';
+import type { InboundRequest, EdgeResponse } from '../connectors/types.js';
+import type { MessageStore } from '../store/message-store.js';
+import type { RuntimeChannel } from '../pipeline/runtime-channel.js';
+import { isStoreUnavailable } from '../pipeline/store-errors.js';
+
+export interface WebhookDeps {
+  store: MessageStore;
+  enqueueIngest(eventId: string): Promise<void>;
+  logger: Logger;
+  /** The live channel for an id (hot reload can swap it). */
+  channel(id: string): RuntimeChannel | undefined;
+}
+
+function send(ctx: Context, r: EdgeResponse): void {
+  ctx.status = r.status;
+  if (r.body !== undefined) {
+    ctx.type = r.contentType ?? (r.body.startsWith('{') ? 'application/json' : 'text/plain');
+    ctx.body = r.body;
+  } else {
+    ctx.body = null;
+  }
+}
+
+export function errorBody(code: string, message: string): string {
+  return JSON.stringify({ error: { code, message } });
+}
+
+function toInbound(ctx: Context, rawBody: Buffer): InboundRequest {
+  const headers: Record<string, string | undefined> = {};
+  for (const [k, v] of Object.entries(ctx.headers)) headers[k.toLowerCase()] = Array.isArray(v) ? v.join(', ') : v;
+  return { method: ctx.method, url: ctx.url, headers, query: new URLSearchParams(ctx.querystring), rawBody };
+}
+
+export function mountWebhook(router: Router, channelId: string, path: string, deps: WebhookDeps): void {
+  const live = (ctx: Context): RuntimeChannel | undefined => {
+    const ch = deps.channel(channelId);
+    if (!ch) send(ctx, { status: 404, body: errorBody('CHANNEL_NOT_LOADED', `channel ${channelId} is not loaded`) });
+    return ch;
+  };
+
+  router.get(path, (ctx) => {
+    const ch = live(ctx);
+    if (ch) send(ctx, ch.source.handleGet(toInbound(ctx, Buffer.alloc(0))));
+  });
+
+  router.post(path, async (ctx) => {
+    const ch = live(ctx);
+    if (!ch) return;
+    const limit = ch.source.maxBodyBytes;
+    const declared = Number(ctx.get('content-length') || NaN);
+    if (Number.isFinite(declared) && declared > limit) {
+      send(ctx, { status: 413, body: errorBody('BODY_TOO_LARGE', `body of ${declared} bytes exceeds the ${limit}-byte limit`) });
+      return;
+    }
+    let raw: Buffer;
+    try {
+      raw = await getRawBody(ctx.req, { limit, length: Number.isFinite(declared) ? declared : undefined });
+    } catch (err) {
+      const e = err as { type?: string; status?: number };
+      if (e.type === 'entity.too.large') {
+        send(ctx, { status: 413, body: errorBody('BODY_TOO_LARGE', `body exceeds the ${limit}-byte limit`) });
+      } else {
+        send(ctx, { status: 400, body: errorBody('BODY_UNREADABLE', 'the request body could not be read completely') });
+      }
+      return;
+    }
+    const req = toInbound(ctx, raw);
+    const rejected = ch.source.authenticate(req);
+    if (rejected) {
+      deps.logger.warn({ channel: channelId, status: rejected.status }, 'webhook rejected: authentication failed');
+      send(ctx, rejected);
+      return;
+    }
+    let body: unknown;
+    try {
+      body = JSON.parse(raw.toString('utf8'));
+    } catch {
+      send(ctx, { status: 400, body: errorBody('BODY_NOT_JSON', 'the body is not valid JSON') });
+      return;
+    }
+    const envelopeProblem = ch.source.checkEnvelope(body);
+    if (envelopeProblem !== null) {
+      send(ctx, { status: 400, body: errorBody('BODY_NOT_EVENT', envelopeProblem) });
+      return;
+    }
+    let eventId: string;
+    try {
+      eventId = await deps.store.recordInboundEvent({ channelId, receivedAt: new Date(), contentType: ctx.get('content-type') || undefined, raw });
+    } catch (err) {
+      deps.logger.error({ channel: channelId, storeDown: isStoreUnavailable(err), err: { message: (err as Error).message } }, 'could not store inbound event');
+      ctx.set('Retry-After', '5');
+      send(ctx, { status: 503, body: errorBody('STORE_UNAVAILABLE', 'the message store is unavailable; retry later') });
+      return;
+    }
+    try {
+      await deps.enqueueIngest(eventId);
+    } catch (err) {
+      // Stored but not enqueued: the outbox sweeper will enqueue it. We still answer 503 so that
+      // a sender that retries does so; the duplicate is deduplicated at ingest.
+      deps.logger.error({ channel: channelId, eventId, err: { message: (err as Error).message } }, 'could not enqueue inbound event; left in the outbox');
+      ctx.set('Retry-After', '5');
+      send(ctx, { status: 503, body: errorBody('QUEUE_UNAVAILABLE', 'the queue is unavailable; retry later') });
+      return;
+    }
+    ctx.set('X-Switchboard-Event-Id', eventId);
+    send(ctx, ch.source.acceptedResponse);
+  });
+}

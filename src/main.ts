@@ -1,0 +1,92 @@
+/**
+ * Entry point: `npm start`. Reads the environment, starts every part (embedded ones where nothing
+ * is configured), prints where things are, and stops cleanly on SIGTERM/SIGINT.
+ */
+import { createSwitchboard } from './app.js';
+import { ConfigError } from './core/errors.js';
+import { createLogger } from './core/logger.js';
+import { createConnectorRegistry } from './connectors/registry.js';
+import { EnvError, effectiveEnv, parseEnv } from './config/env.js';
+
+async function main(): Promise<void> {
+  let cfg;
+  try {
+    cfg = parseEnv(process.env);
+  } catch (err) {
+    process.stderr.write(`switchboard: ${(err as Error).message}\n`);
+    process.exit(2);
+  }
+  const logger = createLogger({ level: cfg.LOG_LEVEL });
+  const { env, defaulted } = effectiveEnv(process.env, cfg.SWITCHBOARD_ENV);
+  const host = cfg.HOST ?? (defaulted.length > 0 ? '127.0.0.1' : '0.0.0.0');
+  const app = createSwitchboard({
+    role: cfg.SWITCHBOARD_ROLE,
+    port: cfg.PORT,
+    host,
+    dataDir: cfg.DATA_DIR,
+    channelsDir: cfg.CHANNELS_DIR,
+    databaseUrl: cfg.DATABASE_URL,
+    redisUrl: cfg.REDIS_URL,
+    queuePrefix: cfg.QUEUE_PREFIX,
+    env,
+    fhirBaseUrl: cfg.FHIR_BASE_URL,
+    fhirSandboxPort: cfg.FHIR_SANDBOX_PORT,
+    adminToken: cfg.ADMIN_TOKEN,
+    registry: createConnectorRegistry(),
+    logger,
+    shutdownTimeoutMs: cfg.SHUTDOWN_TIMEOUT_MS,
+  });
+
+  let stopping = false;
+  const shutdown = (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    logger.info({ signal }, 'shutting down: draining in-flight work');
+    app.stop().then(
+      () => process.exit(0),
+      () => process.exit(1),
+    );
+  };
+  process.on('SIGTERM', () => shutdown('SIGTERM'));
+  process.on('SIGINT', () => shutdown('SIGINT'));
+
+  let started;
+  try {
+    started = await app.start();
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      process.stderr.write(`switchboard: refusing to start: invalid channel configuration\n${err.message}\n`);
+    } else if (err instanceof EnvError) {
+      process.stderr.write(`switchboard: ${err.message}\n`);
+    } else {
+      process.stderr.write(`switchboard: failed to start: ${(err as Error).stack ?? String(err)}\n`);
+    }
+    await app.stop().catch(() => undefined);
+    process.exit(1);
+  }
+
+  const lines: string[] = ['', 'Switchboard is running.'];
+  if (started.port !== undefined) {
+    const base = `http://${host === '0.0.0.0' ? '127.0.0.1' : host}:${started.port}`;
+    for (const c of started.channels) lines.push(`  webhook  ${c.id}: ${base}${c.source.path}  (GET verify, POST events)`);
+    lines.push(`  health   ${base}/healthz   ready: ${base}/readyz`);
+    lines.push(`  admin    ${base}/admin/dead-letters  (Authorization: Bearer <ADMIN_TOKEN>)`);
+  } else {
+    lines.push('  role: worker (no HTTP server)');
+  }
+  lines.push(`  store    ${started.database === 'embedded' ? `embedded PostgreSQL under ${cfg.DATA_DIR}` : 'DATABASE_URL'}`);
+  lines.push(`  queues   ${started.queues}`);
+  lines.push(`  FHIR     ${started.fhirBaseUrl ?? '(none)'}${started.fhirSandbox ? '  (sandbox; demo Patient Jane Demo, +15551234567)' : ''}`);
+  if (started.adminTokenGenerated) lines.push(`  ADMIN_TOKEN generated and saved in ${cfg.DATA_DIR}/admin-token: ${started.adminToken}`);
+  if (defaulted.length > 0) {
+    lines.push(`  WARNING: development defaults in use for ${defaulted.join(', ')}; set them (and SWITCHBOARD_ENV=production) for real traffic.`);
+  }
+  if (started.port !== undefined) {
+    lines.push('', 'Try it: send a signed sample WhatsApp message and see the resulting FHIR Communication:');
+    lines.push(`  PORT=${started.port} npm run sample`);
+  }
+  lines.push('');
+  process.stdout.write(lines.join('\n') + '\n');
+}
+
+void main();

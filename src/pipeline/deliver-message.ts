@@ -1,0 +1,81 @@
+/**
+ * Delivery: one attempt at one delivery. Success, a drop by the mapping, or a permanent failure
+ * ends it; a retryable failure asks the queue for another attempt, unless attempts are exhausted,
+ * in which case the delivery is dead-lettered with its cause. The store is the dead-letter queue:
+ * entries are listed, inspected, replayed and discarded through the admin API.
+ */
+import { SwitchboardError, classify, type Classification } from '../core/errors.js';
+import type { Logger } from '../core/logger.js';
+import type { DestinationInstance } from '../connectors/types.js';
+import type { MessageStore } from '../store/message-store.js';
+import type { DeliveryJob } from './runtime-channel.js';
+
+export interface DeliverDeps {
+  store: MessageStore;
+  destination: DestinationInstance;
+  channelId: string;
+  logger: Logger;
+}
+
+export type AttemptResult = 'delivered' | 'dropped' | 'dead_lettered' | 'skipped';
+
+/** Thrown to ask the queue for a retry after backoff. */
+export class RetryRequested extends Error {
+  readonly classification: Classification;
+  constructor(c: Classification) {
+    super(`${c.code}: ${c.message}`);
+    this.name = 'RetryRequested';
+    this.classification = c;
+  }
+}
+
+export async function deliverOnce(
+  deps: DeliverDeps,
+  job: DeliveryJob,
+  attempt: { attemptsMade: number; signal: AbortSignal },
+): Promise<AttemptResult> {
+  const log = deps.logger.child({ correlationId: job.messageId, deliveryId: job.deliveryId, channel: deps.channelId, destination: deps.destination.name });
+  const loaded = await deps.store.loadPendingDelivery(job.deliveryId);
+  if (!loaded) return 'skipped'; // already delivered, dead-lettered or discarded: a stale or duplicate job
+  if (loaded.delivery.generation !== job.generation) return 'skipped';
+  const attemptNo = attempt.attemptsMade + 1;
+  const startedAt = new Date();
+  const mappingVersion = deps.destination.mapping.version;
+  try {
+    const outcome = await deps.destination.deliver(loaded.message, {
+      deliveryId: job.deliveryId,
+      messageId: job.messageId,
+      attempt: attemptNo,
+      signal: attempt.signal,
+      logger: log,
+      now: new Date(loaded.message.received_at),
+    });
+    const result = outcome.detail['dropped'] === true ? 'dropped' : 'delivered';
+    await deps.store.recordAttempt({ deliveryId: job.deliveryId, generation: job.generation, attempt: attemptNo, startedAt, result, mappingVersion, detail: outcome.detail });
+    log.info({ attempt: attemptNo, result, ...outcome.detail }, 'delivery done');
+    return result;
+  } catch (err) {
+    const c = classify(err);
+    const response = err instanceof SwitchboardError ? err.details['operation_outcome'] : undefined;
+    const detail = Object.fromEntries(Object.entries(c.details).filter(([k]) => k !== 'operation_outcome'));
+    const exhausted = attemptNo >= deps.destination.retry.attempts;
+    const final = c.disposition === 'permanent' || exhausted;
+    await deps.store.recordAttempt({
+      deliveryId: job.deliveryId,
+      generation: job.generation,
+      attempt: attemptNo,
+      startedAt,
+      result: final ? 'dead_lettered' : 'retry',
+      mappingVersion,
+      detail,
+      error: c,
+      response,
+    });
+    if (final) {
+      log.warn({ attempt: attemptNo, code: c.code, disposition: c.disposition, exhausted }, 'delivery dead-lettered');
+      return 'dead_lettered';
+    }
+    log.info({ attempt: attemptNo, code: c.code, retryAfterMs: c.retryAfterMs }, 'delivery failed; will retry');
+    throw new RetryRequested(c);
+  }
+}

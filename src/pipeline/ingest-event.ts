@@ -1,0 +1,59 @@
+/**
+ * Ingest: a stored raw event becomes canonical messages (deduplicated), statuses, and one pending
+ * delivery per destination. Plain function; the queue processor is a thin adapter around it.
+ */
+import { SwitchboardError, classify } from '../core/errors.js';
+import type { Logger } from '../core/logger.js';
+import type { IngestPlan, MessageStore, PendingDelivery } from '../store/message-store.js';
+import type { RuntimeChannel } from './runtime-channel.js';
+
+export interface IngestDeps {
+  store: MessageStore;
+  channel(id: string): RuntimeChannel | undefined;
+  logger: Logger;
+}
+
+export interface IngestResult {
+  channelId: string;
+  messages: number;
+  statuses: number;
+  filtered: number;
+  pending: PendingDelivery[];
+}
+
+export async function ingestEvent(deps: IngestDeps, eventId: string): Promise<IngestResult | null> {
+  const event = await deps.store.loadEvent(eventId);
+  if (!event) {
+    deps.logger.warn({ eventId }, 'ingest job for an unknown event; ignored');
+    return null;
+  }
+  const channel = deps.channel(event.channelId);
+  if (!channel) {
+    // The channel was removed after the event was stored: keep the event, fail loudly, retry later.
+    throw new SwitchboardError('INTERNAL', `channel "${event.channelId}" is not loaded; the event stays in the outbox`);
+  }
+  const parsed = channel.source.parse(event.raw, { channelId: channel.id, receivedAt: event.receivedAt });
+  const plan: IngestPlan = { messages: [], statuses: parsed.statuses };
+  let filtered = 0;
+  for (const message of parsed.messages) {
+    let pass = true;
+    if (channel.filter) {
+      try {
+        pass = Boolean(await channel.filter.evaluate(message, { now: event.receivedAt }));
+      } catch (err) {
+        // A filter that throws must not lose the message: deliver it and say why.
+        const c = classify(err);
+        deps.logger.warn({ eventId, channel: channel.id, code: c.code, error: c.message }, 'channel filter failed; message delivered unfiltered');
+        pass = true;
+      }
+    }
+    if (!pass) filtered++;
+    plan.messages.push({ message, filtered: !pass, destinations: pass ? channel.destinations.map((d) => d.name) : [] });
+  }
+  const pending = await deps.store.recordIngest(event.id, channel.id, plan);
+  deps.logger.info(
+    { eventId, channel: channel.id, messages: parsed.messages.length, statuses: parsed.statuses.length, filtered, ignored: parsed.ignored.length, deliveries: pending.length },
+    'event ingested',
+  );
+  return { channelId: channel.id, messages: parsed.messages.length, statuses: parsed.statuses.length, filtered, pending };
+}

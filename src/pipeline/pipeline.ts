@@ -1,0 +1,187 @@
+/**
+ * Wires the plain pipeline functions to queues: the ingest worker, one worker per destination,
+ * enqueue helpers, and the sweeper that re-enqueues work a crash left behind (the outbox).
+ */
+import { DelayedError, type Job } from 'bullmq';
+import { classify } from '../core/errors.js';
+import type { Logger } from '../core/logger.js';
+import { backoffJobOption, type QueueBackend, type QueueHandle, type WorkerHandle } from '../queue/queue-backend.js';
+import type { MessageStore, PendingDelivery } from '../store/message-store.js';
+import { backoffDelay } from './backoff.js';
+import { RetryRequested, deliverOnce } from './deliver-message.js';
+import { ingestEvent } from './ingest-event.js';
+import { INGEST_QUEUE, deliveryJobId, deliveryQueueName, type DeliveryJob, type IngestJob, type RuntimeChannel } from './runtime-channel.js';
+import { isStoreUnavailable } from './store-errors.js';
+
+export interface PipelineOptions {
+  backend: QueueBackend;
+  store: MessageStore;
+  logger: Logger;
+  channels: () => readonly RuntimeChannel[];
+  ingestConcurrency?: number;
+  /** Age after which a stored-but-not-ingested event is re-enqueued by the sweeper. */
+  outboxGraceMs?: number;
+  sweepIntervalMs?: number;
+}
+
+const STORE_DOWN_DELAY_MS = 2000;
+
+export class Pipeline {
+  private readonly ingestQueue: QueueHandle<IngestJob>;
+  private readonly deliveryQueues = new Map<string, QueueHandle<DeliveryJob>>();
+  private readonly workers: WorkerHandle[] = [];
+  private sweepTimer: NodeJS.Timeout | undefined;
+  private sweeping: Promise<void> | undefined;
+
+  constructor(private readonly o: PipelineOptions) {
+    this.ingestQueue = o.backend.queue<IngestJob>(INGEST_QUEUE);
+  }
+
+  private channel(id: string): RuntimeChannel | undefined {
+    return this.o.channels().find((c) => c.id === id);
+  }
+
+  private deliveryQueue(channelId: string, destination: string): QueueHandle<DeliveryJob> {
+    const name = deliveryQueueName(channelId, destination);
+    let q = this.deliveryQueues.get(name);
+    if (!q) {
+      q = this.o.backend.queue<DeliveryJob>(name);
+      this.deliveryQueues.set(name, q);
+    }
+    return q;
+  }
+
+  /** Job id = event id: re-enqueueing a stored event (sweeper, retry) never duplicates the job. */
+  async enqueueIngest(eventId: string): Promise<void> {
+    await this.ingestQueue.add('ingest', { eventId }, { jobId: eventId, attempts: 20, backoff: backoffJobOption() });
+  }
+
+  async enqueueDeliveries(channelId: string, pending: readonly PendingDelivery[]): Promise<void> {
+    const channel = this.channel(channelId);
+    for (const p of pending) {
+      const dest = channel?.destinations.find((d) => d.name === p.destination);
+      if (!dest) {
+        this.o.logger.warn({ channel: channelId, destination: p.destination, deliveryId: p.deliveryId }, 'delivery for a destination that is not loaded; left pending');
+        continue;
+      }
+      await this.deliveryQueue(channelId, p.destination).add(
+        'deliver',
+        { deliveryId: p.deliveryId, generation: p.generation, messageId: p.messageId },
+        { jobId: deliveryJobId(p.deliveryId, p.generation), attempts: dest.retry.attempts, backoff: backoffJobOption() },
+      );
+    }
+  }
+
+  /** Starts the ingest worker and one worker per destination of every loaded channel. */
+  startWorkers(): void {
+    const { backend, store, logger } = this.o;
+    this.workers.push(
+      backend.worker<IngestJob>(
+        INGEST_QUEUE,
+        async (job, token) => {
+          try {
+            const res = await ingestEvent({ store, logger, channel: (id) => this.channel(id) }, job.data.eventId);
+            if (res) await this.enqueueDeliveries(res.channelId, res.pending);
+          } catch (err) {
+            await this.deferIfStoreDown(job, token, err);
+            throw err;
+          }
+        },
+        {
+          concurrency: this.o.ingestConcurrency ?? 8,
+          backoff: (attemptsMade) => backoffDelay({ attempts: 20, initial_delay_ms: 500, max_delay_ms: 60_000 }, attemptsMade, undefined),
+          onFailed: (jobId, err) => logger.warn({ eventId: jobId, err: { message: err.message } }, 'ingest failed'),
+        },
+      ),
+    );
+    for (const channel of this.o.channels()) {
+      for (const dest of channel.destinations) {
+        this.workers.push(
+          backend.worker<DeliveryJob>(
+            deliveryQueueName(channel.id, dest.name),
+            async (job, token, signal) => {
+              try {
+                return await deliverOnce(
+                  { store, destination: dest, channelId: channel.id, logger },
+                  job.data,
+                  { attemptsMade: job.attemptsMade, signal: signal ?? new AbortController().signal },
+                );
+              } catch (err) {
+                if (!(err instanceof RetryRequested)) await this.deferIfStoreDown(job, token, err);
+                throw err;
+              }
+            },
+            {
+              concurrency: dest.concurrency,
+              backoff: (attemptsMade, err) =>
+                backoffDelay(dest.retry, attemptsMade, err instanceof RetryRequested ? err.classification.retryAfterMs : undefined),
+            },
+          ),
+        );
+      }
+    }
+  }
+
+  /**
+   * When the store is unreachable, park the job without spending an attempt: the message is not
+   * at fault, and burning its attempts would dead-letter good messages during an outage.
+   */
+  private async deferIfStoreDown(job: Job, token: string | undefined, err: unknown): Promise<void> {
+    if (!isStoreUnavailable(err) || token === undefined) return;
+    this.o.logger.warn({ jobId: job.id, queue: job.queueName }, 'store unavailable; job deferred without spending an attempt');
+    await job.moveToDelayed(Date.now() + STORE_DOWN_DELAY_MS, token);
+    throw new DelayedError();
+  }
+
+  workersRunning(): boolean {
+    return this.workers.length > 0 && this.workers.every((w) => w.isRunning());
+  }
+
+  /** Re-enqueues events and deliveries a crash left between "stored" and "enqueued". */
+  async sweep(): Promise<{ events: number; deliveries: number }> {
+    const grace = this.o.outboxGraceMs ?? 30_000;
+    const events = await this.o.store.pendingEvents(grace);
+    for (const id of events) await this.enqueueIngest(id);
+    const deliveries = await this.o.store.pendingDeliveries(grace);
+    const byChannel = new Map<string, PendingDelivery[]>();
+    for (const d of deliveries) byChannel.set(d.channelId, [...(byChannel.get(d.channelId) ?? []), d]);
+    for (const [channelId, list] of byChannel) await this.enqueueDeliveries(channelId, list);
+    if (events.length + deliveries.length > 0) {
+      this.o.logger.info({ events: events.length, deliveries: deliveries.length }, 'outbox sweep re-enqueued work');
+    }
+    return { events: events.length, deliveries: deliveries.length };
+  }
+
+  startSweeper(): void {
+    const every = this.o.sweepIntervalMs ?? 60_000;
+    this.sweepTimer = setInterval(() => {
+      if (this.sweeping) return;
+      this.sweeping = this.sweep()
+        .then(() => undefined)
+        .catch((err: unknown) => this.o.logger.warn({ code: classify(err).code, err: { message: classify(err).message } }, 'outbox sweep failed'))
+        .finally(() => {
+          this.sweeping = undefined;
+        });
+    }, every);
+    this.sweepTimer.unref();
+  }
+
+  async counts(): Promise<Record<string, Record<string, number>>> {
+    const out: Record<string, Record<string, number>> = { [INGEST_QUEUE]: await this.ingestQueue.counts() };
+    for (const [name, q] of this.deliveryQueues) out[name] = await q.counts();
+    return out;
+  }
+
+  /** Stops taking work and waits for in-flight jobs, up to `deadlineMs`; then forces. */
+  async stop(deadlineMs = 10_000): Promise<void> {
+    if (this.sweepTimer) clearInterval(this.sweepTimer);
+    await this.sweeping;
+    const graceful = Promise.all(this.workers.map((w) => w.close()));
+    const timer = new Promise<'timeout'>((r) => setTimeout(() => r('timeout'), deadlineMs).unref());
+    if ((await Promise.race([graceful.then(() => 'ok' as const), timer])) === 'timeout') {
+      this.o.logger.warn('workers did not drain in time; closing forcibly (their jobs will be recovered as stalled)');
+      await Promise.allSettled(this.workers.map((w) => w.close(true)));
+    }
+    await Promise.allSettled([this.ingestQueue.close(), ...[...this.deliveryQueues.values()].map((q) => q.close())]);
+  }
+}

@@ -1,0 +1,35 @@
+/** A channel as the pipeline runs it: built connectors and compiled expressions. */
+import type { DestinationInstance, SourceInstance } from '../connectors/types.js';
+import type { CompiledMapping } from '../mapping/jsonata-mapping.js';
+
+export interface RuntimeChannel {
+  readonly id: string;
+  readonly file: string;
+  readonly source: SourceInstance;
+  /** Optional JSONata predicate on the canonical message; falsy → recorded as filtered, not delivered. */
+  readonly filter: CompiledMapping | undefined;
+  readonly destinations: readonly DestinationInstance[];
+}
+
+export const INGEST_QUEUE = 'ingest';
+
+/** One queue per destination, so one destination's outage never blocks another's deliveries. */
+export function deliveryQueueName(channelId: string, destination: string): string {
+  return `deliver.${channelId}.${destination}`;
+}
+
+export interface IngestJob {
+  eventId: string;
+}
+
+export interface DeliveryJob {
+  deliveryId: string;
+  generation: number;
+  /** Correlation id for logs: the store's message id. */
+  messageId: string;
+}
+
+/** Deterministic job ids make enqueueing idempotent: adding the same delivery twice is a no-op. */
+export function deliveryJobId(deliveryId: string, generation: number): string {
+  return `${deliveryId}-g${generation}`;
+}

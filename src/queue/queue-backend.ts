@@ -1,0 +1,157 @@
+/**
+ * BullMQ on one of two backends: Redis when REDIS_URL is set (production), otherwise BullMQ's
+ * PostgreSQL backend on the message store's database (zero-config). Queue and Worker construction
+ * goes through here so the rest of the code never knows which one it runs on.
+ */
+import { Queue, Worker, createPostgresBackend, withBackend, type JobsOptions, type Processor, type WorkerOptions } from 'bullmq';
+import { Redis } from 'ioredis';
+import type { Logger } from '../core/logger.js';
+
+export type BackendKind = 'redis' | 'postgres';
+
+export interface QueueHandle<T> {
+  readonly name: string;
+  add(jobName: string, data: T, opts: JobsOptions): Promise<void>;
+  counts(): Promise<Record<string, number>>;
+  close(): Promise<void>;
+}
+
+export interface WorkerHandle {
+  readonly name: string;
+  isRunning(): boolean;
+  close(force?: boolean): Promise<void>;
+}
+
+export interface WorkerSettings {
+  concurrency: number;
+  /** Delay before the next attempt; receives attempts made so far and the thrown error. */
+  backoff: (attemptsMade: number, err: Error | undefined) => number;
+  /** Called when the processor throws (before BullMQ schedules the retry). */
+  onFailed?: (jobId: string | undefined, err: Error) => void;
+}
+
+export interface QueueBackend {
+  readonly kind: BackendKind;
+  /** Safe to print: no credentials. */
+  readonly description: string;
+  queue<T>(name: string): QueueHandle<T>;
+  worker<T>(name: string, processor: Processor<T>, settings: WorkerSettings): WorkerHandle;
+  ping(): Promise<void>;
+  close(): Promise<void>;
+}
+
+const BACKOFF_TYPE = 'switchboard';
+
+/** Completed jobs are short-lived (the store keeps the outcome); failed ones are kept a week. */
+export const defaultJobOptions: JobsOptions = {
+  removeOnComplete: { count: 1000 },
+  removeOnFail: { age: 7 * 24 * 3600 },
+};
+
+export function backoffJobOption(): JobsOptions['backoff'] {
+  return { type: BACKOFF_TYPE };
+}
+
+function redact(url: string): string {
+  try {
+    const u = new URL(url);
+    if (u.password) u.password = '***';
+    return u.toString();
+  } catch {
+    return '(unparsable url)';
+  }
+}
+
+function wrapQueue<T>(q: Queue): QueueHandle<T> {
+  return {
+    name: q.name,
+    async add(jobName, data, opts) {
+      await q.add(jobName, data, { ...defaultJobOptions, ...opts });
+    },
+    async counts() {
+      return q.getJobCounts();
+    },
+    close: () => q.close(),
+  };
+}
+
+function workerOptionsFor(settings: WorkerSettings): Omit<WorkerOptions, 'connection'> {
+  return {
+    concurrency: settings.concurrency,
+    settings: {
+      backoffStrategy: (attemptsMade: number, _type?: string, err?: Error) => settings.backoff(attemptsMade, err),
+    },
+  };
+}
+
+function wrapWorker(w: Worker, settings: WorkerSettings, logger: Logger): WorkerHandle {
+  w.on('failed', (job, err) => settings.onFailed?.(job?.id, err));
+  // An 'error' listener is required: without it an emitted error would crash the process.
+  w.on('error', (err) => logger.warn({ queue: w.name, err: { message: err.message } }, 'queue worker error'));
+  return {
+    name: w.name,
+    isRunning: () => w.isRunning(),
+    close: (force) => w.close(force),
+  };
+}
+
+export function createRedisBackend(url: string, opts: { prefix: string; logger: Logger }): QueueBackend {
+  // Producers fail fast so the webhook can answer 503 instead of hanging on a dead Redis.
+  const producer = new Redis(url, { enableOfflineQueue: false, maxRetriesPerRequest: 1, lazyConnect: false });
+  producer.on('error', (err) => opts.logger.debug({ err: { message: err.message } }, 'redis producer connection error'));
+  const workerConnections: Redis[] = [];
+  const queues: QueueHandle<unknown>[] = [];
+  return {
+    kind: 'redis',
+    description: `Redis ${redact(url)} (prefix ${opts.prefix})`,
+    queue<T>(name: string) {
+      const h = wrapQueue<T>(new Queue(name, { connection: producer, prefix: opts.prefix }));
+      queues.push(h as QueueHandle<unknown>);
+      return h;
+    },
+    worker<T>(name: string, processor: Processor<T>, settings: WorkerSettings) {
+      // Workers must never give up on a command: BullMQ requires maxRetriesPerRequest null.
+      const conn = new Redis(url, { maxRetriesPerRequest: null });
+      conn.on('error', (err) => opts.logger.debug({ err: { message: err.message } }, 'redis worker connection error'));
+      workerConnections.push(conn);
+      return wrapWorker(new Worker<T>(name, processor, { ...workerOptionsFor(settings), connection: conn, prefix: opts.prefix }) as Worker, settings, opts.logger);
+    },
+    async ping() {
+      await producer.ping();
+    },
+    async close() {
+      await Promise.allSettled(queues.map((q) => q.close()));
+      for (const c of workerConnections) c.disconnect();
+      producer.disconnect();
+    },
+  };
+}
+
+export function createPostgresQueueBackend(url: string, opts: { schema: string; logger: Logger }): QueueBackend {
+  const { Queue: PgQueue, Worker: PgWorker } = withBackend(createPostgresBackend);
+  const connection = { connectionString: url, schema: opts.schema, migrate: true, max: 10 };
+  const queues: QueueHandle<unknown>[] = [];
+  let pingQueue: Queue | undefined;
+  return {
+    kind: 'postgres',
+    description: `PostgreSQL ${redact(url)} (schema ${opts.schema})`,
+    queue<T>(name: string) {
+      const q = new PgQueue(name, { connection }) as unknown as Queue;
+      pingQueue ??= q;
+      const h = wrapQueue<T>(q);
+      queues.push(h as QueueHandle<unknown>);
+      return h;
+    },
+    worker<T>(name: string, processor: Processor<T>, settings: WorkerSettings) {
+      const w = new PgWorker<T>(name, processor, { ...workerOptionsFor(settings), connection }) as unknown as Worker;
+      return wrapWorker(w, settings, opts.logger);
+    },
+    async ping() {
+      if (!pingQueue) throw new Error('no queue created yet');
+      await pingQueue.getJobCounts('waiting');
+    },
+    async close() {
+      await Promise.allSettled(queues.map((q) => q.close()));
+    },
+  };
+}

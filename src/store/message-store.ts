@@ -1,0 +1,445 @@
+/**
+ * The message store: every inbound event with its raw bytes, the canonical messages parsed from
+ * it, the statuses that concern them, and one delivery per destination with its attempts and
+ * outcome. PostgreSQL is the source of truth; queues carry ids only, never message content.
+ */
+import { randomUUID } from 'node:crypto';
+import type { Pool, PoolClient } from 'pg';
+import {
+  canonicalMessageSchema,
+  statusRank,
+  type CanonicalMessage,
+  type ParseResult,
+} from '../core/canonical-message.js';
+import type { Classification } from '../core/errors.js';
+import type { PayloadCodec } from './payload-codec.js';
+
+export type DeliveryState = 'pending' | 'delivered' | 'dropped' | 'dead_lettered' | 'discarded';
+
+export interface InboundEvent {
+  id: string;
+  channelId: string;
+  receivedAt: Date;
+  raw: Buffer;
+  state: 'received' | 'ingested' | 'failed';
+}
+
+export interface PendingDelivery {
+  deliveryId: string;
+  destination: string;
+  generation: number;
+  messageId: string;
+}
+
+export interface DeliveryRecord {
+  id: string;
+  messageId: string;
+  channelId: string;
+  destination: string;
+  state: DeliveryState;
+  generation: number;
+  attempts: number;
+  lastErrorCode: string | null;
+  lastErrorMessage: string | null;
+  deadLetteredAt: Date | null;
+  deliveredAt: Date | null;
+  mappingVersion: string | null;
+  outcome: Record<string, unknown> | null;
+  createdAt: Date;
+  updatedAt: Date;
+  sourceMessageId: string;
+  messageKind: string;
+}
+
+export interface AttemptRecord {
+  generation: number;
+  attempt: number;
+  startedAt: Date;
+  finishedAt: Date;
+  result: 'delivered' | 'dropped' | 'retry' | 'dead_lettered';
+  errorCode: string | null;
+  errorMessage: string | null;
+  retryAfterMs: number | null;
+  mappingVersion: string | null;
+  detail: Record<string, unknown> | null;
+  /** The server's answer (e.g. an OperationOutcome), decoded. */
+  response: unknown;
+}
+
+export interface DeadLetterFilter {
+  channelId?: string;
+  destination?: string;
+  errorCode?: string;
+  since?: Date;
+  until?: Date;
+  limit?: number;
+  /** Keyset pagination: dead_lettered_at and id of the last row of the previous page. */
+  after?: { at: Date; id: string };
+}
+
+interface DeliveryRow {
+  id: string;
+  message_id: string;
+  channel_id: string;
+  destination: string;
+  state: DeliveryState;
+  generation: number;
+  attempts: number;
+  last_error_code: string | null;
+  last_error_message: string | null;
+  dead_lettered_at: Date | null;
+  delivered_at: Date | null;
+  mapping_version: string | null;
+  outcome: Record<string, unknown> | null;
+  created_at: Date;
+  updated_at: Date;
+  source_message_id: string;
+  kind: string;
+}
+
+const deliveryColumns = `d.id, d.message_id, d.channel_id, d.destination, d.state, d.generation, d.attempts,
+  d.last_error_code, d.last_error_message, d.dead_lettered_at, d.delivered_at, d.mapping_version, d.outcome,
+  d.created_at, d.updated_at, m.source_message_id, m.kind`;
+
+function toDelivery(r: DeliveryRow): DeliveryRecord {
+  return {
+    id: r.id,
+    messageId: r.message_id,
+    channelId: r.channel_id,
+    destination: r.destination,
+    state: r.state,
+    generation: r.generation,
+    attempts: r.attempts,
+    lastErrorCode: r.last_error_code,
+    lastErrorMessage: r.last_error_message,
+    deadLetteredAt: r.dead_lettered_at,
+    deliveredAt: r.delivered_at,
+    mappingVersion: r.mapping_version,
+    outcome: r.outcome,
+    createdAt: r.created_at,
+    updatedAt: r.updated_at,
+    sourceMessageId: r.source_message_id,
+    messageKind: r.kind,
+  };
+}
+
+export interface IngestPlan {
+  /** Messages this channel routes, with the destinations each must reach (filtered ones: none). */
+  messages: { message: CanonicalMessage; destinations: readonly string[]; filtered: boolean }[];
+  statuses: ParseResult['statuses'];
+}
+
+export class MessageStore {
+  constructor(
+    private readonly pool: Pool,
+    private readonly codec: PayloadCodec,
+  ) {}
+
+  async ping(): Promise<void> {
+    await this.pool.query('SELECT 1');
+  }
+
+  /** Stores the raw event; once this resolves the event is durable (committed). */
+  async recordInboundEvent(e: { channelId: string; receivedAt: Date; contentType: string | undefined; raw: Buffer }): Promise<string> {
+    const id = randomUUID();
+    const enc = this.codec.encode(e.raw);
+    await this.pool.query(
+      'INSERT INTO inbound_events (id, channel_id, received_at, content_type, raw_payload, raw_key_id) VALUES ($1, $2, $3, $4, $5, $6)',
+      [id, e.channelId, e.receivedAt, e.contentType ?? null, enc.bytes, enc.keyId],
+    );
+    return id;
+  }
+
+  async loadEvent(id: string): Promise<InboundEvent | null> {
+    const res = await this.pool.query<{ id: string; channel_id: string; received_at: Date; raw_payload: Buffer; raw_key_id: string | null; state: InboundEvent['state'] }>(
+      'SELECT id, channel_id, received_at, raw_payload, raw_key_id, state FROM inbound_events WHERE id = $1',
+      [id],
+    );
+    const r = res.rows[0];
+    if (!r) return null;
+    return { id: r.id, channelId: r.channel_id, receivedAt: r.received_at, raw: this.codec.decode(r.raw_payload, r.raw_key_id), state: r.state };
+  }
+
+  /** Events stored but not ingested, older than `olderThanMs`: the outbox to re-enqueue. */
+  async pendingEvents(olderThanMs: number, limit = 1000): Promise<string[]> {
+    const res = await this.pool.query<{ id: string }>(
+      `SELECT id FROM inbound_events WHERE state = 'received' AND received_at < now() - ($1::int * interval '1 millisecond')
+       ORDER BY received_at LIMIT $2`,
+      [olderThanMs, limit],
+    );
+    return res.rows.map((r) => r.id);
+  }
+
+  async markEventFailed(id: string, code: string, message: string): Promise<void> {
+    await this.pool.query(`UPDATE inbound_events SET state = 'failed', error_code = $2, error_message = $3 WHERE id = $1`, [id, code, message]);
+  }
+
+  /**
+   * Records what an event parsed into, in one transaction, and returns every delivery of its
+   * messages that is still pending (new ones and ones left by an earlier, interrupted run).
+   * Messages already known (webhook re-deliveries) are not stored twice.
+   */
+  async recordIngest(eventId: string, channelId: string, plan: IngestPlan): Promise<PendingDelivery[]> {
+    return this.tx(async (c) => {
+      const messageIds: string[] = [];
+      for (const { message, destinations, filtered } of plan.messages) {
+        const enc = this.codec.encode(Buffer.from(JSON.stringify(message)));
+        const inserted = await c.query<{ id: string }>(
+          `INSERT INTO messages (id, channel_id, event_id, source_kind, source_message_id, dedup_key, kind, sent_at, received_at, canonical_payload, canonical_key_id, filtered)
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
+           ON CONFLICT (channel_id, dedup_key) DO NOTHING RETURNING id`,
+          [randomUUID(), channelId, eventId, message.source.kind, message.id, message.dedup_key, message.kind, message.sent_at, message.received_at, enc.bytes, enc.keyId, filtered],
+        );
+        let messageId = inserted.rows[0]?.id;
+        if (messageId === undefined) {
+          const existing = await c.query<{ id: string }>('SELECT id FROM messages WHERE channel_id = $1 AND dedup_key = $2', [channelId, message.dedup_key]);
+          messageId = existing.rows[0]?.id;
+          if (messageId === undefined) throw new Error('message vanished during ingest');
+        } else {
+          for (const destination of destinations) {
+            await c.query(
+              `INSERT INTO deliveries (id, message_id, channel_id, destination, state) VALUES ($1, $2, $3, $4, 'pending')
+               ON CONFLICT (message_id, destination) DO NOTHING`,
+              [randomUUID(), messageId, channelId, destination],
+            );
+          }
+        }
+        messageIds.push(messageId);
+      }
+      for (const s of plan.statuses) {
+        const detail = this.codec.encode(Buffer.from(JSON.stringify({ errors: s.errors, recipient_id: s.recipient_id, source_status: s.source_status })));
+        await c.query(
+          `INSERT INTO message_statuses (channel_id, event_id, source_message_id, status, status_rank, occurred_at, detail_payload, detail_key_id)
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (channel_id, source_message_id, status) DO NOTHING`,
+          [channelId, eventId, s.message_id, s.status, statusRank[s.status], s.occurred_at, detail.bytes, detail.keyId],
+        );
+      }
+      await c.query(`UPDATE inbound_events SET state = 'ingested', ingested_at = now() WHERE id = $1`, [eventId]);
+      if (messageIds.length === 0) return [];
+      const pending = await c.query<{ id: string; destination: string; generation: number; message_id: string }>(
+        `SELECT id, destination, generation, message_id FROM deliveries WHERE message_id = ANY($1::uuid[]) AND state = 'pending'`,
+        [messageIds],
+      );
+      return pending.rows.map((r) => ({ deliveryId: r.id, destination: r.destination, generation: r.generation, messageId: r.message_id }));
+    });
+  }
+
+  /** Pending deliveries created more than `olderThanMs` ago, to re-enqueue after a crash. */
+  async pendingDeliveries(olderThanMs: number, limit = 1000): Promise<(PendingDelivery & { channelId: string })[]> {
+    const res = await this.pool.query<{ id: string; destination: string; generation: number; message_id: string; channel_id: string }>(
+      `SELECT id, destination, generation, message_id, channel_id FROM deliveries
+       WHERE state = 'pending' AND updated_at < now() - ($1::int * interval '1 millisecond') ORDER BY created_at LIMIT $2`,
+      [olderThanMs, limit],
+    );
+    return res.rows.map((r) => ({ deliveryId: r.id, destination: r.destination, generation: r.generation, messageId: r.message_id, channelId: r.channel_id }));
+  }
+
+  /** The delivery and its message, if the delivery still needs doing (state pending); else null. */
+  async loadPendingDelivery(deliveryId: string): Promise<{ delivery: DeliveryRecord; message: CanonicalMessage } | null> {
+    const res = await this.pool.query<DeliveryRow & { canonical_payload: Buffer; canonical_key_id: string | null }>(
+      `SELECT ${deliveryColumns}, m.canonical_payload, m.canonical_key_id
+       FROM deliveries d JOIN messages m ON m.id = d.message_id WHERE d.id = $1`,
+      [deliveryId],
+    );
+    const r = res.rows[0];
+    if (!r || r.state !== 'pending') return null;
+    const message = canonicalMessageSchema.parse(JSON.parse(this.codec.decode(r.canonical_payload, r.canonical_key_id).toString('utf8')));
+    return { delivery: toDelivery(r), message };
+  }
+
+  async recordAttempt(a: {
+    deliveryId: string;
+    generation: number;
+    attempt: number;
+    startedAt: Date;
+    result: 'delivered' | 'dropped' | 'retry' | 'dead_lettered';
+    mappingVersion: string | null;
+    detail?: Record<string, unknown> | undefined;
+    error?: Classification | undefined;
+    response?: unknown;
+  }): Promise<void> {
+    await this.tx(async (c) => {
+      const response = a.response === undefined ? null : this.codec.encode(Buffer.from(JSON.stringify(a.response)));
+      await c.query(
+        `INSERT INTO delivery_attempts (delivery_id, generation, attempt, started_at, result, error_code, error_message, retry_after_ms, mapping_version, detail, response_payload, response_key_id)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)`,
+        [
+          a.deliveryId,
+          a.generation,
+          a.attempt,
+          a.startedAt,
+          a.result,
+          a.error?.code ?? null,
+          a.error?.message ?? null,
+          a.error?.retryAfterMs ?? null,
+          a.mappingVersion,
+          a.detail === undefined ? null : JSON.stringify(a.detail),
+          response?.bytes ?? null,
+          response?.keyId ?? null,
+        ],
+      );
+      const state: DeliveryState = a.result === 'retry' ? 'pending' : a.result;
+      await c.query(
+        `UPDATE deliveries SET state = $2, attempts = attempts + 1, updated_at = now(),
+           last_error_code = $3, last_error_message = $4, mapping_version = COALESCE($5, mapping_version),
+           outcome = COALESCE($6, outcome),
+           delivered_at = CASE WHEN $2 IN ('delivered', 'dropped') THEN now() ELSE delivered_at END,
+           dead_lettered_at = CASE WHEN $2 = 'dead_lettered' THEN now() ELSE dead_lettered_at END
+         WHERE id = $1 AND state = 'pending' AND generation = $7`,
+        [
+          a.deliveryId,
+          state,
+          a.error?.code ?? null,
+          a.error?.message ?? null,
+          a.mappingVersion,
+          a.result === 'delivered' || a.result === 'dropped' ? JSON.stringify(a.detail ?? {}) : null,
+          a.generation,
+        ],
+      );
+    });
+  }
+
+  async getDelivery(id: string): Promise<(DeliveryRecord & { history: AttemptRecord[] }) | null> {
+    const res = await this.pool.query<DeliveryRow>(`SELECT ${deliveryColumns} FROM deliveries d JOIN messages m ON m.id = d.message_id WHERE d.id = $1`, [id]);
+    const r = res.rows[0];
+    if (!r) return null;
+    const attempts = await this.pool.query<{
+      generation: number;
+      attempt: number;
+      started_at: Date;
+      finished_at: Date;
+      result: AttemptRecord['result'];
+      error_code: string | null;
+      error_message: string | null;
+      retry_after_ms: number | null;
+      mapping_version: string | null;
+      detail: Record<string, unknown> | null;
+      response_payload: Buffer | null;
+      response_key_id: string | null;
+    }>('SELECT * FROM delivery_attempts WHERE delivery_id = $1 ORDER BY id', [id]);
+    return {
+      ...toDelivery(r),
+      history: attempts.rows.map((a) => ({
+        generation: a.generation,
+        attempt: a.attempt,
+        startedAt: a.started_at,
+        finishedAt: a.finished_at,
+        result: a.result,
+        errorCode: a.error_code,
+        errorMessage: a.error_message,
+        retryAfterMs: a.retry_after_ms,
+        mappingVersion: a.mapping_version,
+        detail: a.detail,
+        response: a.response_payload === null ? null : (JSON.parse(this.codec.decode(a.response_payload, a.response_key_id).toString('utf8')) as unknown),
+      })),
+    };
+  }
+
+  async listDeadLetters(f: DeadLetterFilter): Promise<DeliveryRecord[]> {
+    const where = [`d.state = 'dead_lettered'`];
+    const args: unknown[] = [];
+    const add = (sql: string, v: unknown) => {
+      args.push(v);
+      where.push(sql.replace('?', `$${args.length}`));
+    };
+    if (f.channelId) add('d.channel_id = ?', f.channelId);
+    if (f.destination) add('d.destination = ?', f.destination);
+    if (f.errorCode) add('d.last_error_code = ?', f.errorCode);
+    if (f.since) add('d.dead_lettered_at >= ?', f.since);
+    if (f.until) add('d.dead_lettered_at < ?', f.until);
+    if (f.after) {
+      args.push(f.after.at, f.after.id);
+      where.push(`(d.dead_lettered_at, d.id) > ($${args.length - 1}, $${args.length})`);
+    }
+    args.push(Math.min(f.limit ?? 100, 1000));
+    const res = await this.pool.query<DeliveryRow>(
+      `SELECT ${deliveryColumns} FROM deliveries d JOIN messages m ON m.id = d.message_id
+       WHERE ${where.join(' AND ')} ORDER BY d.dead_lettered_at, d.id LIMIT $${args.length}`,
+      args,
+    );
+    return res.rows.map(toDelivery);
+  }
+
+  /**
+   * Moves a dead-lettered delivery back to pending under a new generation (so its queue job id is
+   * new) and records who asked. Returns the pending delivery to enqueue, or null if it was not
+   * dead-lettered.
+   */
+  async requeue(deliveryId: string, actor: string, reason: string | undefined): Promise<(PendingDelivery & { channelId: string }) | null> {
+    return this.tx(async (c) => {
+      const res = await c.query<{ id: string; destination: string; generation: number; message_id: string; channel_id: string }>(
+        `UPDATE deliveries SET state = 'pending', generation = generation + 1, updated_at = now()
+         WHERE id = $1 AND state = 'dead_lettered' RETURNING id, destination, generation, message_id, channel_id`,
+        [deliveryId],
+      );
+      const r = res.rows[0];
+      if (!r) return null;
+      await c.query(`INSERT INTO delivery_actions (delivery_id, action, actor, reason) VALUES ($1, 'replay', $2, $3)`, [deliveryId, actor, reason ?? null]);
+      return { deliveryId: r.id, destination: r.destination, generation: r.generation, messageId: r.message_id, channelId: r.channel_id };
+    });
+  }
+
+  async discard(deliveryId: string, actor: string, reason: string): Promise<boolean> {
+    return this.tx(async (c) => {
+      const res = await c.query(`UPDATE deliveries SET state = 'discarded', updated_at = now() WHERE id = $1 AND state = 'dead_lettered'`, [deliveryId]);
+      if (res.rowCount !== 1) return false;
+      await c.query(`INSERT INTO delivery_actions (delivery_id, action, actor, reason) VALUES ($1, 'discard', $2, $3)`, [deliveryId, actor, reason]);
+      return true;
+    });
+  }
+
+  /** A message's deliveries and latest status, found by the source's message id. PHI-free. */
+  async findMessage(channelId: string, sourceMessageId: string): Promise<{
+    id: string;
+    kind: string;
+    receivedAt: Date;
+    filtered: boolean;
+    deliveries: DeliveryRecord[];
+    statuses: { status: string; occurredAt: Date }[];
+  } | null> {
+    const m = await this.pool.query<{ id: string; kind: string; received_at: Date; filtered: boolean }>(
+      'SELECT id, kind, received_at, filtered FROM messages WHERE channel_id = $1 AND source_message_id = $2 ORDER BY created_at LIMIT 1',
+      [channelId, sourceMessageId],
+    );
+    const row = m.rows[0];
+    const statuses = await this.pool.query<{ status: string; occurred_at: Date }>(
+      'SELECT status, occurred_at FROM message_statuses WHERE channel_id = $1 AND source_message_id = $2 ORDER BY status_rank',
+      [channelId, sourceMessageId],
+    );
+    if (!row && statuses.rows.length === 0) return null;
+    const deliveries = row
+      ? (await this.pool.query<DeliveryRow>(`SELECT ${deliveryColumns} FROM deliveries d JOIN messages m ON m.id = d.message_id WHERE d.message_id = $1 ORDER BY d.destination`, [row.id])).rows.map(toDelivery)
+      : [];
+    return {
+      id: row?.id ?? '',
+      kind: row?.kind ?? 'status-only',
+      receivedAt: row?.received_at ?? new Date(0),
+      filtered: row?.filtered ?? false,
+      deliveries,
+      statuses: statuses.rows.map((s) => ({ status: s.status, occurredAt: s.occurred_at })),
+    };
+  }
+
+  /** Counts by state, for metrics and the fault report. */
+  async deliveryCounts(): Promise<Record<DeliveryState, number>> {
+    const res = await this.pool.query<{ state: DeliveryState; n: string }>('SELECT state, count(*) AS n FROM deliveries GROUP BY state');
+    const out: Record<DeliveryState, number> = { pending: 0, delivered: 0, dropped: 0, dead_lettered: 0, discarded: 0 };
+    for (const r of res.rows) out[r.state] = Number(r.n);
+    return out;
+  }
+
+  private async tx<T>(fn: (c: PoolClient) => Promise<T>): Promise<T> {
+    const c = await this.pool.connect();
+    try {
+      await c.query('BEGIN');
+      const out = await fn(c);
+      await c.query('COMMIT');
+      return out;
+    } catch (err) {
+      await c.query('ROLLBACK').catch(() => undefined);
+      throw err;
+    } finally {
+      c.release();
+    }
+  }
+}

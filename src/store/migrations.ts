@@ -1,0 +1,152 @@
+/**
+ * Schema migrations, applied at start under an advisory lock so several processes can start at
+ * once. Append new migrations; never edit a released one.
+ *
+ * Payload columns (`*_payload`) are bytea with a sibling `*_key_id`: NULL means plaintext, a key id
+ * means the bytes are ciphertext under that key. Turning encryption on later writes new rows with
+ * a key id and needs no schema change; old rows stay readable.
+ */
+import type { Pool } from 'pg';
+
+export interface Migration {
+  version: number;
+  name: string;
+  sql: string;
+}
+
+export const migrations: readonly Migration[] = [
+  {
+    version: 1,
+    name: 'message store',
+    sql: `
+CREATE TABLE inbound_events (
+  id              uuid PRIMARY KEY,
+  channel_id      text NOT NULL,
+  received_at     timestamptz NOT NULL,
+  content_type    text,
+  raw_payload     bytea NOT NULL,
+  raw_key_id      text,
+  state           text NOT NULL DEFAULT 'received' CHECK (state IN ('received', 'ingested', 'failed')),
+  ingested_at     timestamptz,
+  error_code      text,
+  error_message   text
+);
+-- The outbox: events stored but not yet ingested; swept at start-up and periodically.
+CREATE INDEX inbound_events_outbox ON inbound_events (received_at) WHERE state = 'received';
+
+CREATE TABLE messages (
+  id                uuid PRIMARY KEY,
+  channel_id        text NOT NULL,
+  event_id          uuid NOT NULL REFERENCES inbound_events(id),
+  source_kind       text NOT NULL,
+  source_message_id text NOT NULL,
+  dedup_key         text NOT NULL,
+  kind              text NOT NULL,
+  sent_at           timestamptz NOT NULL,
+  received_at       timestamptz NOT NULL,
+  canonical_payload bytea NOT NULL,
+  canonical_key_id  text,
+  filtered          boolean NOT NULL DEFAULT false,
+  created_at        timestamptz NOT NULL DEFAULT now(),
+  UNIQUE (channel_id, dedup_key)
+);
+CREATE INDEX messages_source_id ON messages (channel_id, source_message_id);
+
+CREATE TABLE message_statuses (
+  id                bigserial PRIMARY KEY,
+  channel_id        text NOT NULL,
+  event_id          uuid NOT NULL REFERENCES inbound_events(id),
+  source_message_id text NOT NULL,
+  status            text NOT NULL,
+  status_rank       int NOT NULL,
+  occurred_at       timestamptz NOT NULL,
+  detail_payload    bytea,
+  detail_key_id     text,
+  created_at        timestamptz NOT NULL DEFAULT now(),
+  UNIQUE (channel_id, source_message_id, status)
+);
+
+CREATE TABLE deliveries (
+  id               uuid PRIMARY KEY,
+  message_id       uuid NOT NULL REFERENCES messages(id),
+  channel_id       text NOT NULL,
+  destination      text NOT NULL,
+  state            text NOT NULL CHECK (state IN ('pending', 'delivered', 'dropped', 'dead_lettered', 'discarded')),
+  generation       int NOT NULL DEFAULT 0,
+  attempts         int NOT NULL DEFAULT 0,
+  last_error_code  text,
+  last_error_message text,
+  dead_lettered_at timestamptz,
+  delivered_at     timestamptz,
+  mapping_version  text,
+  outcome          jsonb,
+  created_at       timestamptz NOT NULL DEFAULT now(),
+  updated_at       timestamptz NOT NULL DEFAULT now(),
+  UNIQUE (message_id, destination)
+);
+CREATE INDEX deliveries_dead_letters ON deliveries (channel_id, destination, dead_lettered_at) WHERE state = 'dead_lettered';
+CREATE INDEX deliveries_pending ON deliveries (created_at) WHERE state = 'pending';
+
+CREATE TABLE delivery_attempts (
+  id              bigserial PRIMARY KEY,
+  delivery_id     uuid NOT NULL REFERENCES deliveries(id),
+  generation      int NOT NULL,
+  attempt         int NOT NULL,
+  started_at      timestamptz NOT NULL,
+  finished_at     timestamptz NOT NULL DEFAULT now(),
+  result          text NOT NULL CHECK (result IN ('delivered', 'dropped', 'retry', 'dead_lettered')),
+  error_code      text,
+  error_message   text,
+  retry_after_ms  int,
+  mapping_version text,
+  -- PHI-free facts (status codes, resource ids) in detail; server answers that may echo content
+  -- (OperationOutcome) in the encryptable payload.
+  detail          jsonb,
+  response_payload bytea,
+  response_key_id text
+);
+CREATE INDEX delivery_attempts_delivery ON delivery_attempts (delivery_id, id);
+
+CREATE TABLE delivery_actions (
+  id           bigserial PRIMARY KEY,
+  delivery_id  uuid NOT NULL REFERENCES deliveries(id),
+  action       text NOT NULL CHECK (action IN ('replay', 'discard')),
+  actor        text NOT NULL,
+  reason       text,
+  at           timestamptz NOT NULL DEFAULT now()
+);
+`,
+  },
+];
+
+const LOCK_KEY = 0x5b_0a_2d_01; // arbitrary, stable: "switchboard migrations"
+
+/** Applies pending migrations; safe to call from several processes at once. */
+export async function runMigrations(pool: Pool): Promise<number[]> {
+  const client = await pool.connect();
+  const applied: number[] = [];
+  try {
+    await client.query('SELECT pg_advisory_lock($1)', [LOCK_KEY]);
+    await client.query(
+      'CREATE TABLE IF NOT EXISTS schema_migrations (version int PRIMARY KEY, name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())',
+    );
+    const done = new Set((await client.query<{ version: number }>('SELECT version FROM schema_migrations')).rows.map((r) => r.version));
+    for (const m of migrations) {
+      if (done.has(m.version)) continue;
+      await client.query('BEGIN');
+      try {
+        await client.query(m.sql);
+        await client.query('INSERT INTO schema_migrations (version, name) VALUES ($1, $2)', [m.version, m.name]);
+        await client.query('COMMIT');
+        applied.push(m.version);
+      } catch (err) {
+        await client.query('ROLLBACK');
+        throw err;
+      }
+    }
+  } finally {
+    await client.query('SELECT pg_advisory_unlock($1)', [LOCK_KEY]).catch(() => undefined);
+    client.release();
+  }
+  return applied;
+}

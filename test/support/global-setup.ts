@@ -1,0 +1,90 @@
+/**
+ * Starts the real services the integration tests use, once per run: a redis-server (Debian's
+ * package) and an embedded PostgreSQL cluster. Each test file then takes its own database and
+ * queue prefix, so files run in parallel safely. A missing redis-server is a loud skip, and
+ * with CI=true a failure.
+ */
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { mkdtemp, rm } from 'node:fs/promises';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import type { TestProject } from 'vitest/node';
+import { startEmbeddedPostgres } from '../../src/store/embedded-postgres.js';
+import { createLogger } from '../../src/core/logger.js';
+
+declare module 'vitest' {
+  export interface ProvidedContext {
+    redisUrl: string | null;
+    redisServerBinary: string | null;
+    postgresUrl: string;
+  }
+}
+
+async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = net.createServer();
+    s.listen(0, '127.0.0.1', () => {
+      const a = s.address();
+      s.close(() => (typeof a === 'object' && a ? resolve(a.port) : reject(new Error('no port'))));
+    });
+  });
+}
+
+async function waitForPort(port: number, ms: number): Promise<void> {
+  const until = Date.now() + ms;
+  while (Date.now() < until) {
+    const ok = await new Promise<boolean>((r) => {
+      const s = net.connect(port, '127.0.0.1', () => {
+        s.end();
+        r(true);
+      });
+      s.on('error', () => r(false));
+    });
+    if (ok) return;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  throw new Error(`port ${port} did not open`);
+}
+
+export function findRedisServer(): string | null {
+  const r = spawnSync('sh', ['-c', 'command -v redis-server'], { encoding: 'utf8' });
+  const p = r.stdout.trim();
+  return r.status === 0 && p ? p : null;
+}
+
+export default async function setup(project: TestProject): Promise<() => Promise<void>> {
+  const tmp = await mkdtemp(path.join(os.tmpdir(), 'switchboard-test-'));
+  const logger = createLogger({ level: 'warn' });
+  const cleanups: (() => Promise<void>)[] = [];
+
+  const db = await startEmbeddedPostgres(path.join(tmp, 'data'), logger);
+  cleanups.push(() => db.stop());
+  project.provide('postgresUrl', db.url);
+
+  const bin = findRedisServer();
+  let redis: ChildProcess | undefined;
+  if (bin) {
+    const port = await freePort();
+    redis = spawn(bin, ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'yes', '--appendfsync', 'everysec', '--maxmemory-policy', 'noeviction', '--dir', tmp], { stdio: 'ignore' });
+    await waitForPort(port, 10_000);
+    project.provide('redisUrl', `redis://127.0.0.1:${port}`);
+    cleanups.push(async () => {
+      redis?.kill('SIGTERM');
+    });
+  } else {
+    if (process.env['CI'] === 'true') {
+      throw new Error('redis-server is not installed and CI=true: nothing may be skipped. Install it (apt-get install -y redis-server).');
+    }
+    process.stderr.write(
+      '\n\x1b[1;33m!!! redis-server not found: every test that needs Redis is SKIPPED. Install it: apt-get install -y redis-server\x1b[0m\n\n',
+    );
+    project.provide('redisUrl', null);
+  }
+  project.provide('redisServerBinary', bin);
+
+  return async () => {
+    for (const c of cleanups.reverse()) await c().catch(() => undefined);
+    await rm(tmp, { recursive: true, force: true }).catch(() => undefined);
+  };
+}

@@ -1,0 +1,620 @@
+import { readFileSync, readdirSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { describe, expect, it } from 'vitest';
+import {
+  canonicalMessageSchema,
+  canonicalStatusSchema,
+  type CanonicalMessage,
+  type MessageKind,
+  type ParseResult,
+} from '../../src/core/canonical-message.js';
+import { parseWhatsAppCloud, parserErrorCodes } from '../../src/connectors/sources/whatsapp-cloud-parse.js';
+
+const fixturesDir = new URL('../../../shared/fixtures/whatsapp/', import.meta.url);
+const SIGNATURE_VECTOR = 'signature_vector_whatsapp-api-js.json';
+const ctx = { channelId: 'wa-test', receivedAt: new Date('2026-03-01T12:00:00.000Z') };
+
+function fixtureBytes(name: string): Buffer {
+  return readFileSync(new URL(name, fixturesDir));
+}
+function parseFixture(name: string): ParseResult {
+  return parseWhatsAppCloud(fixtureBytes(name), ctx);
+}
+function parseJson(body: unknown): ParseResult {
+  return parseWhatsAppCloud(Buffer.from(JSON.stringify(body)), ctx);
+}
+function only(result: ParseResult): CanonicalMessage {
+  expect(result.messages).toHaveLength(1);
+  const m = result.messages[0];
+  if (m === undefined) throw new Error('no message');
+  return m;
+}
+
+/** Every output must be valid against the canonical schemas, whatever the input. */
+function expectValid(result: ParseResult): void {
+  for (const m of result.messages) {
+    const r = canonicalMessageSchema.safeParse(m);
+    expect(r.success, r.success ? '' : JSON.stringify(r.error.issues)).toBe(true);
+    expect(m.sent_at).toMatch(/Z$/);
+    expect(m.received_at).toMatch(/Z$/);
+  }
+  for (const s of result.statuses) {
+    const r = canonicalStatusSchema.safeParse(s);
+    expect(r.success, r.success ? '' : JSON.stringify(r.error.issues)).toBe(true);
+    expect(s.occurred_at).toMatch(/Z$/);
+  }
+}
+
+/** A webhook with one `messages` change, for synthetic cases. */
+function envelope(value: Record<string, unknown>, extraChanges: unknown[] = []): unknown {
+  return {
+    object: 'whatsapp_business_account',
+    entry: [
+      {
+        id: 'WABA1',
+        changes: [
+          {
+            field: 'messages',
+            value: { messaging_product: 'whatsapp', metadata: { display_phone_number: '15550001111', phone_number_id: 'PNID1' }, ...value },
+          },
+          ...extraChanges,
+        ],
+      },
+    ],
+  };
+}
+const textMessage = (over: Record<string, unknown> = {}): Record<string, unknown> => ({
+  from: '4915112345678',
+  id: 'wamid.T1',
+  timestamp: '1767225600',
+  type: 'text',
+  text: { body: 'hello' },
+  ...over,
+});
+
+// ---------------------------------------------------------------------------------------------
+// The outcome table: one row per fixture. Adding a fixture without a row fails the suite.
+// ---------------------------------------------------------------------------------------------
+
+interface Outcome {
+  /** Kinds of the canonical messages, in order. */
+  messages: MessageKind[];
+  statuses: number;
+  /** `what` of each ignored part, in order. */
+  ignored: string[];
+  sourceErrors: number;
+  /** Why the outcome is what it is, where it is not obvious. */
+  note?: string;
+}
+
+const outcomes: Record<string, Outcome> = {
+  'kapso_batch_order_sticker_nfm_status_call.json': {
+    messages: ['order', 'sticker', 'interactive'],
+    statuses: 1,
+    ignored: ['entry[0].changes[0].value.calls (1)'],
+    sourceErrors: 0,
+    note: 'batch in one value; the call is ignored, not lost; order quantity "1" is a string',
+  },
+  'meta_button_template_quick_reply.json': { messages: ['button'], statuses: 0, ignored: [], sourceErrors: 0 },
+  'meta_image.json': { messages: ['image'], statuses: 0, ignored: [], sourceErrors: 0 },
+  'meta_interactive_button_reply.json': { messages: ['interactive'], statuses: 0, ignored: [], sourceErrors: 0 },
+  'meta_interactive_list_reply.json': { messages: ['interactive'], statuses: 0, ignored: [], sourceErrors: 0 },
+  'meta_location.json': { messages: ['location'], statuses: 0, ignored: [], sourceErrors: 0 },
+  'meta_reaction.json': { messages: ['reaction'], statuses: 0, ignored: [], sourceErrors: 0 },
+  'meta_reaction_removed.json': { messages: ['reaction'], statuses: 0, ignored: [], sourceErrors: 0 },
+  'meta_status_delivered.json': { messages: [], statuses: 1, ignored: [], sourceErrors: 0 },
+  'meta_status_failed_131049.json': { messages: [], statuses: 1, ignored: [], sourceErrors: 0 },
+  'meta_status_sent_marketing_pmp.json': { messages: [], statuses: 1, ignored: [], sourceErrors: 0 },
+  'meta_status_v24_no_conversation_no_pricing.json': { messages: [], statuses: 1, ignored: [], sourceErrors: 0 },
+  'meta_text.json': { messages: ['text'], statuses: 0, ignored: [], sourceErrors: 0 },
+  'meta_text_click_to_whatsapp_referral.json': { messages: ['text'], statuses: 0, ignored: [], sourceErrors: 0 },
+  'meta_text_message_business_button.json': { messages: ['text'], statuses: 0, ignored: [], sourceErrors: 0 },
+  'meta_unsupported_edit.json': {
+    messages: ['unsupported'],
+    statuses: 0,
+    ignored: [],
+    sourceErrors: 0,
+    note: 'Meta itself reports the edit as unsupported (131051) for Cloud API numbers',
+  },
+  'pywa_deleted_message_revoke.json': {
+    messages: ['revoke'],
+    statuses: 0,
+    ignored: [],
+    sourceErrors: 0,
+    note: 'placeholder "from": platform id kept, no phone, contact not matched',
+  },
+  'pywa_edited_message_image.json': { messages: ['edit'], statuses: 0, ignored: [], sourceErrors: 0 },
+  'pywa_flow_completion_completion.json': { messages: ['interactive'], statuses: 0, ignored: [], sourceErrors: 0 },
+  'pywa_message_animated_sticker.json': { messages: ['sticker'], statuses: 0, ignored: [], sourceErrors: 0 },
+  'pywa_message_audio.json': { messages: ['audio'], statuses: 0, ignored: [], sourceErrors: 0 },
+  'pywa_message_contacts.json': { messages: ['contacts'], statuses: 0, ignored: [], sourceErrors: 0 },
+  'pywa_message_current_location.json': { messages: ['location'], statuses: 0, ignored: [], sourceErrors: 0 },
+  'pywa_message_document.json': { messages: ['document'], statuses: 0, ignored: [], sourceErrors: 0 },
+  'pywa_message_forwarded.json': { messages: ['text'], statuses: 0, ignored: [], sourceErrors: 0 },
+  'pywa_message_forwarded_many_times.json': { messages: ['text'], statuses: 0, ignored: [], sourceErrors: 0 },
+  'pywa_message_interactive_message_with_err.json': {
+    messages: ['unsupported'],
+    statuses: 0,
+    ignored: [],
+    sourceErrors: 1,
+    note: 'type "interactive" without an interactive object, plus value-level error 131000',
+  },
+  'pywa_message_media_with_url.json': { messages: ['image'], statuses: 0, ignored: [], sourceErrors: 0 },
+  'pywa_message_order.json': { messages: ['order'], statuses: 0, ignored: [], sourceErrors: 0 },
+  'pywa_message_reply.json': { messages: ['text'], statuses: 0, ignored: [], sourceErrors: 0 },
+  'pywa_message_static_sticker.json': { messages: ['sticker'], statuses: 0, ignored: [], sourceErrors: 0 },
+  'pywa_message_status_failed.json': { messages: [], statuses: 1, ignored: [], sourceErrors: 0 },
+  'pywa_message_status_group.json': { messages: [], statuses: 1, ignored: [], sourceErrors: 0 },
+  'pywa_message_status_played.json': { messages: [], statuses: 1, ignored: [], sourceErrors: 0 },
+  'pywa_message_status_read.json': { messages: [], statuses: 1, ignored: [], sourceErrors: 0 },
+  'pywa_message_unsupported_with_type.json': { messages: ['unsupported'], statuses: 0, ignored: [], sourceErrors: 0 },
+  'pywa_message_video.json': { messages: ['video'], statuses: 0, ignored: [], sourceErrors: 0 },
+  'pywa_message_voice.json': { messages: ['audio'], statuses: 0, ignored: [], sourceErrors: 0 },
+  'pywa_system_identity_change.json': { messages: ['system'], statuses: 0, ignored: [], sourceErrors: 0 },
+  'pywa_system_phone_number_change.json': {
+    messages: ['system'],
+    statuses: 0,
+    ignored: [],
+    sourceErrors: 0,
+    note: 'no contacts array at all',
+  },
+};
+
+const fixtureFiles = readdirSync(fileURLToPath(fixturesDir))
+  .filter((f) => f.endsWith('.json') && f !== SIGNATURE_VECTOR)
+  .sort();
+
+describe('WhatsApp fixtures: every file has a documented outcome', () => {
+  it('the outcome table lists exactly the fixture files (add a row when adding a fixture)', () => {
+    expect(fixtureFiles.length).toBeGreaterThan(0);
+    expect(Object.keys(outcomes).sort()).toEqual(fixtureFiles);
+  });
+
+  it.each(fixtureFiles)('%s', (file) => {
+    const expected = outcomes[file];
+    if (expected === undefined) throw new Error(`no outcome row for ${file}`);
+    const result = parseFixture(file);
+    expectValid(result);
+    expect(result.messages.map((m) => m.kind)).toEqual(expected.messages);
+    expect(result.statuses).toHaveLength(expected.statuses);
+    expect(result.ignored.map((i) => i.what)).toEqual(expected.ignored);
+    expect(result.source_errors).toHaveLength(expected.sourceErrors);
+    for (const m of result.messages) {
+      expect(m.source.kind).toBe('whatsapp_cloud');
+      expect(m.received_at).toBe('2026-03-01T12:00:00.000Z');
+    }
+  });
+});
+
+describe('WhatsApp parse: what users rely on', () => {
+  it('a reaction and its removal share a wamid but not a dedup key', () => {
+    const added = only(parseFixture('meta_reaction.json'));
+    const removed = only(parseFixture('meta_reaction_removed.json'));
+    expect(added.id).toBe(removed.id);
+    expect(added.dedup_key).not.toBe(removed.dedup_key);
+    expect(added.reaction).toEqual({ target_id: 'wamid.HBgLMTQxMjU1NTA4MjkVAgASGBQzQUNCNjk5RDUwNUZGMUZEM0VBRAA=', emoji: '👍' });
+    expect(added.text).toBe('👍');
+    expect(added.dedup_key).toBe(`${added.id}:reaction:👍:1749419544`);
+    expect(removed.reaction?.emoji).toBeNull();
+    expect(removed.text).toBeUndefined();
+    expect(removed.dedup_key).toBe(`${removed.id}:reaction:removed:1749419544`);
+  });
+
+  it('a sender known only by BSUID has no phone, and the thread is keyed on the BSUID', () => {
+    const result = parseJson(
+      envelope({
+        contacts: [{ profile: { name: 'Ana', username: 'ana.b' }, user_id: 'BR.1234567890', parent_user_id: 'BR.ENT.99' }],
+        messages: [{ from_user_id: 'BR.1234567890', id: 'wamid.B1', timestamp: '1767225600', type: 'text', text: { body: 'oi' } }],
+      }),
+    );
+    expectValid(result);
+    const m = only(result);
+    expect(m.kind).toBe('text');
+    expect(m.sender).toEqual({ user_id: 'BR.1234567890', parent_user_id: 'BR.ENT.99', username: 'ana.b', display_name: 'Ana' });
+    expect(m.sender.phone).toBeUndefined();
+    expect(m.conversation_id).toBe('whatsapp:BR.1234567890');
+  });
+
+  it('a sender with phone and BSUID gets both, matched to its contact entry', () => {
+    const m = only(parseFixture('pywa_message_reply.json'));
+    expect(m.sender).toEqual({
+      phone: '+972987654321',
+      platform_id: '972987654321',
+      user_id: 'US.13491208655302741918',
+      parent_user_id: 'US.ENT.11815799212886844830',
+      display_name: 'Test Name',
+    });
+    expect(m.conversation_id).toBe('whatsapp:972987654321');
+    expect(m.reply_to).toEqual({ id: 'wamid.xyzxyz==', from: '972123456789' });
+  });
+
+  it('placeholder ids are never turned into phone numbers', () => {
+    const m = only(parseFixture('pywa_deleted_message_revoke.json'));
+    expect(m.sender.phone).toBeUndefined();
+    expect(m.sender.platform_id).toBe('<WHATSAPP_USER_PHONE_NUMBER>');
+    // The only contact has another wa_id: it is not attributed to this sender.
+    expect(m.sender.display_name).toBeUndefined();
+    expect(m.original_id).toBe('<ORIGINAL_WHATSAPP_MESSAGE_ID>');
+  });
+
+  it('a batch gives several messages, across values, changes and entries', () => {
+    const batch = parseFixture('kapso_batch_order_sticker_nfm_status_call.json');
+    expect(batch.messages.map((m) => m.id)).toEqual(['wamid.order', 'wamid.sticker', 'wamid.flow']);
+    expect(batch.statuses.map((s) => s.dedup_key)).toEqual(['wamid.order:sent']);
+
+    const multi = {
+      object: 'whatsapp_business_account',
+      entry: [
+        {
+          id: 'WABA1',
+          changes: [
+            { field: 'messages', value: { metadata: { phone_number_id: 'P1' }, messages: [textMessage({ id: 'wamid.A' }), textMessage({ id: 'wamid.B' })] } },
+            { field: 'account_update', value: { event: 'VERIFIED_ACCOUNT' } },
+          ],
+        },
+        { id: 'WABA2', changes: [{ field: 'messages', value: { metadata: { phone_number_id: 'P2' }, messages: [textMessage({ id: 'wamid.C' })] } }] },
+      ],
+    };
+    const result = parseJson(multi);
+    expectValid(result);
+    expect(result.messages.map((m) => [m.id, m.source.account_id, m.source.endpoint_id])).toEqual([
+      ['wamid.A', 'WABA1', 'P1'],
+      ['wamid.B', 'WABA1', 'P1'],
+      ['wamid.C', 'WABA2', 'P2'],
+    ]);
+    expect(result.ignored).toEqual([
+      { what: 'entry[0].changes[1] (field "account_update")', reason: expect.stringContaining('only the "messages" field') },
+    ]);
+  });
+
+  it('a flow reply (nfm_reply) carries its parsed response', () => {
+    const m = only(parseFixture('pywa_flow_completion_completion.json'));
+    expect(m.kind).toBe('interactive');
+    expect(m.text).toBe('Sent');
+    expect(m.interactive).toEqual({
+      type: 'nfm_reply',
+      flow_name: 'flow',
+      response: {
+        comment_text: 'Comment Text',
+        delivery_rating: '4',
+        flow_token: 'AQAAAAACS5FpgQ_cAAAAAD0QI3s.',
+        purchase_rating: '2',
+        recommend_radio: '0',
+        cs_rating: '0',
+      },
+    });
+    const batch = parseFixture('kapso_batch_order_sticker_nfm_status_call.json').messages[2];
+    expect(batch?.interactive?.response).toEqual({ flow_token: 'FT_123', rating: '5', comment: 'Great!' });
+    expect(batch?.referred_product).toEqual({ catalog_id: 'CATREF', product_retailer_id: 'SKU-REF' });
+  });
+
+  it('a flow reply whose response_json is not JSON is kept raw, without crashing', () => {
+    for (const responseJson of ['{not json', '[1,2]', '"just a string"']) {
+      const result = parseJson(
+        envelope({
+          messages: [
+            {
+              from: '4915112345678',
+              id: 'wamid.F1',
+              timestamp: '1767225600',
+              type: 'interactive',
+              interactive: { type: 'nfm_reply', nfm_reply: { name: 'f', body: 'Sent', response_json: responseJson } },
+            },
+          ],
+        }),
+      );
+      expectValid(result);
+      const m = only(result);
+      expect(m.kind).toBe('interactive');
+      expect(m.interactive?.response).toBeUndefined();
+      expect(m.interactive?.response_raw).toBe(responseJson);
+      expect(m.errors.map((e) => e.code)).toEqual([parserErrorCodes.flowResponseNotJson]);
+    }
+  });
+
+  it('an edit carries the original id and the new content', () => {
+    const m = only(parseFixture('pywa_edited_message_image.json'));
+    expect(m.kind).toBe('edit');
+    expect(m.original_id).toBe('wamid.HBgLMTQxMjU1NTA4MjkVAgASGBQzQUNCNjk5RDUwNUZGMUZEM0VBRAA=');
+    expect(m.text).toBe('Updated image caption');
+    expect(m.media).toEqual([
+      {
+        kind: 'image',
+        media_id: '1234567890',
+        mime_type: 'image/jpeg',
+        sha256: 'a1b2c3d4e5f6...',
+        url: 'https://media.example.com/updated-image.jpg',
+        caption: 'Updated image caption',
+      },
+    ]);
+
+    const textEdit = only(
+      parseJson(
+        envelope({
+          messages: [
+            {
+              from: '4915112345678',
+              id: 'wamid.E2',
+              timestamp: '1767225600',
+              type: 'edit',
+              edit: { original_message_id: 'wamid.ORIG', message: { type: 'text', text: { body: 'corrected: 10 mg' } } },
+            },
+          ],
+        }),
+      ),
+    );
+    expect(textEdit).toMatchObject({ kind: 'edit', original_id: 'wamid.ORIG', text: 'corrected: 10 mg', media: [] });
+  });
+
+  it('an edit whose new content cannot be read is unsupported but keeps the original id', () => {
+    const m = only(
+      parseJson(
+        envelope({
+          messages: [
+            { from: '4915112345678', id: 'wamid.E3', timestamp: '1767225600', type: 'edit', edit: { original_message_id: 'wamid.ORIG', message: { type: 'text' } } },
+          ],
+        }),
+      ),
+    );
+    expect(m).toMatchObject({ kind: 'unsupported', original_id: 'wamid.ORIG', unsupported: { type: 'edit' } });
+    expect(m.errors[0]?.code).toBe(parserErrorCodes.malformed);
+  });
+
+  it('statuses never become messages; unknown status words are kept', () => {
+    for (const file of fixtureFiles.filter((f) => f.startsWith('meta_status_') || f.startsWith('pywa_message_status_'))) {
+      const result = parseFixture(file);
+      expect(result.messages, file).toEqual([]);
+      expect(result.statuses.length, file).toBeGreaterThan(0);
+    }
+    const failed = parseFixture('meta_status_failed_131049.json').statuses[0];
+    expect(failed).toMatchObject({ status: 'failed', source_status: 'failed', recipient_id: '16505551234' });
+    expect(failed?.errors).toEqual([
+      {
+        code: 131049,
+        title: 'This message was not delivered to maintain healthy ecosystem engagement.',
+        detail: 'In order to maintain a healthy ecosystem engagement, the message failed to be delivered.',
+      },
+    ]);
+
+    const odd = parseJson(
+      envelope({
+        statuses: [
+          { id: 'wamid.S1', status: 'pending_review', timestamp: '1767225600', recipient_id: '4915112345678' },
+          { id: 'wamid.S1', status: 'constructor', timestamp: '1767225600' },
+          { status: 'read', timestamp: '1767225600' },
+        ],
+      }),
+    );
+    expectValid(odd);
+    expect(odd.messages).toEqual([]);
+    expect(odd.statuses.map((s) => [s.status, s.source_status, s.dedup_key])).toEqual([
+      ['unknown', 'pending_review', 'wamid.S1:pending_review'],
+      ['unknown', 'constructor', 'wamid.S1:constructor'],
+    ]);
+    expect(odd.ignored).toEqual([{ what: 'entry[0].changes[0].value.statuses[2]', reason: 'the status names no message id' }]);
+  });
+
+  it('timestamps are ISO instants in UTC ending in Z', () => {
+    for (const file of fixtureFiles) {
+      const result = parseFixture(file);
+      for (const m of result.messages) expect(m.sent_at).toMatch(/^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.000Z$/);
+      for (const s of result.statuses) expect(s.occurred_at).toMatch(/Z$/);
+    }
+    expect(only(parseFixture('meta_text.json')).sent_at).toBe('2025-06-08T20:59:43.000Z');
+  });
+
+  it('non-ASCII text survives, from \\uXXXX escapes as Meta sends them', () => {
+    const body = JSON.stringify(envelope({ messages: [textMessage({ text: { body: "J'ai mangé des pâtes みどりいろ 👍 שלום" } })] }));
+    const escaped = body.replace(/[\u0080-\uffff]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
+    expect(escaped).not.toMatch(/[^\x00-\x7f]/);
+    const m = only(parseWhatsAppCloud(Buffer.from(escaped, 'utf8'), ctx));
+    expect(m.text).toBe("J'ai mangé des pâtes みどりいろ 👍 שלום");
+  });
+
+  it('maps each type to its canonical fields', () => {
+    const voice = only(parseFixture('pywa_message_voice.json'));
+    expect(voice.media[0]).toMatchObject({ kind: 'audio', voice: true, mime_type: 'audio/ogg; codecs=opus' });
+    expect(only(parseFixture('pywa_message_audio.json')).media[0]?.voice).toBe(false);
+    expect(only(parseFixture('pywa_message_animated_sticker.json')).media[0]).toMatchObject({ kind: 'sticker', animated: true });
+    expect(only(parseFixture('pywa_message_static_sticker.json')).media[0]?.animated).toBe(false);
+    expect(only(parseFixture('pywa_message_document.json')).media[0]).toMatchObject({ kind: 'document', filename: 'filename.pdf', caption: 'caption' });
+    expect(only(parseFixture('pywa_message_video.json'))).toMatchObject({ kind: 'video', text: 'caption', forwarded: 'once' });
+    expect(only(parseFixture('pywa_message_forwarded_many_times.json')).forwarded).toBe('many_times');
+
+    const location = only(parseFixture('meta_location.json'));
+    expect(location.location).toEqual({
+      latitude: 37.44221496582,
+      longitude: -122.16165924072,
+      name: 'Philz Coffee',
+      address: '101 Forest Ave, Palo Alto, CA 94301',
+      url: 'https://philzcoffee.com/',
+    });
+    expect(location.text).toBe('Philz Coffee, 101 Forest Ave, Palo Alto, CA 94301');
+    expect(only(parseFixture('pywa_message_current_location.json')).location).toEqual({ latitude: 12.25089, longitude: 43.90539 });
+
+    const contacts = only(parseFixture('pywa_message_contacts.json'));
+    expect(contacts.contacts).toHaveLength(3);
+    expect(contacts.text).toBe('Chandler Bing, Monica, Rachel Green');
+
+    expect(only(parseFixture('meta_interactive_button_reply.json'))).toMatchObject({
+      kind: 'interactive',
+      text: 'Cancel',
+      interactive: { type: 'button_reply', id: 'cancel-button', title: 'Cancel' },
+    });
+    expect(only(parseFixture('meta_interactive_list_reply.json')).interactive).toEqual({
+      type: 'list_reply',
+      id: 'priority_express',
+      title: 'Priority Mail Express',
+      description: 'Next Day to 2 Days',
+    });
+    expect(only(parseFixture('meta_button_template_quick_reply.json'))).toMatchObject({
+      kind: 'button',
+      text: 'Unsubscribe',
+      interactive: { type: 'quick_reply', payload: 'Unsubscribe', title: 'Unsubscribe' },
+      reply_to: { id: 'wamid.HBgLMTQxMjU1NTA4MjkVAgASGBQzQUNCNjk5RDUwNUZGMUZEM0VBRAA=', from: '15550783881' },
+    });
+
+    const order = only(parseFixture('pywa_message_order.json'));
+    expect(order.order?.items).toHaveLength(3);
+    expect(order.order?.items[0]).toEqual({ product_retailer_id: 'HAMBURGER', quantity: 3, item_price: 30, currency: 'ILS' });
+    expect(order.text).toBeUndefined();
+    expect(parseFixture('kapso_batch_order_sticker_nfm_status_call.json').messages[0]?.order).toEqual({
+      catalog_id: 'CAT123',
+      text: 'Thanks for your order!',
+      items: [{ product_retailer_id: 'SKU-1', quantity: 1 }],
+    });
+
+    const numberChange = only(parseFixture('pywa_system_phone_number_change.json'));
+    expect(numberChange.system).toEqual({
+      type: 'user_changed_number',
+      body: 'User A changed from 972987654321 to 972912345678',
+      new_platform_id: '972912345678',
+    });
+    expect(numberChange.sender).toEqual({ phone: '+972987654321', platform_id: '972987654321' });
+    expect(only(parseFixture('pywa_system_identity_change.json')).system?.type).toBe('customer_identity_changed');
+
+    const unsupported = only(parseFixture('pywa_message_unsupported_with_type.json'));
+    expect(unsupported.unsupported).toEqual({ type: 'pool' });
+    expect(unsupported.errors[0]).toEqual({ code: 131051, title: 'Message type unknown', detail: 'Message type is currently not supported.' });
+
+    const referral = only(parseFixture('meta_text_click_to_whatsapp_referral.json'));
+    expect(referral.referral).toMatchObject({ source_type: 'ad', ctwa_clid: expect.any(String) });
+    expect(only(parseFixture('meta_text_message_business_button.json')).referred_product).toEqual({
+      catalog_id: '194836987003835',
+      product_retailer_id: 'di9ozbzfi4',
+    });
+  });
+
+  it('group messages are threaded on the group id', () => {
+    const m = only(parseJson(envelope({ messages: [textMessage({ group_id: 'GRP.123' })] })));
+    expect(m.group_id).toBe('GRP.123');
+    expect(m.conversation_id).toBe('GRP.123');
+    expect(m.sender.phone).toBe('+4915112345678');
+  });
+
+  it('value-level errors become source errors', () => {
+    const result = parseFixture('pywa_message_interactive_message_with_err.json');
+    expect(result.source_errors).toEqual([{ code: 131000, title: 'Something went wrong', detail: 'Unsupported webhook payload' }]);
+    const m = only(result);
+    expect(m.unsupported).toEqual({ type: 'interactive' });
+    expect(m.errors.map((e) => e.code)).toEqual([parserErrorCodes.malformed]);
+  });
+});
+
+describe('WhatsApp parse: odd input never throws', () => {
+  it('bodies that are not WhatsApp events are ignored with a reason', () => {
+    for (const raw of ['', 'not json', 'null', '[]', '{"object":"page","entry":[]}', '{"object":"whatsapp_business_account"}']) {
+      const result = parseWhatsAppCloud(Buffer.from(raw), ctx);
+      expect(result.messages).toEqual([]);
+      expect(result.statuses).toEqual([]);
+      expect(result.ignored).toHaveLength(1);
+    }
+    expect(parseWhatsAppCloud(Buffer.from('\uFEFF' + JSON.stringify(envelope({ messages: [textMessage()] }))), ctx).messages).toHaveLength(1);
+  });
+
+  it('broken messages become unsupported messages with an error, not crashes', () => {
+    const result = parseJson(
+      envelope({
+        contacts: 'not an array',
+        messages: [
+          null,
+          42,
+          {},
+          textMessage({ id: 'wamid.L', type: 'location', location: { latitude: 'north', longitude: 2 } }),
+          textMessage({ id: 'wamid.X', type: 'hologram' }),
+          textMessage({ id: 'wamid.O', type: 'order', order: { product_items: [{ product_retailer_id: 'A', quantity: 'many' }] } }),
+          textMessage({ id: 'wamid.I', type: 'interactive', interactive: { type: 'call_permission_reply', call_permission_reply: {} } }),
+          textMessage({ id: 'wamid.N', timestamp: 'yesterday' }),
+          textMessage({ id: 'wamid.Y', timestamp: '99999999999' }),
+          textMessage({ id: undefined }),
+          textMessage({ id: 'wamid.NS', from: undefined }),
+          textMessage({ id: 'wamid.R', type: 'reaction', reaction: { emoji: '👍' } }),
+          textMessage({ id: 'wamid.T', text: { body: 7 } }),
+        ],
+      }),
+    );
+    expectValid(result);
+    const byId = (id: string): CanonicalMessage | undefined => result.messages.find((m) => m.id === id);
+    expect(result.messages).toHaveLength(13);
+    expect(result.messages.slice(0, 3).every((m) => m.kind === 'unsupported' && m.id.startsWith('unidentified:'))).toBe(true);
+    expect(byId('wamid.L')?.kind).toBe('unsupported');
+    expect(byId('wamid.X')).toMatchObject({ kind: 'unsupported', unsupported: { type: 'hologram' } });
+    expect(byId('wamid.X')?.errors[0]?.code).toBe(parserErrorCodes.unknownType);
+    expect(byId('wamid.O')?.kind).toBe('unsupported');
+    expect(byId('wamid.I')).toMatchObject({ kind: 'unsupported', unsupported: { type: 'interactive.call_permission_reply' } });
+    // A bad timestamp keeps the content and falls back to the received time, flagged.
+    expect(byId('wamid.N')).toMatchObject({ kind: 'text', text: 'hello', sent_at: '2026-03-01T12:00:00.000Z' });
+    expect(byId('wamid.N')?.errors.map((e) => e.code)).toEqual([parserErrorCodes.timestampInvalid]);
+    expect(byId('wamid.Y')?.sent_at).toBe('5138-11-16T09:46:39.000Z');
+    expect(byId('wamid.NS')).toMatchObject({ kind: 'unsupported', conversation_id: 'whatsapp:unknown', sender: {} });
+    expect(byId('wamid.R')?.kind).toBe('unsupported');
+    expect(byId('wamid.T')?.kind).toBe('unsupported');
+    // No id: a stable stand-in id, so a redelivery deduplicates.
+    const again = parseJson(envelope({ contacts: 'not an array', messages: [textMessage({ id: undefined })] }));
+    expect(again.messages[0]?.id).toBe(result.messages[9]?.id);
+    expect(result.messages[9]?.id).toMatch(/^unidentified:[0-9a-f]{32}$/);
+  });
+
+  it('structural oddities are reported as ignored parts', () => {
+    const result = parseJson({
+      object: 'whatsapp_business_account',
+      entry: [
+        'x',
+        { id: 'W', changes: [null, { field: 'messages', value: 'nope' }, { value: {} }, { field: 'messages', value: { messages: {}, statuses: 'x', message_echoes: [] } }] },
+      ],
+    });
+    expect(result.messages).toEqual([]);
+    expect(result.ignored.map((i) => i.what)).toEqual([
+      'entry[0]',
+      'entry[1].changes[0]',
+      'entry[1].changes[1].value',
+      'entry[1].changes[2] (field missing)',
+      'entry[1].changes[3].value.messages',
+      'entry[1].changes[3].value.statuses',
+      'entry[1].changes[3].value.message_echoes (0)',
+    ]);
+  });
+
+  it('survives thousands of random mutations of the fixtures, always producing valid output', () => {
+    let seed = 20260301;
+    const random = (): number => {
+      seed = (seed * 1_103_515_245 + 12_345) % 2 ** 31;
+      return seed / 2 ** 31;
+    };
+    const oddValues: unknown[] = [null, 0, -1, 1e300, '', 'x', '<PLACEHOLDER>', true, [], {}, [null], { type: 'text' }, '1e3'];
+    const pick = <T>(items: readonly T[]): T => items[Math.floor(random() * items.length)] as T;
+
+    /** Replaces one random node of the tree with an odd value. */
+    const mutate = (node: unknown): unknown => {
+      if (Array.isArray(node)) {
+        if (node.length === 0 || random() < 0.05) return pick(oddValues);
+        const i = Math.floor(random() * node.length);
+        return node.map((v, j) => (j === i ? mutate(v) : v));
+      }
+      if (node !== null && typeof node === 'object') {
+        const keys = Object.keys(node);
+        if (keys.length === 0 || random() < 0.05) return pick(oddValues);
+        const k = pick(keys);
+        const copy: Record<string, unknown> = { ...(node as Record<string, unknown>) };
+        if (random() < 0.1) delete copy[k];
+        else copy[k] = mutate(copy[k]);
+        return copy;
+      }
+      return pick(oddValues);
+    };
+
+    let produced = 0;
+    for (const file of fixtureFiles) {
+      const original: unknown = JSON.parse(fixtureBytes(file).toString('utf8'));
+      for (let n = 0; n < 150; n++) {
+        let doc = original;
+        const rounds = 1 + Math.floor(random() * 3);
+        for (let r = 0; r < rounds; r++) doc = mutate(doc);
+        const result = parseJson(doc);
+        expectValid(result);
+        produced += result.messages.length + result.statuses.length;
+      }
+    }
+    expect(produced).toBeGreaterThan(1000);
+  });
+});
