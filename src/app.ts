@@ -53,7 +53,9 @@ export interface SwitchboardOptions {
 }
 
 export interface StartedSwitchboard {
-  port: number | undefined;
+  port: number;
+  /** False for the worker role, which serves only health and readiness. */
+  webhooks: boolean;
   adminToken: string;
   adminTokenGenerated: boolean;
   fhirBaseUrl: string | undefined;
@@ -146,7 +148,8 @@ export function createSwitchboard(o: SwitchboardOptions): Switchboard {
 
     // 5. HTTP edge.
     const token = o.adminToken ? { token: o.adminToken, generated: false } : await adminTokenFrom(o.dataDir);
-    let http: RunningHttpServer | undefined;
+    // The worker role serves only /healthz and /readyz (for probes); the others add webhooks and admin.
+    const routers: Router[] = [];
     if (o.role !== 'worker') {
       const webhooks = new Router();
       for (const c of channels) {
@@ -157,39 +160,42 @@ export function createSwitchboard(o: SwitchboardOptions): Switchboard {
           enqueueIngest: (id) => pipeline.enqueueIngest(id),
         });
       }
-      const admin = createAdminRouter({
-        store,
-        adminToken: token.token,
-        channels: () => channels,
-        enqueueDeliveries: (channelId, pending) => pipeline.enqueueDeliveries(channelId, pending),
-        queueCounts: () => pipeline.counts(),
-      });
-      http = await startHttpServer({
-        port: o.port,
-        host: o.host,
-        logger: log,
-        routers: [webhooks, admin],
-        readiness: [
-          { name: 'store', check: () => store.ping() },
-          { name: 'queues', check: () => backend.ping() },
-          ...(runsWorkers
-            ? [
-                {
-                  name: 'workers',
-                  check: async () => {
-                    if (!pipeline.workersRunning()) throw new Error('workers are not running');
-                  },
-                },
-              ]
-            : []),
-        ],
-      });
-      const server = http;
-      // The HTTP edge stops first so no new work arrives while workers drain.
-      stops.push(() => server.close());
+      routers.push(
+        webhooks,
+        createAdminRouter({
+          store,
+          adminToken: token.token,
+          channels: () => channels,
+          enqueueDeliveries: (channelId, pending) => pipeline.enqueueDeliveries(channelId, pending),
+          queueCounts: () => pipeline.counts(),
+        }),
+      );
     }
+    const http: RunningHttpServer = await startHttpServer({
+      port: o.port,
+      host: o.host,
+      logger: log,
+      routers,
+      readiness: [
+        { name: 'store', check: () => store.ping() },
+        { name: 'queues', check: () => backend.ping() },
+        ...(runsWorkers
+          ? [
+              {
+                name: 'workers',
+                check: async () => {
+                  if (!pipeline.workersRunning()) throw new Error('workers are not running');
+                },
+              },
+            ]
+          : []),
+      ],
+    });
+    // The HTTP edge stops first so no new work arrives while workers drain.
+    stops.push(() => http.close());
     return {
-      port: http?.port,
+      port: http.port,
+      webhooks: o.role !== 'worker',
       adminToken: token.token,
       adminTokenGenerated: token.generated,
       fhirBaseUrl,

@@ -66,13 +66,13 @@ async function main(): Promise<void> {
   }
 
   const lines: string[] = ['', 'Switchboard is running.'];
-  if (started.port !== undefined) {
-    const base = `http://${host === '0.0.0.0' ? '127.0.0.1' : host}:${started.port}`;
+  const base = `http://${host === '0.0.0.0' ? '127.0.0.1' : host}:${started.port}`;
+  if (started.webhooks) { = `http://${host === '0.0.0.0' ? '127.0.0.1' : host}:${started.port}`;
     for (const c of started.channels) lines.push(`  webhook  ${c.id}: ${base}${c.source.path}  (GET verify, POST events)`);
     lines.push(`  health   ${base}/healthz   ready: ${base}/readyz`);
     lines.push(`  admin    ${base}/admin/dead-letters  (Authorization: Bearer <ADMIN_TOKEN>)`);
   } else {
-    lines.push('  role: worker (no HTTP server)');
+    lines.push(`  role     worker (HTTP serves only ${base}/healthz and /readyz)`);
   }
   lines.push(`  store    ${started.database === 'embedded' ? `embedded PostgreSQL under ${cfg.DATA_DIR}` : 'DATABASE_URL'}`);
   lines.push(`  queues   ${started.queues}`);
@@ -81,7 +81,7 @@ async function main(): Promise<void> {
   if (defaulted.length > 0) {
     lines.push(`  WARNING: development defaults in use for ${defaulted.join(', ')}; set them (and SWITCHBOARD_ENV=production) for real traffic.`);
   }
-  if (started.port !== undefined) {
+  if (started.webhooks) {
     lines.push('', 'Try it: send a signed sample WhatsApp message and see the resulting FHIR Communication:');
     lines.push(`  PORT=${started.port} npm run sample`);
   }

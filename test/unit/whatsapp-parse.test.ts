@@ -584,6 +584,7 @@ describe('WhatsApp parse: odd input never throws', () => {
     const oddValues: unknown[] = [null, 0, -1, 1e300, '', 'x', '<PLACEHOLDER>', true, [], {}, [null], { type: 'text' }, '1e3'];
     const pick = <T>(items: readonly T[]): T => items[Math.floor(random() * items.length)] as T;
 
+    const descend = new Set(['entry', 'changes', 'value', 'messages', 'statuses', 'contacts']);
     /** Replaces one random node of the tree with an odd value. */
     const mutate = (node: unknown): unknown => {
       if (Array.isArray(node)) {
@@ -594,7 +595,9 @@ describe('WhatsApp parse: odd input never throws', () => {
       if (node !== null && typeof node === 'object') {
         const keys = Object.keys(node);
         if (keys.length === 0 || random() < 0.05) return pick(oddValues);
-        const k = pick(keys);
+        // Mostly descend towards the messages, so the parser's inner paths get most of the abuse.
+        const deep = keys.filter((key) => descend.has(key));
+        const k = deep.length > 0 && random() < 0.8 ? pick(deep) : pick(keys);
         const copy: Record<string, unknown> = { ...(node as Record<string, unknown>) };
         if (random() < 0.1) delete copy[k];
         else copy[k] = mutate(copy[k]);
@@ -612,6 +615,9 @@ describe('WhatsApp parse: odd input never throws', () => {
         for (let r = 0; r < rounds; r++) doc = mutate(doc);
         const result = parseJson(doc);
         expectValid(result);
+        // The safety nets (catch-all, canonical fallback) are for bugs; odd input must not reach them.
+        expect(result.ignored.filter((i) => i.reason.includes('internal error'))).toEqual([]);
+        expect(result.messages.flatMap((m) => m.errors).filter((e) => e.title?.includes('canonical model'))).toEqual([]);
         produced += result.messages.length + result.statuses.length;
       }
     }
