@@ -74,7 +74,7 @@ function channelObject(source: z.ZodType<SourceConfig>, destination: z.ZodType<D
         .array(destination)
         .min(1, 'a channel needs at least one destination')
         // Runs even when some destination is invalid, so that every problem is reported at once.
-        .superRefine(uniqueDestinationNames, { when: () => true })
+        .superRefine(uniqueDestinationNames, { when: (payload) => Array.isArray(payload.value) })
         .describe('Where messages go; each destination has its own mapping, retry policy and dead-letter queue.'),
     })
     .strict()

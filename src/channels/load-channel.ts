@@ -656,7 +656,8 @@ function describeZodIssue(issue: z.core.$ZodIssue, parsed: ParsedFile, schema: C
     }
 
     case 'invalid_format': {
-      const rule = issue.message.startsWith('Invalid') ? `must be a valid ${issue.format}` : `must be ${issue.message}`;
+      const zodDefault = /^Invalid string: (.*)$/.exec(issue.message)?.[1];
+      const rule = zodDefault ?? (issue.message.startsWith('Invalid') ? `must be a valid ${issue.format}` : `must be ${issue.message}`);
       return here(`${label(at)} ${shownValue(value, node, parsed)} is not valid: it ${rule}`);
     }
 

@@ -45,6 +45,8 @@ export interface FhirSandboxOptions {
   /** Create the demo Patient (Jane Demo, +15551234567). Idempotent. */
   seed?: boolean;
   logger?: Logger;
+  /** Serve an existing store, e.g. to restart the sandbox without losing its data. */
+  repo?: MemoryRepository;
 }
 
 export interface FhirSandbox {
@@ -71,7 +73,7 @@ export async function startFhirSandbox(opts: FhirSandboxOptions = {}): Promise<F
   loadFhirDefinitions();
   const host = opts.host ?? '127.0.0.1';
   const logger = opts.logger;
-  const repo = new MemoryRepository();
+  const repo = opts.repo ?? new MemoryRepository();
   const router = new FhirRouter();
   const startedAt = new Date().toISOString();
   let baseUrl = '';

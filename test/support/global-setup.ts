@@ -5,7 +5,7 @@
  * with CI=true a failure.
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { chmod, mkdtemp, rm } from 'node:fs/promises';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
@@ -55,6 +55,8 @@ export function findRedisServer(): string | null {
 
 export default async function setup(project: TestProject): Promise<() => Promise<void>> {
   const tmp = await mkdtemp(path.join(os.tmpdir(), 'switchboard-test-'));
+  // As root, PostgreSQL runs as the 'postgres' user, which must be able to enter this directory.
+  await chmod(tmp, 0o755);
   const logger = createLogger({ level: 'warn' });
   const cleanups: (() => Promise<void>)[] = [];
 

@@ -73,7 +73,7 @@ function defined<T extends object>(o: T): T {
 }
 
 /** WhatsApp timestamps are Unix seconds as strings. Years past 9999 are refused (not ISO-representable). */
-export function unixSecondsToIso(v: unknown): string | undefined {
+function unixSecondsToIso(v: unknown): string | undefined {
   let seconds: number;
   if (typeof v === 'string' && /^\d{1,12}$/.test(v)) seconds = Number(v);
   else if (typeof v === 'number' && Number.isInteger(v) && v >= 0) seconds = v;
@@ -83,12 +83,12 @@ export function unixSecondsToIso(v: unknown): string | undefined {
 }
 
 /** E.164 with '+' when the source value is a plausible number of digits; never invented. */
-export function toE164(v: string | undefined): string | undefined {
+function toE164(v: string | undefined): string | undefined {
   return v !== undefined && /^[1-9]\d{4,14}$/.test(v) ? `+${v}` : undefined;
 }
 
 /** Meta error objects `{code, title, message, error_data.details}` -> canonical error entries. */
-export function toErrors(v: unknown): MessageError[] {
+function toErrors(v: unknown): MessageError[] {
   if (!Array.isArray(v)) return [];
   return v.map((e): MessageError => {
     if (!isRecord(e)) return { code: 'unknown', title: 'An error entry that is not an object' };
@@ -486,7 +486,7 @@ function rawTimestamp(v: unknown): string {
   return 'none';
 }
 
-export function buildMessage(raw: unknown, vctx: ValueContext): CanonicalMessage {
+function buildMessage(raw: unknown, vctx: ValueContext): CanonicalMessage {
   const msg: Json = isRecord(raw) ? raw : {};
   const errors: MessageError[] = [];
   let content: Content;
@@ -576,7 +576,7 @@ const statusWords = new Map<string, CanonicalStatus['status']>([
   ['deleted', 'deleted'],
 ]);
 
-export function buildStatus(raw: unknown, receivedAt: string): CanonicalStatus | string {
+function buildStatus(raw: unknown, receivedAt: string): CanonicalStatus | string {
   if (!isRecord(raw)) return 'a statuses[] entry is not an object';
   const messageId = nonEmpty(raw.id);
   if (messageId === undefined) return 'the status names no message id';
