@@ -125,13 +125,31 @@ export function buildChannelSchema(registry: ConnectorRegistry): ChannelSchema {
 
 export type ChannelJsonSchema = z.core.JSONSchema.BaseSchema;
 
+/** An unquoted `${VAR}` takes the type the schema expects (see load-channel), so editors accept it too. */
+const REFERENCE_PATTERN = '^\\$\\{[A-Z_][A-Z0-9_]*(:-[^}]*)?\\}$';
+
+function allowReference(jsonSchema: z.core.JSONSchema.BaseSchema): void {
+  const type = jsonSchema.type;
+  if (type !== 'number' && type !== 'integer' && type !== 'boolean') return;
+  const { description, default: defaultValue, ...typed } = jsonSchema;
+  for (const key of Object.keys(jsonSchema)) delete jsonSchema[key];
+  if (description !== undefined) jsonSchema.description = description;
+  if (defaultValue !== undefined) jsonSchema.default = defaultValue;
+  jsonSchema.anyOf = [typed, { type: 'string', pattern: REFERENCE_PATTERN, description: 'An environment variable, e.g. ${LIS_PORT}.' }];
+}
+
 /**
  * JSON Schema (draft 2020-12) of channel files, for editor completion and validation. Input
  * types: fields with defaults are optional. Refinements (unique destination names) and the
  * `${VAR}` rules are not expressible here; `switchboard validate` checks those.
  */
 export function channelJsonSchema(registry: ConnectorRegistry): ChannelJsonSchema {
-  const schema = z.toJSONSchema(buildChannelSchema(registry), { target: 'draft-2020-12', io: 'input', unrepresentable: 'any' });
+  const schema = z.toJSONSchema(buildChannelSchema(registry), {
+    target: 'draft-2020-12',
+    io: 'input',
+    unrepresentable: 'any',
+    override: ({ jsonSchema }) => allowReference(jsonSchema),
+  });
   const { $schema, ...rest } = schema;
   return { $schema, title: 'Switchboard channel', ...rest };
 }

@@ -181,14 +181,44 @@ async function loadOne(file: string, loader: Loader): Promise<FileResult> {
         issue(described.at, described.message);
       }
     }
-    return result;
   }
+
+  // 4. The filter and the mappings are checked even when the schema failed, so that one run
+  //    shows every problem. They read the data as written (strings only).
+  const filter = valueAt(data, ['filter']);
+  if (typeof filter === 'string' && filter !== '') {
+    const filterNode = locate(doc, ['filter']).node;
+    const filterIssue = compileIssue(() => compileMapping(file, filter));
+    if (filterIssue !== undefined && isScalar(filterNode)) {
+      const offset = offsetOf(filter, filterIssue.line, filterIssue.column);
+      issue(scalarPosition(filterNode, filter, offset, source, lineCounter), `filter does not compile: ${filterIssue.message}`);
+    }
+  }
+
+  // Mappings are relative to the channel file and must exist and compile.
+  const destinations = valueAt(data, ['destinations']);
+  const mappingFiles: Record<string, string> = {};
+  await Promise.all(
+    (Array.isArray(destinations) ? destinations : []).map(async (destination: unknown, index) => {
+      const mapping = isRecord(destination) ? destination['mapping'] : undefined;
+      if (typeof mapping !== 'string' || mapping === '') return;
+      const shown = path.isAbsolute(mapping) ? mapping : path.join(path.dirname(file), mapping);
+      const absolute = path.resolve(shown);
+      const name = isRecord(destination) ? destination['name'] : undefined;
+      if (typeof name === 'string') mappingFiles[name] = absolute;
+      const check = await checkMapping(loader, shown, absolute);
+      const at = nodePosition(locate(doc, ['destinations', index, 'mapping']).node, lineCounter);
+      if (check.status === 'missing') issue(at, `mapping file not found: ${shown} (paths are relative to the channel file)`);
+      else if (check.status === 'directory') issue(at, `mapping must name a .jsonata file, not a directory: ${shown}`);
+      else result.mappingIssues.push(...check.issues);
+    }),
+  );
+  if (!validation.success) return result;
   const config = validation.data;
 
-  // 4. The id, written or from the file name.
-  const idNode = locate(doc, ['id']).node;
+  // 5. The id, written or from the file name.
   result.idWritten = config.id !== undefined;
-  result.idAt = nodePosition(idNode, lineCounter);
+  result.idAt = nodePosition(locate(doc, ['id']).node, lineCounter);
   const id = config.id ?? path.basename(file).replace(/\.ya?ml$/i, '');
   if (config.id === undefined && !CHANNEL_ID_PATTERN.test(id)) {
     issue(
@@ -198,31 +228,6 @@ async function loadOne(file: string, loader: Loader): Promise<FileResult> {
   }
   const sourcePath = locate(doc, ['source', 'path']);
   result.sourcePathAt = nodePosition(sourcePath.node ?? sourcePath.nearest, lineCounter);
-
-  // 5. The filter must compile.
-  if (config.filter !== undefined) {
-    const filterNode = locate(doc, ['filter']).node;
-    const filterIssue = compileIssue(() => compileMapping(file, config.filter ?? ''));
-    if (filterIssue !== undefined && isScalar(filterNode)) {
-      const offset = offsetOf(config.filter, filterIssue.line, filterIssue.column);
-      issue(scalarPosition(filterNode, config.filter, offset, source, lineCounter), `filter does not compile: ${filterIssue.message}`);
-    }
-  }
-
-  // 6. Mappings, relative to the channel file, must exist and compile.
-  const mappingFiles: Record<string, string> = {};
-  await Promise.all(
-    config.destinations.map(async (destination, index) => {
-      const shown = path.isAbsolute(destination.mapping) ? destination.mapping : path.join(path.dirname(file), destination.mapping);
-      const absolute = path.resolve(shown);
-      mappingFiles[destination.name] = absolute;
-      const check = await checkMapping(loader, shown, absolute);
-      const at = nodePosition(locate(doc, ['destinations', index, 'mapping']).node, lineCounter);
-      if (check.status === 'missing') issue(at, `mapping file not found: ${shown} (paths are relative to the channel file)`);
-      else if (check.status === 'directory') issue(at, `mapping must name a .jsonata file, not a directory: ${shown}`);
-      else result.mappingIssues.push(...check.issues);
-    }),
-  );
 
   if (result.issues.length === 0 && result.mappingIssues.length === 0) {
     result.channel = { id, file: path.resolve(file), config: { ...config, id }, mappingFiles };
@@ -300,18 +305,20 @@ function checkAcrossFiles(results: FileResult[]): void {
       });
     }
 
-    const sourcePath = channel.config.source['path'];
-    if (typeof sourcePath !== 'string') continue;
+    // Sources serve `path`, by convention /webhooks/<channel id> when not written.
+    const written = channel.config.source['path'];
+    const sourcePath = typeof written === 'string' ? written : `/webhooks/${channel.id}`;
     const key = normalisePath(sourcePath);
     const owner = paths.get(key);
     if (owner === undefined) {
       paths.set(key, result);
     } else {
+      const shown = typeof written === 'string' ? `"${sourcePath}"` : `"${sourcePath}" (the default for this channel)`;
       result.issues.push({
         file: result.file,
         ...(result.sourcePathAt ?? { line: 1, column: 1 }),
         code: 'CONFIG_INVALID',
-        message: `source path "${sourcePath}" is already served by channel "${owner.channel?.id ?? ''}" (${owner.file}); give each channel its own path`,
+        message: `source path ${shown} is already served by channel "${owner.channel?.id ?? ''}" (${owner.file}); give each channel its own path`,
       });
     }
   }

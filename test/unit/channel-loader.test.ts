@@ -21,7 +21,7 @@ const testSource: SourceConnector = {
   configSchema: z
     .object({
       kind: z.literal('test_source'),
-      path: z.string().startsWith('/').describe('Webhook path.'),
+      path: z.string().startsWith('/').optional().describe('Webhook path. Default: /webhooks/<channel id>.'),
       app_secret: z.string().min(1),
       max_body_bytes: z.number().int().min(1).default(1_048_576),
     })
@@ -285,9 +285,9 @@ describe('loadChannelFile: problems with positions', () => {
     );
     expect(found).toEqual([
       `${file}:5:15: "app_secret" is a secret: write secrets as \${VAR}; secrets are read from the environment only`,
-      `${file}:11:16: "api_token" is a secret and cannot have a default in the file: write secrets as \${VAR}; secrets are read from the environment only`,
       `${file}:11:5: unknown key "api_token" in destinations[0] (test_dest); allowed keys: kind, name, mapping, retry, concurrency, url, port, tls`,
-    ].sort(byPosition));
+      `${file}:11:16: "api_token" is a secret and cannot have a default in the file: write secrets as \${VAR}; secrets are read from the environment only`,
+    ]);
   });
 
   it('reports bad ${} syntax at the reference', async () => {
@@ -348,6 +348,18 @@ describe('loadChannelFile: problems with positions', () => {
     expect(found).toEqual([`${file}:11:11: destination name "ehr" is already used by destinations[0]; give each destination of a channel its own name`]);
   });
 
+  it('still checks mappings when the schema fails', async () => {
+    const [file, found] = await fileIssues(
+      'channels/both.yaml',
+      validChannel({ destination: ['  - name: ehr', '    kind: test_dest', '    mapping: ../mappings/nope.jsonata', '    concurrency: 0'] }),
+    );
+    expect(found).toEqual([
+      `${file}:6:5: missing required key "url" (a string) in destinations[0] (test_dest)`,
+      `${file}:8:14: mapping file not found: ${path.join(dir, 'mappings/nope.jsonata')} (paths are relative to the channel file)`,
+      `${file}:9:18: destinations[0].concurrency must be at least 1 (got 0)`,
+    ]);
+  });
+
   it('reports every problem of a file at once, in position order', async () => {
     const [file, found] = await fileIssues(
       'channels/many.yaml',
@@ -385,6 +397,14 @@ describe('loadChannelDirectory', () => {
       `${b}:1:5: channel id "same" is already used by ${a}; give each channel its own id`,
       `${b}:4:9: source path "/webhooks/test" is already served by channel "same" (${a}); give each channel its own path`,
       expect.stringMatching(new RegExp(`^${escapeRegExp(c)}:2:1: YAML syntax error: `)),
+    ]);
+  });
+
+  it('counts a source without a path as serving /webhooks/<channel id>', async () => {
+    await write('channels/a.yaml', validChannel({ top: ['id: alpha'], source: ['  kind: test_source', '  path: /webhooks/beta', '  app_secret: ${APP_SECRET}'] }));
+    const b = await write('channels/b.yaml', validChannel({ top: ['id: beta'], source: ['  kind: test_source', '  app_secret: ${APP_SECRET}'] }));
+    expect(await issues(loadChannelDirectory(path.join(dir, 'channels'), { registry, env }))).toEqual([
+      `${b}:3:3: source path "/webhooks/beta" (the default for this channel) is already served by channel "alpha" (${path.join(dir, 'channels/a.yaml')}); give each channel its own path`,
     ]);
   });
 });
@@ -430,6 +450,14 @@ describe('channelJsonSchema', () => {
     // io: 'input' — fields with defaults are optional for the editor.
     expect(destinations[0]?.required).toEqual(['kind', 'name', 'mapping', 'url']);
     expect((destinations[0]?.properties['retry'] as { additionalProperties: boolean }).additionalProperties).toBe(false);
+    // An unquoted ${VAR} is accepted where a number or boolean is expected.
+    expect(destinations[0]?.properties['port']).toEqual({
+      default: 2575,
+      anyOf: [
+        { type: 'integer', minimum: 1, maximum: 65_535 },
+        { type: 'string', pattern: '^\\$\\{[A-Z_][A-Z0-9_]*(:-[^}]*)?\\}$', description: 'An environment variable, e.g. ${LIS_PORT}.' },
+      ],
+    });
   });
 });
 
@@ -437,12 +465,3 @@ function escapeRegExp(text: string): string {
   return text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
 }
 
-function byPosition(a: string, b: string): number {
-  const pos = (s: string): [number, number] => {
-    const m = /:(\d+):(\d+): /.exec(s);
-    return [Number(m?.[1]), Number(m?.[2])];
-  };
-  const [la, ca] = pos(a);
-  const [lb, cb] = pos(b);
-  return la - lb || ca - cb;
-}
