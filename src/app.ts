@@ -47,6 +47,8 @@ export interface SwitchboardOptions {
   registry: ConnectorRegistry;
   logger: Logger;
   shutdownTimeoutMs: number;
+  /** Worker job lock; a dead worker's jobs are recovered after about twice this. */
+  jobLockMs: number;
   /** Outbox sweep: grace before re-enqueueing, and period. */
   outboxGraceMs?: number;
   sweepIntervalMs?: number;
@@ -133,6 +135,7 @@ export function createSwitchboard(o: SwitchboardOptions): Switchboard {
       store,
       logger: log,
       channels: () => channels,
+      jobLockMs: o.jobLockMs,
       ...(o.outboxGraceMs !== undefined && { outboxGraceMs: o.outboxGraceMs }),
       ...(o.sweepIntervalMs !== undefined && { sweepIntervalMs: o.sweepIntervalMs }),
     });

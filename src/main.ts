@@ -35,6 +35,7 @@ async function main(): Promise<void> {
     registry: createConnectorRegistry(),
     logger,
     shutdownTimeoutMs: cfg.SHUTDOWN_TIMEOUT_MS,
+    jobLockMs: cfg.JOB_LOCK_MS,
   });
 
   let stopping = false;

@@ -149,7 +149,11 @@ async function loadOne(file: string, loader: Loader): Promise<FileResult> {
   // 1. YAML syntax. Later steps would only echo the same mistake, so stop here on errors.
   const lineCounter = new LineCounter();
   const doc = parseDocument(source, { lineCounter, prettyErrors: true, uniqueKeys: true });
-  for (const err of [...doc.errors, ...doc.warnings]) result.issues.push(yamlIssue(err, file, source));
+  // After the first syntax error the parser mostly reports its consequences: keep the first one,
+  // and every duplicate key (those are independent mistakes).
+  const firstSyntaxError = doc.errors.find((e) => e.code !== 'DUPLICATE_KEY');
+  const reported = doc.errors.filter((e) => e.code === 'DUPLICATE_KEY' || e === firstSyntaxError);
+  for (const err of [...reported, ...doc.warnings]) result.issues.push(yamlIssue(err, file, source));
   if (doc.errors.length > 0) return result;
   if (!isMap(doc.contents)) {
     const found = doc.contents === null ? 'the file is empty' : isSeq(doc.contents) ? 'it holds a list' : 'it holds a single value';
@@ -358,6 +362,8 @@ function yamlIssue(err: YAMLError, file: string, source: string): ChannelIssue {
     message = 'a channel file holds one YAML document: remove the second "---" or move that channel to its own file';
   } else {
     message = `YAML ${err.name === 'YAMLWarning' ? 'warning' : 'syntax error'}: ${message}`;
+    const lineText = source.split('\n')[start.line - 1] ?? '';
+    if (/[[{].*\$\{/.test(lineText)) message += ' (inside { } or [ ], quote values that hold ${VAR}: "${VAR}")';
   }
   return { file, line: start.line, column: start.col, message, code: 'CONFIG_INVALID' };
 }
@@ -584,10 +590,11 @@ function didYouMean(value: string, candidates: readonly string[]): string {
   return best !== undefined && bestDistance <= Math.max(1, Math.floor(best.length / 3)) ? ` (did you mean "${best}"?)` : '';
 }
 
-function kindNoun(at: YamlPath): string {
+/** "source kind", "destination kind", or the discriminator key of a nested union. */
+function kindNoun(at: YamlPath, discriminator: string): string {
   if (at.length === 2 && at[0] === 'source') return 'source kind';
   if (at.length === 3 && at[0] === 'destinations') return 'destination kind';
-  return `value of ${label(at)}`;
+  return discriminator;
 }
 
 function describeZodIssue(issue: z.core.$ZodIssue, parsed: ParsedFile, schema: ChannelSchema): DescribedIssue[] {
@@ -621,13 +628,14 @@ function describeZodIssue(issue: z.core.$ZodIssue, parsed: ParsedFile, schema: C
     case 'invalid_union': {
       if (issue.discriminator !== undefined && 'options' in issue && issue.options !== undefined) {
         const kinds = issue.options.map(String);
-        const noun = kindNoun(at);
+        const noun = kindNoun(at, issue.discriminator);
+        const nested = noun === issue.discriminator ? ` in ${label(parentPath)}` : '';
         if (node === undefined) {
           return here(`missing required key "${String(lastKey)}" in ${where(parentPath, data)}; known ${noun}s: ${kinds.join(', ')}`);
         }
         const shown = typeof value === 'string' ? `"${value}"` : describeValue(value, node, parsed);
         const hint = typeof value === 'string' ? didYouMean(value, kinds) : '';
-        return here(`unknown ${noun} ${shown}${hint}; known ${noun}s: ${kinds.join(', ')}`);
+        return here(`unknown ${noun} ${shown}${nested}${hint}; known ${noun}s: ${kinds.join(', ')}`);
       }
       return here(`${label(at)} matches none of the allowed forms: ${issue.message}`);
     }

@@ -19,6 +19,8 @@ export interface PipelineOptions {
   logger: Logger;
   channels: () => readonly RuntimeChannel[];
   ingestConcurrency?: number;
+  /** Worker job lock (see WorkerSettings.lockDurationMs). */
+  jobLockMs: number;
   /** Age after which a stored-but-not-ingested event is re-enqueued by the sweeper. */
   outboxGraceMs?: number;
   sweepIntervalMs?: number;
@@ -89,6 +91,7 @@ export class Pipeline {
         },
         {
           concurrency: this.o.ingestConcurrency ?? 8,
+          lockDurationMs: this.o.jobLockMs,
           backoff: (attemptsMade) => backoffDelay({ attempts: 20, initial_delay_ms: 500, max_delay_ms: 60_000 }, attemptsMade, undefined),
           onFailed: (jobId, err) => logger.warn({ eventId: jobId, err: { message: err.message } }, 'ingest failed'),
         },
@@ -113,6 +116,7 @@ export class Pipeline {
             },
             {
               concurrency: dest.concurrency,
+              lockDurationMs: this.o.jobLockMs,
               backoff: (attemptsMade, err) =>
                 backoffDelay(dest.retry, attemptsMade, err instanceof RetryRequested ? err.classification.retryAfterMs : undefined),
             },

@@ -24,6 +24,12 @@ export interface WorkerHandle {
 
 export interface WorkerSettings {
   concurrency: number;
+  /**
+   * Job lock duration: a job whose worker died is taken over after at most about twice this
+   * (lock expiry plus the stalled-job check interval). Lower recovers faster; too low makes busy
+   * workers look dead. BullMQ's default is 30 000 ms.
+   */
+  lockDurationMs: number;
   /** Delay before the next attempt; receives attempts made so far and the thrown error. */
   backoff: (attemptsMade: number, err: Error | undefined) => number;
   /** Called when the processor throws (before BullMQ schedules the retry). */
@@ -78,6 +84,8 @@ function wrapQueue<T>(q: Queue): QueueHandle<T> {
 function workerOptionsFor(settings: WorkerSettings): Omit<WorkerOptions, 'connection'> {
   return {
     concurrency: settings.concurrency,
+    lockDuration: settings.lockDurationMs,
+    stalledInterval: settings.lockDurationMs,
     settings: {
       backoffStrategy: (attemptsMade: number, _type?: string, err?: Error) => settings.backoff(attemptsMade, err),
     },

@@ -389,7 +389,8 @@ describe('fhir_r4 destination through a fault-injecting proxy', () => {
     expect(proxy.seen.length).toBeGreaterThanOrEqual(2); // patient search(es) + create
     expect(proxy.seen.every((r) => r.authorization === 'Bearer s3cret-token')).toBe(true);
 
-    const err = await failure(destination({ base_url: proxy.baseUrl, auth: { type: 'bearer', token: 'wrong' } }).deliver(message(), ctx(message())));
+    const refused = message();
+    const err = await failure(destination({ base_url: proxy.baseUrl, auth: { type: 'bearer', token: 'wrong' } }).deliver(refused, ctx(refused)));
     expect(err.code).toBe('FHIR_AUTH');
     expect(err.details).toMatchObject({ http_status: 401 });
     expect(err.message).not.toContain('wrong');

@@ -5,7 +5,7 @@
 import http from 'node:http';
 
 export type Fault =
-  | { kind: 'pass' }
+  | { kind: 'pass'; delayMs?: number }
   | { kind: 'respond'; status: number; headers?: Record<string, string>; body?: string }
   | { kind: 'hang' };
 
@@ -39,6 +39,9 @@ export async function startFaultProxy(target: string): Promise<FaultProxy> {
         res.end(fault.body ?? '');
         return;
       }
+      const forward = () => {
+      // A caller that went away (killed process, timeout) never reaches the server.
+      if (req.socket.destroyed) return;
       const upstream = http.request(
         { host: t.hostname, port: t.port, method: req.method, path: url, headers: { ...req.headers, host: t.host } },
         (up) => {
@@ -51,6 +54,9 @@ export async function startFaultProxy(target: string): Promise<FaultProxy> {
         res.end();
       });
       upstream.end(Buffer.concat(chunks));
+      };
+      if (fault.delayMs) setTimeout(forward, fault.delayMs);
+      else forward();
     });
   });
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));

@@ -48,6 +48,7 @@ export async function startGateway(o: {
     registry: createConnectorRegistry(),
     logger: createLogger({ level: 'info', ...(o.logStream ? { destination: o.logStream } : { level: 'silent' }) }),
     shutdownTimeoutMs: 5000,
+    jobLockMs: 5000,
     outboxGraceMs: o.outboxGraceMs ?? 0,
     sweepIntervalMs: o.sweepIntervalMs ?? 60_000,
   });

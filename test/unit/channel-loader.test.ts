@@ -354,9 +354,9 @@ describe('loadChannelFile: problems with positions', () => {
       validChannel({ destination: ['  - name: ehr', '    kind: test_dest', '    mapping: ../mappings/nope.jsonata', '    concurrency: 0'] }),
     );
     expect(found).toEqual([
-      `${file}:6:5: missing required key "url" (a string) in destinations[0] (test_dest)`,
-      `${file}:8:14: mapping file not found: ${path.join(dir, 'mappings/nope.jsonata')} (paths are relative to the channel file)`,
-      `${file}:9:18: destinations[0].concurrency must be at least 1 (got 0)`,
+      `${file}:7:5: missing required key "url" (a string) in destinations[0] (test_dest)`,
+      `${file}:9:14: mapping file not found: ${path.join(dir, 'mappings/nope.jsonata')} (paths are relative to the channel file)`,
+      `${file}:10:18: destinations[0].concurrency must be at least 1 (got 0)`,
     ]);
   });
 
@@ -369,6 +369,7 @@ describe('loadChannelFile: problems with positions', () => {
       `${file}:1:5: id "Many" is not valid: it must be lower-case letters, digits and -, starting with a letter, at most 63 characters`,
       `${file}:4:9: source.path "webhooks" is not valid: it must start with "/"`,
       `${file}:5:15: environment variable NOPE is not set`,
+      `${file}:9:14: mapping file not found: ${path.join(dir, 'channels/m.jsonata')} (paths are relative to the channel file)`,
       `${file}:10:10: destinations[0].url must be a string, not the integer 1`,
     ]);
   });

@@ -12,7 +12,7 @@ import { z } from 'zod';
 import type { Client as FhirKitClient, FhirResource } from 'fhir-kit-client';
 import type { CanonicalMessage } from '../../core/canonical-message.js';
 import { SwitchboardError, parseRetryAfter, type ErrorCode } from '../../core/errors.js';
-import { validateFhirResource } from '../../fhir/validate-resource.js';
+import { loadFhirDefinitions, validateFhirResource } from '../../fhir/validate-resource.js';
 import type {
   DeliveryContext,
   DeliveryOutcome,
@@ -32,7 +32,7 @@ export const DEFAULT_IDENTIFIER_SYSTEM = 'https://switchboard.example/sid/whatsa
 /** An absolute URI (scheme + non-empty rest, no whitespace): `https://…`, `urn:oid:…`. */
 const absoluteUri = z
   .string()
-  .regex(/^[A-Za-z][A-Za-z0-9+.-]*:\S+$/, 'an absolute URI such as https://your-domain/sid/whatsapp-message-id')
+  .regex(/^[A-Za-z][A-Za-z0-9+.-]*:\S+$/, { message: 'an absolute URI such as https://your-domain/sid/whatsapp-message-id', abort: true })
   .refine((value) => URL.canParse(value), 'an absolute URI such as https://your-domain/sid/whatsapp-message-id');
 
 const authSchema = z
@@ -74,7 +74,7 @@ export const fhirR4ConfigSchema = z
     kind: z.literal(FHIR_R4_KIND).describe('Destination kind: a FHIR R4 server (Communication resources).'),
     ...destinationBaseShape,
     base_url: z
-      .url({ protocol: /^https?$/ })
+      .url({ protocol: /^https?$/, message: 'an http(s) URL such as https://ehr.example.org/fhir/R4' })
       .describe('FHIR base URL, e.g. https://ehr.example.org/fhir/R4 (no trailing resource type).'),
     identifier_system: absoluteUri
       .default(DEFAULT_IDENTIFIER_SYSTEM)
@@ -469,6 +469,8 @@ export function ifNoneExistFor(system: string, value: string): string {
 
 function createFhirR4Destination(config: FhirR4Config, ctx: DestinationCreateContext): DestinationInstance {
   const { mapping, channelId } = ctx;
+  // Index the R4 definitions now (≈1.7 s once per process) rather than on the first delivery.
+  loadFhirDefinitions();
   let transport: Promise<FhirTransport> | undefined;
   const getTransport = (): Promise<FhirTransport> => {
     transport ??= createFhirKitTransport(config.base_url, authHeaders(config.auth)).catch((err: unknown) => {
@@ -505,7 +507,9 @@ function createFhirR4Destination(config: FhirR4Config, ctx: DestinationCreateCon
     });
     if (output === undefined) return { detail: { dropped: true, mapping_version: mapping.version } };
     // JSONata results can carry sequence markers and undefined members: keep plain JSON only.
-    const resource: unknown = JSON.parse(JSON.stringify(output));
+    const json = JSON.stringify(output);
+    if (json === undefined) throw mappingInvalid(['(root): the mapping returned something that is not JSON (a function?)'], mapping.version, mapping.file);
+    const resource: unknown = JSON.parse(json);
     const verdict = validateFhirResource(resource, 'Communication');
     if (!verdict.ok) throw mappingInvalid(verdict.issues, mapping.version, mapping.file);
     const communication = resource as fhir4.Communication;
