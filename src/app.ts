@@ -89,7 +89,28 @@ export function createSwitchboard(o: SwitchboardOptions): Switchboard {
   const log = o.logger;
 
   async function start(): Promise<StartedSwitchboard> {
-    // 1. Database: external or embedded, then migrations.
+    // 1. FHIR: an external server, or the in-process sandbox.
+    const env = { ...o.env };
+    let fhirBaseUrl = o.fhirBaseUrl;
+    let sandbox = false;
+    if (fhirBaseUrl === undefined) {
+      const fhir = await startFhirSandbox({ port: o.fhirSandboxPort, seed: true, logger: log.child({ component: 'fhir-sandbox' }) });
+      stops.push(() => fhir.close());
+      fhirBaseUrl = fhir.baseUrl;
+      sandbox = true;
+    }
+    env['FHIR_BASE_URL'] = fhirBaseUrl;
+
+    // 2. Channels, before anything heavy starts: refuse to start on any invalid file (the error
+    //    lists every problem with file:line:column).
+    const loaded = await loadChannelDirectory(o.channelsDir, { registry: o.registry, env });
+    const channels: RuntimeChannel[] = [];
+    for (const l of loaded) channels.push(await buildRuntimeChannel(l, o.registry, log));
+    stops.push(async () => {
+      await Promise.allSettled(channels.flatMap((c) => c.destinations.map((d) => d.close())));
+    });
+
+    // 3. Database: external or embedded, then migrations.
     let databaseUrl = o.databaseUrl;
     let embedded: EmbeddedDatabase | undefined;
     if (databaseUrl === undefined) {
@@ -104,26 +125,6 @@ export function createSwitchboard(o: SwitchboardOptions): Switchboard {
     if (applied.length > 0) log.info({ applied }, 'database migrations applied');
     const store = new MessageStore(pool, createPlaintextCodec());
     internals.store = store;
-
-    // 2. FHIR: an external server, or the in-process sandbox.
-    const env = { ...o.env };
-    let fhirBaseUrl = o.fhirBaseUrl;
-    let sandbox = false;
-    if (fhirBaseUrl === undefined) {
-      const fhir = await startFhirSandbox({ port: o.fhirSandboxPort, seed: true, logger: log.child({ component: 'fhir-sandbox' }) });
-      stops.push(() => fhir.close());
-      fhirBaseUrl = fhir.baseUrl;
-      sandbox = true;
-    }
-    env['FHIR_BASE_URL'] = fhirBaseUrl;
-
-    // 3. Channels: refuse to start on any invalid file (the error lists every problem).
-    const loaded = await loadChannelDirectory(o.channelsDir, { registry: o.registry, env });
-    const channels: RuntimeChannel[] = [];
-    for (const l of loaded) channels.push(await buildRuntimeChannel(l, o.registry, log));
-    stops.push(async () => {
-      await Promise.allSettled(channels.flatMap((c) => c.destinations.map((d) => d.close())));
-    });
 
     // 4. Queues.
     const backend: QueueBackend = o.redisUrl
