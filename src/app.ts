@@ -16,6 +16,7 @@ import { createAdminRouter } from './http/admin-routes.js';
 import { startHttpServer, type RunningHttpServer } from './http/http-server.js';
 import { mountWebhook } from './http/webhook-route.js';
 import { Pipeline } from './pipeline/pipeline.js';
+import { PollRunner } from './pipeline/poll-runner.js';
 import type { RuntimeChannel } from './pipeline/runtime-channel.js';
 import { createPostgresQueueBackend, createRedisBackend, type QueueBackend } from './queue/queue-backend.js';
 import { startFhirSandbox } from './sandbox/fhir-sandbox.js';
@@ -148,6 +149,9 @@ export function createSwitchboard(o: SwitchboardOptions): Switchboard {
       pipeline.startWorkers();
       await pipeline.sweep();
       pipeline.startSweeper();
+      const pollers = new PollRunner({ pool, store, logger: log, enqueueIngest: (id) => pipeline.enqueueIngest(id) });
+      pollers.start(channels);
+      stops.push(() => pollers.stop());
     }
 
     // 5. HTTP edge.
@@ -157,6 +161,7 @@ export function createSwitchboard(o: SwitchboardOptions): Switchboard {
     if (o.role !== 'worker') {
       const webhooks = new Router();
       for (const c of channels) {
+        if (c.source.path === undefined) continue;
         mountWebhook(webhooks, c.id, c.source.path, {
           store,
           logger: log,
@@ -172,6 +177,9 @@ export function createSwitchboard(o: SwitchboardOptions): Switchboard {
           channels: () => channels,
           enqueueDeliveries: (channelId, pending) => pipeline.enqueueDeliveries(channelId, pending),
           queueCounts: () => pipeline.counts(),
+          destinations: () => pipeline.destinations(),
+          pauseDestination: (channel, destination, reason) => pipeline.pauseForOperator(channel, destination, 'OPERATOR_PAUSE', reason),
+          resumeDestination: (channel, destination) => pipeline.resumeDestination(channel, destination),
         }),
       );
     }

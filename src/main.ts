@@ -69,7 +69,10 @@ async function main(): Promise<void> {
   const lines: string[] = ['', 'Switchboard is running.'];
   const base = `http://${host === '0.0.0.0' ? '127.0.0.1' : host}:${started.port}`;
   if (started.webhooks) {
-    for (const c of started.channels) lines.push(`  webhook  ${c.id}: ${base}${c.source.path}  (GET verify, POST events)`);
+    for (const c of started.channels) {
+      if (c.source.path !== undefined) lines.push(`  webhook  ${c.id}: ${base}${c.source.path}  (GET verify, POST events)`);
+      else lines.push(`  polling  ${c.id}`);
+    }
     lines.push(`  health   ${base}/healthz   ready: ${base}/readyz`);
     lines.push(`  admin    ${base}/admin/dead-letters  (Authorization: Bearer <ADMIN_TOKEN>)`);
   } else {

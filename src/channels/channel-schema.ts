@@ -28,6 +28,7 @@ export interface DestinationConfig {
   kind: string;
   name: string;
   mapping: string;
+  when?: string | undefined;
   retry: RetryPolicy;
   concurrency: number;
   [key: string]: unknown;

@@ -201,6 +201,17 @@ async function loadOne(file: string, loader: Loader): Promise<FileResult> {
 
   // Mappings are relative to the channel file and must exist and compile.
   const destinations = valueAt(data, ['destinations']);
+  // Each destination's `when` routing expression must compile, like the filter.
+  (Array.isArray(destinations) ? destinations : []).forEach((destination: unknown, index) => {
+    const when = isRecord(destination) ? destination['when'] : undefined;
+    if (typeof when !== 'string' || when === '') return;
+    const whenNode = locate(doc, ['destinations', index, 'when']).node;
+    const whenIssue = compileIssue(() => compileMapping(file, when));
+    if (whenIssue !== undefined && isScalar(whenNode)) {
+      const offset = offsetOf(when, whenIssue.line, whenIssue.column);
+      issue(scalarPosition(whenNode, when, offset, source, lineCounter), `when does not compile: ${whenIssue.message}`);
+    }
+  });
   const mappingFiles: Record<string, string> = {};
   await Promise.all(
     (Array.isArray(destinations) ? destinations : []).map(async (destination: unknown, index) => {

@@ -44,9 +44,33 @@ export interface SourceParseContext {
   receivedAt: Date;
 }
 
+/** Durable per-channel cursors for polling sources (stored in the message store). */
+export interface SourceCursorStore {
+  get(key: string): Promise<string | null>;
+  set(key: string, value: string): Promise<void>;
+}
+
+export interface PollingContext {
+  signal: AbortSignal;
+  logger: Logger;
+  cursor: SourceCursorStore;
+  /**
+   * Stores one raw event and enqueues its ingest; resolves once the event is durable. Advance the
+   * cursor only after this resolves, so a crash neither skips nor (beyond dedup) repeats messages.
+   */
+  emit(raw: Buffer, contentType: string): Promise<void>;
+}
+
 export interface SourceInstance {
-  /** Webhook path the channel serves (GET and POST). */
-  readonly path: string;
+  /** Webhook path the channel serves (GET and POST); undefined for sources that only poll. */
+  readonly path: string | undefined;
+  /** How the webhook body is decoded before `checkEnvelope`: JSON (default) or form-urlencoded. */
+  readonly bodyFormat?: 'json' | 'form';
+  /**
+   * Pull sources: runs until `ctx.signal` aborts, emitting raw events. Started by the worker
+   * role, one loop per channel.
+   */
+  poll?(ctx: PollingContext): Promise<void>;
   /** Largest accepted body; larger bodies get 413 before any work. */
   readonly maxBodyBytes: number;
   /** GET on the path, e.g. the WhatsApp verification handshake. */
@@ -57,7 +81,8 @@ export interface SourceInstance {
    */
   authenticate(req: InboundRequest): EdgeResponse | null;
   /**
-   * Checks the decoded body is an event this source understands. Returns null, or a plain reason
+   * Checks the decoded body (JSON value, or for `form` a record of field → value or values) is an
+   * event this source understands. Returns null, or a plain reason
    * for a 400. Runs at the edge so that garbage is refused before it is stored.
    */
   checkEnvelope(body: unknown): string | null;
@@ -91,6 +116,13 @@ export const destinationBaseShape = {
     .regex(/^[a-z][a-z0-9_-]{0,62}$/, 'lower-case letters, digits, _ and -, starting with a letter')
     .describe('Unique within the channel; names the delivery queue and dead-letter queue.'),
   mapping: z.string().describe('Path of the JSONata mapping, relative to the channel file.'),
+  when: z
+    .string()
+    .min(1)
+    .optional()
+    .describe(
+      'Routing: a JSONata predicate on the canonical message. When it is false the message never reaches this destination (recorded as not routed). Absent: every message.',
+    ),
   retry: retryPolicySchema.default({ attempts: 10, initial_delay_ms: 1000, max_delay_ms: 300_000 }),
   concurrency: z.number().int().min(1).max(256).default(8).describe('Deliveries in flight at once, per worker process.'),
 };
@@ -111,6 +143,24 @@ export interface DeliveryOutcome {
   detail: Record<string, string | number | boolean | null>;
 }
 
+/** What a destination would send for a message, built without any network I/O. */
+export interface RenderedOutput {
+  /** The mapping returned nothing: the message is not sent to this destination. */
+  dropped: boolean;
+  /** e.g. `application/fhir+json`, `x-application/hl7-v2+er7`. */
+  contentType: string;
+  /** A JSON resource, or the wire text (HL7 ER7 with \r separators). Undefined when dropped. */
+  body: unknown;
+}
+
+export interface RenderOptions {
+  now: Date;
+  /** Values that delivery would look up (e.g. `patient` for fhir_r4); the caller supplies them. */
+  bindings: Record<string, unknown>;
+  /** Delivery id, for destinations that derive ids from it (HL7 MSH-10). */
+  deliveryId?: string;
+}
+
 export interface DestinationInstance {
   readonly name: string;
   readonly retry: RetryPolicy;
@@ -119,6 +169,11 @@ export interface DestinationInstance {
   readonly mapping: CompiledMapping;
   /** Maps and sends one message. Throws a SwitchboardError (or anything: classified as retryable INTERNAL). */
   deliver(message: CanonicalMessage, ctx: DeliveryContext): Promise<DeliveryOutcome>;
+  /**
+   * Maps and validates without sending: what `deliver` would send. Used by mapping and channel
+   * tests and by `switchboard map`. Throws the same typed errors as deliver for bad output.
+   */
+  render(message: CanonicalMessage, options: RenderOptions): Promise<RenderedOutput>;
   /** Cheap reachability and auth check, used by readiness and `validate --environment`. */
   healthcheck(signal: AbortSignal): Promise<void>;
   close(): Promise<void>;

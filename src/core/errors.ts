@@ -38,6 +38,11 @@ export interface SwitchboardErrorOptions {
   disposition?: Disposition;
   /** Server-requested delay (Retry-After), in milliseconds. */
   retryAfterMs?: number;
+  /**
+   * The destination cannot take any message until a person acts (e.g. an HL7 partner rejects our
+   * message type or version): pause its queue and alert, keep the message pending.
+   */
+  pauseDestination?: boolean;
   /** Structured, PHI-free details for the dead-letter entry (status code, OperationOutcome issue codes...). */
   details?: Record<string, unknown>;
   cause?: unknown;
@@ -48,6 +53,7 @@ export class SwitchboardError extends Error {
   readonly disposition: Disposition;
   readonly retryAfterMs: number | undefined;
   readonly details: Record<string, unknown>;
+  readonly pauseDestination: boolean;
 
   constructor(code: ErrorCode, message: string, options: SwitchboardErrorOptions = {}) {
     super(message, options.cause === undefined ? undefined : { cause: options.cause });
@@ -56,6 +62,7 @@ export class SwitchboardError extends Error {
     this.disposition = options.disposition ?? errorCatalogue[code].disposition;
     this.retryAfterMs = options.retryAfterMs;
     this.details = options.details ?? {};
+    this.pauseDestination = options.pauseDestination ?? false;
   }
 }
 
@@ -89,6 +96,8 @@ export interface Classification {
   disposition: Disposition;
   message: string;
   retryAfterMs?: number;
+  /** See SwitchboardErrorOptions.pauseDestination. */
+  pauseDestination: boolean;
   details: Record<string, unknown>;
 }
 
@@ -100,12 +109,13 @@ export function classify(err: unknown): Classification {
       disposition: err.disposition,
       message: err.message,
       details: err.details,
+      pauseDestination: err.pauseDestination,
     };
     if (err.retryAfterMs !== undefined) out.retryAfterMs = err.retryAfterMs;
     return out;
   }
   const message = err instanceof Error ? err.message : String(err);
-  return { code: 'INTERNAL', disposition: 'retryable', message, details: {} };
+  return { code: 'INTERNAL', disposition: 'retryable', message, details: {}, pauseDestination: false };
 }
 
 /**

@@ -17,6 +17,9 @@ export interface AdminDeps {
   channels(): readonly RuntimeChannel[];
   enqueueDeliveries(channelId: string, pending: readonly PendingDelivery[]): Promise<void>;
   queueCounts(): Promise<Record<string, Record<string, number>>>;
+  destinations(): Promise<{ channel: string; destination: string; paused: boolean; counts: Record<string, number> }[]>;
+  pauseDestination(channel: string, destination: string, reason: string): Promise<void>;
+  resumeDestination(channel: string, destination: string): Promise<void>;
 }
 
 const digest = (s: string) => createHash('sha256').update(s).digest();
@@ -108,6 +111,29 @@ export function createAdminRouter(deps: AdminDeps): Router {
 
   router.get('/queues', async (ctx) => {
     ctx.body = { queues: await deps.queueCounts() };
+  });
+
+  router.get('/destinations', async (ctx) => {
+    ctx.body = { destinations: await deps.destinations() };
+  });
+
+  const knownDestination = (channel: string | undefined, destination: string | undefined) =>
+    deps.channels().some((c) => c.id === channel && c.destinations.some((d) => d.name === destination));
+
+  router.post('/destinations/:channel/:destination/pause', async (ctx) => {
+    const { channel, destination } = ctx.params;
+    if (!knownDestination(channel, destination)) return bad(ctx, 404, 'NOT_FOUND', 'no such channel destination');
+    const body = await jsonBody(ctx, z.object({ reason: z.string().min(1).max(500) }).strict());
+    if (!body) return;
+    await deps.pauseDestination(channel!, destination!, body.reason);
+    ctx.body = { paused: true };
+  });
+
+  router.post('/destinations/:channel/:destination/resume', async (ctx) => {
+    const { channel, destination } = ctx.params;
+    if (!knownDestination(channel, destination)) return bad(ctx, 404, 'NOT_FOUND', 'no such channel destination');
+    await deps.resumeDestination(channel!, destination!);
+    ctx.body = { paused: false };
   });
 
   router.get('/dead-letters', async (ctx) => {

@@ -40,6 +40,16 @@ function toInbound(ctx: Context, rawBody: Buffer): InboundRequest {
   return { method: ctx.method, url: ctx.url, headers, query: new URLSearchParams(ctx.querystring), rawBody };
 }
 
+/** application/x-www-form-urlencoded → field → value (or values, when repeated). */
+export function decodeForm(raw: Buffer): Record<string, string | string[]> {
+  const out: Record<string, string | string[]> = {};
+  for (const [k, v] of new URLSearchParams(raw.toString('utf8'))) {
+    const prev = out[k];
+    out[k] = prev === undefined ? v : Array.isArray(prev) ? [...prev, v] : [prev, v];
+  }
+  return out;
+}
+
 export function mountWebhook(router: Router, channelId: string, path: string, deps: WebhookDeps): void {
   const live = (ctx: Context): RuntimeChannel | undefined => {
     const ch = deps.channel(channelId);
@@ -81,11 +91,15 @@ export function mountWebhook(router: Router, channelId: string, path: string, de
       return;
     }
     let body: unknown;
-    try {
-      body = JSON.parse(raw.toString('utf8'));
-    } catch {
-      send(ctx, { status: 400, body: errorBody('BODY_NOT_JSON', 'the body is not valid JSON') });
-      return;
+    if (ch.source.bodyFormat === 'form') {
+      body = decodeForm(raw);
+    } else {
+      try {
+        body = JSON.parse(raw.toString('utf8'));
+      } catch {
+        send(ctx, { status: 400, body: errorBody('BODY_NOT_JSON', 'the body is not valid JSON') });
+        return;
+      }
     }
     const envelopeProblem = ch.source.checkEnvelope(body);
     if (envelopeProblem !== null) {

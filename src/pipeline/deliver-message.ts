@@ -58,8 +58,9 @@ export async function deliverOnce(
     const c = classify(err);
     const response = err instanceof SwitchboardError ? err.details['operation_outcome'] : undefined;
     const detail = Object.fromEntries(Object.entries(c.details).filter(([k]) => k !== 'operation_outcome'));
-    const exhausted = attemptNo >= deps.destination.retry.attempts;
-    const final = c.disposition === 'permanent' || exhausted;
+    // A pause is about the destination, not the message: it never dead-letters the message.
+    const exhausted = !c.pauseDestination && attemptNo >= deps.destination.retry.attempts;
+    const final = !c.pauseDestination && (c.disposition === 'permanent' || exhausted);
     await deps.store.recordAttempt({
       deliveryId: job.deliveryId,
       generation: job.generation,

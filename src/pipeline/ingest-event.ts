@@ -2,6 +2,7 @@
  * Ingest: a stored raw event becomes canonical messages (deduplicated), statuses, and one pending
  * delivery per destination. Plain function; the queue processor is a thin adapter around it.
  */
+import type { CanonicalMessage } from '../core/canonical-message.js';
 import { SwitchboardError, classify } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
 import type { IngestPlan, MessageStore, PendingDelivery } from '../store/message-store.js';
@@ -48,7 +49,13 @@ export async function ingestEvent(deps: IngestDeps, eventId: string): Promise<In
       }
     }
     if (!pass) filtered++;
-    plan.messages.push({ message, filtered: !pass, destinations: pass ? channel.destinations.map((d) => d.name) : [] });
+    const destinations: string[] = [];
+    if (pass) {
+      for (const d of channel.destinations) {
+        if (await routes(deps, channel, d.name, message, event.receivedAt)) destinations.push(d.name);
+      }
+    }
+    plan.messages.push({ message, filtered: !pass, destinations });
   }
   const pending = await deps.store.recordIngest(event.id, channel.id, plan);
   deps.logger.info(
@@ -56,4 +63,17 @@ export async function ingestEvent(deps: IngestDeps, eventId: string): Promise<In
     'event ingested',
   );
   return { channelId: channel.id, messages: parsed.messages.length, statuses: parsed.statuses.length, filtered, pending };
+}
+
+/** Whether a destination's `when` predicate takes the message. A predicate that throws routes it (nothing is lost silently). */
+async function routes(deps: IngestDeps, channel: RuntimeChannel, destination: string, message: CanonicalMessage, now: Date): Promise<boolean> {
+  const when = channel.routing.get(destination);
+  if (!when) return true;
+  try {
+    return Boolean(await when.evaluate(message, { now }));
+  } catch (err) {
+    const c = classify(err);
+    deps.logger.warn({ channel: channel.id, destination, code: c.code, error: c.message }, 'routing predicate failed; message routed to the destination');
+    return true;
+  }
 }

@@ -110,6 +110,11 @@ export class Pipeline {
                   { attemptsMade: job.attemptsMade, signal: signal ?? new AbortController().signal },
                 );
               } catch (err) {
+                if (err instanceof RetryRequested && err.classification.pauseDestination && token !== undefined) {
+                  await this.pauseForOperator(channel.id, dest.name, err.classification.code, err.classification.message);
+                  await job.moveToDelayed(Date.now() + 1000, token);
+                  throw new DelayedError();
+                }
                 if (!(err instanceof RetryRequested)) await this.deferIfStoreDown(job, token, err);
                 throw err;
               }
@@ -135,6 +140,32 @@ export class Pipeline {
     this.o.logger.warn({ jobId: job.id, queue: job.queueName }, 'store unavailable; job deferred without spending an attempt');
     await job.moveToDelayed(Date.now() + STORE_DOWN_DELAY_MS, token);
     throw new DelayedError();
+  }
+
+  /** Pauses a destination's queue for every worker process; the message stays pending. */
+  async pauseForOperator(channelId: string, destination: string, code: string, reason: string): Promise<void> {
+    await this.deliveryQueue(channelId, destination).pause();
+    this.o.logger.error(
+      { alert: 'destination_paused', channel: channelId, destination, code, reason },
+      'destination paused: it cannot take messages until an operator resumes it (POST /admin/destinations/:channel/:destination/resume)',
+    );
+  }
+
+  async resumeDestination(channelId: string, destination: string): Promise<void> {
+    await this.deliveryQueue(channelId, destination).resume();
+    this.o.logger.info({ channel: channelId, destination }, 'destination resumed');
+  }
+
+  /** Every destination with its pause state and queue counts. */
+  async destinations(): Promise<{ channel: string; destination: string; paused: boolean; counts: Record<string, number> }[]> {
+    const out = [];
+    for (const c of this.o.channels()) {
+      for (const d of c.destinations) {
+        const q = this.deliveryQueue(c.id, d.name);
+        out.push({ channel: c.id, destination: d.name, paused: await q.isPaused(), counts: await q.counts() });
+      }
+    }
+    return out;
   }
 
   workersRunning(): boolean {

@@ -9,6 +9,8 @@ export interface RuntimeChannel {
   /** Optional JSONata predicate on the canonical message; falsy → recorded as filtered, not delivered. */
   readonly filter: CompiledMapping | undefined;
   readonly destinations: readonly DestinationInstance[];
+  /** Destination name → its compiled `when` predicate (destinations without one take every message). */
+  readonly routing: ReadonlyMap<string, CompiledMapping>;
 }
 
 export const INGEST_QUEUE = 'ingest';

@@ -13,6 +13,10 @@ export interface QueueHandle<T> {
   readonly name: string;
   add(jobName: string, data: T, opts: JobsOptions): Promise<void>;
   counts(): Promise<Record<string, number>>;
+  /** Pauses the queue for every worker process (the pause is stored in the backend). */
+  pause(): Promise<void>;
+  resume(): Promise<void>;
+  isPaused(): Promise<boolean>;
   close(): Promise<void>;
 }
 
@@ -77,6 +81,9 @@ function wrapQueue<T>(q: Queue): QueueHandle<T> {
     async counts() {
       return q.getJobCounts();
     },
+    pause: () => q.pause(),
+    resume: () => q.resume(),
+    isPaused: () => q.isPaused(),
     close: () => q.close(),
   };
 }

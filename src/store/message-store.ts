@@ -420,6 +420,20 @@ export class MessageStore {
     };
   }
 
+  /** Durable cursors for a polling source. */
+  cursorStore(channelId: string): { get(key: string): Promise<string | null>; set(key: string, value: string): Promise<void> } {
+    return {
+      get: async (key) => (await this.pool.query<{ value: string }>('SELECT value FROM source_cursors WHERE channel_id = $1 AND key = $2', [channelId, key])).rows[0]?.value ?? null,
+      set: async (key, value) => {
+        await this.pool.query(
+          `INSERT INTO source_cursors (channel_id, key, value) VALUES ($1, $2, $3)
+           ON CONFLICT (channel_id, key) DO UPDATE SET value = EXCLUDED.value, updated_at = now()`,
+          [channelId, key, value],
+        );
+      },
+    };
+  }
+
   /** Counts by state, for metrics and the fault report. */
   async deliveryCounts(): Promise<Record<DeliveryState, number>> {
     const res = await this.pool.query<{ state: DeliveryState; n: string }>('SELECT state, count(*) AS n FROM deliveries GROUP BY state');

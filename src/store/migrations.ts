@@ -117,6 +117,19 @@ CREATE TABLE delivery_actions (
 );
 `,
   },
+  {
+    version: 2,
+    name: 'source cursors',
+    sql: `
+CREATE TABLE source_cursors (
+  channel_id  text NOT NULL,
+  key         text NOT NULL,
+  value       text NOT NULL,
+  updated_at  timestamptz NOT NULL DEFAULT now(),
+  PRIMARY KEY (channel_id, key)
+);
+`,
+  },
 ];
 
 const LOCK_KEY = 0x5b_0a_2d_01; // arbitrary, stable: "switchboard migrations"

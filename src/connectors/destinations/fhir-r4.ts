@@ -481,6 +481,33 @@ function createFhirR4Destination(config: FhirR4Config, ctx: DestinationCreateCon
   };
   const requestSignal = (outer: AbortSignal) => (): AbortSignal => AbortSignal.any([outer, AbortSignal.timeout(config.timeout_ms)]);
 
+  /** Evaluates the mapping and validates its output; undefined when the mapping dropped the message. */
+  async function renderCommunication(
+    message: CanonicalMessage,
+    now: Date,
+    bindings: Record<string, unknown>,
+  ): Promise<{ communication: fhir4.Communication; identifierValue: string } | undefined> {
+    const output = await mapping.evaluate(message, {
+      now,
+      bindings: { patient: null, ...bindings, identifier_system: config.identifier_system, channel: { id: channelId } },
+    });
+    if (output === undefined) return undefined;
+    // JSONata results can carry sequence markers and undefined members: keep plain JSON only.
+    const json = JSON.stringify(output);
+    if (json === undefined) throw mappingInvalid(['(root): the mapping returned something that is not JSON (a function?)'], mapping.version, mapping.file);
+    const resource: unknown = JSON.parse(json);
+    const verdict = validateFhirResource(resource, 'Communication');
+    if (!verdict.ok) throw mappingInvalid(verdict.issues, mapping.version, mapping.file);
+    const communication = resource as fhir4.Communication;
+    const identifier = communication.identifier?.find(
+      (id) => id.system === config.identifier_system && typeof id.value === 'string' && id.value !== '',
+    );
+    if (!identifier?.value) {
+      throw mappingInvalid([`Communication.identifier: no identifier with the destination's identifier_system`], mapping.version, mapping.file);
+    }
+    return { communication, identifierValue: identifier.value };
+  }
+
   async function deliver(message: CanonicalMessage, dctx: DeliveryContext): Promise<DeliveryOutcome> {
     const http = await getTransport();
     const signal = requestSignal(dctx.signal);
@@ -500,25 +527,10 @@ function createFhirR4Destination(config: FhirR4Config, ctx: DestinationCreateCon
     }
     const patient = match.kind === 'matched' ? match.patient : null;
 
-    // b. Mapping.
-    const output = await mapping.evaluate(message, {
-      now: dctx.now,
-      bindings: { patient, identifier_system: config.identifier_system, channel: { id: channelId } },
-    });
-    if (output === undefined) return { detail: { dropped: true, mapping_version: mapping.version } };
-    // JSONata results can carry sequence markers and undefined members: keep plain JSON only.
-    const json = JSON.stringify(output);
-    if (json === undefined) throw mappingInvalid(['(root): the mapping returned something that is not JSON (a function?)'], mapping.version, mapping.file);
-    const resource: unknown = JSON.parse(json);
-    const verdict = validateFhirResource(resource, 'Communication');
-    if (!verdict.ok) throw mappingInvalid(verdict.issues, mapping.version, mapping.file);
-    const communication = resource as fhir4.Communication;
-    const identifier = communication.identifier?.find(
-      (id) => id.system === config.identifier_system && typeof id.value === 'string' && id.value !== '',
-    );
-    if (!identifier?.value) {
-      throw mappingInvalid([`Communication.identifier: no identifier with the destination's identifier_system`], mapping.version, mapping.file);
-    }
+    // b. Mapping and validation.
+    const rendered = await renderCommunication(message, dctx.now, { patient });
+    if (rendered === undefined) return { detail: { dropped: true, mapping_version: mapping.version } };
+    const { communication, identifierValue } = rendered;
 
     // c. Conditional create.
     let response: FhirHttpResponse;
@@ -526,7 +538,7 @@ function createFhirR4Destination(config: FhirR4Config, ctx: DestinationCreateCon
       response = await http.create(
         'Communication',
         communication,
-        { 'if-none-exist': ifNoneExistFor(config.identifier_system, identifier.value), prefer: 'return=representation' },
+        { 'if-none-exist': ifNoneExistFor(config.identifier_system, identifierValue), prefer: 'return=representation' },
         signal(),
       );
     } catch (err) {
@@ -558,6 +570,12 @@ function createFhirR4Destination(config: FhirR4Config, ctx: DestinationCreateCon
     concurrency: config.concurrency,
     mapping,
     deliver,
+    async render(message, options) {
+      const r = await renderCommunication(message, options.now, options.bindings);
+      return r === undefined
+        ? { dropped: true, contentType: 'application/fhir+json', body: undefined }
+        : { dropped: false, contentType: 'application/fhir+json', body: r.communication };
+    },
     async healthcheck(signal: AbortSignal): Promise<void> {
       const http = await getTransport();
       let response: FhirHttpResponse;
