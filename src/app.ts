@@ -8,13 +8,13 @@ import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import Router from '@koa/router';
 import pg from 'pg';
-import { loadChannelDirectory } from './channels/load-channel.js';
-import { buildRuntimeChannel } from './channels/build-channel.js';
 import type { ConnectorRegistry } from './channels/channel-schema.js';
 import type { Logger } from './core/logger.js';
 import { createAdminRouter } from './http/admin-routes.js';
 import { startHttpServer, type RunningHttpServer } from './http/http-server.js';
-import { mountWebhook } from './http/webhook-route.js';
+import { createWebhookMiddleware } from './http/webhook-route.js';
+import { ChannelRuntime } from './channels/channel-runtime.js';
+import type Koa from 'koa';
 import { Pipeline } from './pipeline/pipeline.js';
 import { PollRunner } from './pipeline/poll-runner.js';
 import type { RuntimeChannel } from './pipeline/runtime-channel.js';
@@ -53,6 +53,8 @@ export interface SwitchboardOptions {
   /** Outbox sweep: grace before re-enqueueing, and period. */
   outboxGraceMs?: number;
   sweepIntervalMs?: number;
+  /** Hot reload of channel and mapping files (default on). */
+  watch?: boolean;
 }
 
 export interface StartedSwitchboard {
@@ -66,6 +68,8 @@ export interface StartedSwitchboard {
   database: 'embedded' | 'external';
   queues: string;
   channels: readonly RuntimeChannel[];
+  /** The live channel set (hot reload). */
+  runtime: ChannelRuntime;
 }
 
 export interface Switchboard {
@@ -104,12 +108,10 @@ export function createSwitchboard(o: SwitchboardOptions): Switchboard {
 
     // 2. Channels, before anything heavy starts: refuse to start on any invalid file (the error
     //    lists every problem with file:line:column).
-    const loaded = await loadChannelDirectory(o.channelsDir, { registry: o.registry, env });
-    const channels: RuntimeChannel[] = [];
-    for (const l of loaded) channels.push(await buildRuntimeChannel(l, o.registry, log));
-    stops.push(async () => {
-      await Promise.allSettled(channels.flatMap((c) => c.destinations.map((d) => d.close())));
-    });
+    const runtime = new ChannelRuntime({ dir: o.channelsDir, registry: o.registry, env, logger: log });
+    await runtime.load();
+    stops.push(() => runtime.close());
+    const channels = () => runtime.channels();
 
     // 3. Database: external or embedded, then migrations.
     let databaseUrl = o.databaseUrl;
@@ -136,7 +138,7 @@ export function createSwitchboard(o: SwitchboardOptions): Switchboard {
       backend,
       store,
       logger: log,
-      channels: () => channels,
+      channels,
       jobLockMs: o.jobLockMs,
       ...(o.outboxGraceMs !== undefined && { outboxGraceMs: o.outboxGraceMs }),
       ...(o.sweepIntervalMs !== undefined && { sweepIntervalMs: o.sweepIntervalMs }),
@@ -149,32 +151,32 @@ export function createSwitchboard(o: SwitchboardOptions): Switchboard {
       pipeline.startWorkers();
       await pipeline.sweep();
       pipeline.startSweeper();
-      const pollers = new PollRunner({ pool, store, logger: log, enqueueIngest: (id) => pipeline.enqueueIngest(id) });
-      pollers.start(channels);
+      let pollers = new PollRunner({ pool, store, logger: log, enqueueIngest: (id) => pipeline.enqueueIngest(id) });
+      pollers.start(channels());
+      runtime.onChange(async (next) => {
+        await pipeline.syncWorkers();
+        await pollers.stop();
+        pollers = new PollRunner({ pool, store, logger: log, enqueueIngest: (id) => pipeline.enqueueIngest(id) });
+        pollers.start(next);
+      });
       stops.push(() => pollers.stop());
     }
+    if (o.watch !== false) runtime.watch();
 
     // 5. HTTP edge.
     const token = o.adminToken ? { token: o.adminToken, generated: false } : await adminTokenFrom(o.dataDir);
     // The worker role serves only /healthz and /readyz (for probes); the others add webhooks and admin.
     const routers: Router[] = [];
+    const middleware: Koa.Middleware[] = [];
     if (o.role !== 'worker') {
-      const webhooks = new Router();
-      for (const c of channels) {
-        if (c.source.path === undefined) continue;
-        mountWebhook(webhooks, c.id, c.source.path, {
-          store,
-          logger: log,
-          channel: (id) => channels.find((x) => x.id === id),
-          enqueueIngest: (id) => pipeline.enqueueIngest(id),
-        });
-      }
+      middleware.push(createWebhookMiddleware({ store, logger: log, channels, enqueueIngest: (id) => pipeline.enqueueIngest(id) }));
       routers.push(
-        webhooks,
         createAdminRouter({
           store,
           adminToken: token.token,
-          channels: () => channels,
+          channels,
+          reloadStatus: () => runtime.status(),
+          reload: () => runtime.reload(),
           enqueueDeliveries: (channelId, pending) => pipeline.enqueueDeliveries(channelId, pending),
           queueCounts: () => pipeline.counts(),
           destinations: () => pipeline.destinations(),
@@ -188,6 +190,7 @@ export function createSwitchboard(o: SwitchboardOptions): Switchboard {
       host: o.host,
       logger: log,
       routers,
+      middleware,
       readiness: [
         { name: 'store', check: () => store.ping() },
         { name: 'queues', check: () => backend.ping() },
@@ -214,7 +217,8 @@ export function createSwitchboard(o: SwitchboardOptions): Switchboard {
       fhirSandbox: sandbox,
       database: embedded ? 'embedded' : 'external',
       queues: backend.description,
-      channels,
+      channels: channels(),
+      runtime,
     };
   }
 

@@ -7,6 +7,7 @@ import { z } from 'zod';
 import type { CanonicalMessage, ParseResult } from '../core/canonical-message.js';
 import type { Logger } from '../core/logger.js';
 import type { CompiledMapping } from '../mapping/jsonata-mapping.js';
+import { circuitBreakerSchema, type CircuitBreakerPolicy } from '../pipeline/circuit-breaker.js';
 
 export interface ConnectorSpec<Schema extends z.ZodObject> {
   kind: string;
@@ -105,6 +106,12 @@ export const retryPolicySchema = z
     attempts: z.number().int().min(1).max(100).default(10).describe('Total attempts, the first included.'),
     initial_delay_ms: z.number().int().min(0).default(1000).describe('Backoff before the second attempt; doubles each time (full jitter).'),
     max_delay_ms: z.number().int().min(0).default(300_000).describe('Cap on any single backoff, Retry-After included.'),
+    max_age_ms: z
+      .number()
+      .int()
+      .min(1000)
+      .default(86_400_000)
+      .describe('A message older than this (since it was received) is dead-lettered at its next failure instead of retried.'),
   })
   .strict();
 export type RetryPolicy = z.infer<typeof retryPolicySchema>;
@@ -123,7 +130,14 @@ export const destinationBaseShape = {
     .describe(
       'Routing: a JSONata predicate on the canonical message. When it is false the message never reaches this destination (recorded as not routed). Absent: every message.',
     ),
-  retry: retryPolicySchema.default({ attempts: 10, initial_delay_ms: 1000, max_delay_ms: 300_000 }),
+  retry: retryPolicySchema.default({ attempts: 10, initial_delay_ms: 1000, max_delay_ms: 300_000, max_age_ms: 86_400_000 }),
+  circuit_breaker: circuitBreakerSchema.default({ enabled: true, failure_threshold: 5, open_ms: 30_000, max_open_ms: 600_000 }),
+  ordering: z
+    .enum(['none', 'per_conversation'])
+    .default('none')
+    .describe(
+      'none: deliveries run in parallel (no head-of-line blocking). per_conversation: messages of one conversation are delivered in the order received; a message waits while an earlier one of the same conversation is pending, other conversations are not held up, and a dead-lettered message no longer blocks its conversation.',
+    ),
   concurrency: z.number().int().min(1).max(256).default(8).describe('Deliveries in flight at once, per worker process.'),
 };
 
@@ -164,6 +178,8 @@ export interface RenderOptions {
 export interface DestinationInstance {
   readonly name: string;
   readonly retry: RetryPolicy;
+  readonly circuitBreaker: CircuitBreakerPolicy;
+  readonly ordering: 'none' | 'per_conversation';
   readonly concurrency: number;
   /** The mapping in use, with its content hash as version. */
   readonly mapping: CompiledMapping;

@@ -9,12 +9,15 @@ import type { Context, Next } from 'koa';
 import { z } from 'zod';
 import type { MessageStore, PendingDelivery } from '../store/message-store.js';
 import type { RuntimeChannel } from '../pipeline/runtime-channel.js';
+import type { ReloadStatus } from '../channels/channel-runtime.js';
 import { errorBody } from './webhook-route.js';
 
 export interface AdminDeps {
   store: MessageStore;
   adminToken: string;
   channels(): readonly RuntimeChannel[];
+  reloadStatus(): ReloadStatus;
+  reload(): Promise<ReloadStatus>;
   enqueueDeliveries(channelId: string, pending: readonly PendingDelivery[]): Promise<void>;
   queueCounts(): Promise<Record<string, Record<string, number>>>;
   destinations(): Promise<{ channel: string; destination: string; paused: boolean; counts: Record<string, number> }[]>;
@@ -98,13 +101,27 @@ export function createAdminRouter(deps: AdminDeps): Router {
     await next();
   });
 
+  router.post('/channels/reload', async (ctx) => {
+    const status = await deps.reload();
+    ctx.status = status.ok ? 200 : 422;
+    ctx.body = { reload: status };
+  });
+
   router.get('/channels', (ctx) => {
     ctx.body = {
+      reload: deps.reloadStatus(),
       channels: deps.channels().map((c) => ({
         id: c.id,
         file: c.file,
         source: { path: c.source.path },
-        destinations: c.destinations.map((d) => ({ name: d.name, mapping: d.mapping.file, mapping_version: d.mapping.version, retry: d.retry })),
+        destinations: c.destinations.map((d) => ({
+          name: d.name,
+          mapping: d.mapping.file,
+          mapping_version: d.mapping.version,
+          retry: d.retry,
+          ordering: d.ordering,
+          circuit_breaker: d.circuitBreaker,
+        })),
       })),
     };
   });

@@ -16,6 +16,8 @@ export interface HttpServerOptions {
   logger: Logger;
   readiness: readonly ReadinessCheck[];
   routers: readonly Router[];
+  /** Extra middleware mounted after the routers (e.g. the webhook dispatcher). */
+  middleware?: readonly Koa.Middleware[];
 }
 
 export interface RunningHttpServer {
@@ -63,6 +65,7 @@ export function createHttpApp(o: Omit<HttpServerOptions, 'port' | 'host'>): Koa 
   });
   app.use(base.routes()).use(base.allowedMethods());
   for (const r of o.routers) app.use(r.routes()).use(r.allowedMethods());
+  for (const m of o.middleware ?? []) app.use(m);
   return app;
 }
 

@@ -3,8 +3,8 @@
  * to the store and its ingest job is enqueued; anything else gets a 4xx with a reason (the sender
  * has a bug) or a 503 (we are in trouble; the sender retries and nothing is lost).
  */
-import type Router from '@koa/router';
 import getRawBody from 'raw-body';
+import type Koa from 'koa';
 import type { Context } from 'koa';
 import type { Logger } from '../core/logger.js';
 import type { InboundRequest, EdgeResponse } from '../connectors/types.js';
@@ -16,8 +16,8 @@ export interface WebhookDeps {
   store: MessageStore;
   enqueueIngest(eventId: string): Promise<void>;
   logger: Logger;
-  /** The live channel for an id (hot reload can swap it). */
-  channel(id: string): RuntimeChannel | undefined;
+  /** The live channels (hot reload can swap them). */
+  channels(): readonly RuntimeChannel[];
 }
 
 function send(ctx: Context, r: EdgeResponse): void {
@@ -50,21 +50,29 @@ export function decodeForm(raw: Buffer): Record<string, string | string[]> {
   return out;
 }
 
-export function mountWebhook(router: Router, channelId: string, path: string, deps: WebhookDeps): void {
-  const live = (ctx: Context): RuntimeChannel | undefined => {
-    const ch = deps.channel(channelId);
-    if (!ch) send(ctx, { status: 404, body: errorBody('CHANNEL_NOT_LOADED', `channel ${channelId} is not loaded`) });
-    return ch;
+/**
+ * One middleware for every channel webhook, matched on the live channels at request time, so a
+ * hot reload that adds, removes or moves a channel takes effect without restarting the server.
+ */
+export function createWebhookMiddleware(deps: WebhookDeps): Koa.Middleware {
+  return async (ctx, next) => {
+    const ch = deps.channels().find((c) => c.source.path !== undefined && c.source.path === ctx.path);
+    if (!ch) return next();
+    if (ctx.method === 'GET' || ctx.method === 'HEAD') {
+      send(ctx, ch.source.handleGet(toInbound(ctx, Buffer.alloc(0))));
+      return;
+    }
+    if (ctx.method !== 'POST') {
+      ctx.set('Allow', 'GET, HEAD, POST');
+      send(ctx, { status: 405, body: errorBody('METHOD_NOT_ALLOWED', 'webhooks take GET (verification) and POST (events)') });
+      return;
+    }
+    await handlePost(ctx, ch, deps);
   };
+}
 
-  router.get(path, (ctx) => {
-    const ch = live(ctx);
-    if (ch) send(ctx, ch.source.handleGet(toInbound(ctx, Buffer.alloc(0))));
-  });
-
-  router.post(path, async (ctx) => {
-    const ch = live(ctx);
-    if (!ch) return;
+async function handlePost(ctx: Context, ch: RuntimeChannel, deps: WebhookDeps): Promise<void> {
+    const channelId = ch.id;
     const limit = ch.source.maxBodyBytes;
     const declared = Number(ctx.get('content-length') || NaN);
     if (Number.isFinite(declared) && declared > limit) {
@@ -127,5 +135,4 @@ export function mountWebhook(router: Router, channelId: string, path: string, de
     }
     ctx.set('X-Switchboard-Event-Id', eventId);
     send(ctx, ch.source.acceptedResponse);
-  });
 }

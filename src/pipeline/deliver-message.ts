@@ -17,7 +17,8 @@ export interface DeliverDeps {
   logger: Logger;
 }
 
-export type AttemptResult = 'delivered' | 'dropped' | 'dead_lettered' | 'skipped';
+/** `waiting`: per-conversation ordering holds this delivery until an earlier one settles. */
+export type AttemptResult = 'delivered' | 'dropped' | 'dead_lettered' | 'skipped' | 'waiting';
 
 /** Thrown to ask the queue for a retry after backoff. */
 export class RetryRequested extends Error {
@@ -29,15 +30,22 @@ export class RetryRequested extends Error {
   }
 }
 
+export interface AttemptReport {
+  result: AttemptResult;
+  /** The failure, when the attempt failed (also for dead-lettered ones). */
+  failure?: Classification;
+}
+
 export async function deliverOnce(
   deps: DeliverDeps,
   job: DeliveryJob,
   attempt: { attemptsMade: number; signal: AbortSignal },
-): Promise<AttemptResult> {
+): Promise<AttemptReport> {
   const log = deps.logger.child({ correlationId: job.messageId, deliveryId: job.deliveryId, channel: deps.channelId, destination: deps.destination.name });
   const loaded = await deps.store.loadPendingDelivery(job.deliveryId);
-  if (!loaded) return 'skipped'; // already delivered, dead-lettered or discarded: a stale or duplicate job
-  if (loaded.delivery.generation !== job.generation) return 'skipped';
+  if (!loaded) return { result: 'skipped' }; // already delivered, dead-lettered or discarded: a stale or duplicate job
+  if (loaded.delivery.generation !== job.generation) return { result: 'skipped' };
+  if (deps.destination.ordering === 'per_conversation' && (await deps.store.hasEarlierPending(job.deliveryId))) return { result: 'waiting' };
   const attemptNo = attempt.attemptsMade + 1;
   const startedAt = new Date();
   const mappingVersion = deps.destination.mapping.version;
@@ -53,13 +61,14 @@ export async function deliverOnce(
     const result = outcome.detail['dropped'] === true ? 'dropped' : 'delivered';
     await deps.store.recordAttempt({ deliveryId: job.deliveryId, generation: job.generation, attempt: attemptNo, startedAt, result, mappingVersion, detail: outcome.detail });
     log.info({ attempt: attemptNo, result, ...outcome.detail }, 'delivery done');
-    return result;
+    return { result };
   } catch (err) {
     const c = classify(err);
     const response = err instanceof SwitchboardError ? err.details['operation_outcome'] : undefined;
     const detail = Object.fromEntries(Object.entries(c.details).filter(([k]) => k !== 'operation_outcome'));
     // A pause is about the destination, not the message: it never dead-letters the message.
-    const exhausted = !c.pauseDestination && attemptNo >= deps.destination.retry.attempts;
+    const age = Date.now() - Date.parse(loaded.message.received_at);
+    const exhausted = !c.pauseDestination && (attemptNo >= deps.destination.retry.attempts || age > deps.destination.retry.max_age_ms);
     const final = !c.pauseDestination && (c.disposition === 'permanent' || exhausted);
     await deps.store.recordAttempt({
       deliveryId: job.deliveryId,
@@ -73,8 +82,8 @@ export async function deliverOnce(
       response,
     });
     if (final) {
-      log.warn({ attempt: attemptNo, code: c.code, disposition: c.disposition, exhausted }, 'delivery dead-lettered');
-      return 'dead_lettered';
+      log.warn({ attempt: attemptNo, code: c.code, disposition: c.disposition, exhausted, ageMs: age }, 'delivery dead-lettered');
+      return { result: 'dead_lettered', failure: c };
     }
     log.info({ attempt: attemptNo, code: c.code, retryAfterMs: c.retryAfterMs }, 'delivery failed; will retry');
     throw new RetryRequested(c);

@@ -1,13 +1,16 @@
 /**
- * Wires the plain pipeline functions to queues: the ingest worker, one worker per destination,
+ * Wires the plain pipeline functions to queues: the ingest worker, one worker per destination
+ * (kept in step with the live channels on hot reload), per-destination circuit breakers,
  * enqueue helpers, and the sweeper that re-enqueues work a crash left behind (the outbox).
  */
 import { DelayedError, type Job } from 'bullmq';
 import { classify } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
-import { backoffJobOption, type QueueBackend, type QueueHandle, type WorkerHandle } from '../queue/queue-backend.js';
+import type { DestinationInstance } from '../connectors/types.js';
+import { backoffJobOption, rateLimitError, type QueueBackend, type QueueHandle, type WorkerHandle } from '../queue/queue-backend.js';
 import type { MessageStore, PendingDelivery } from '../store/message-store.js';
 import { backoffDelay } from './backoff.js';
+import { CircuitBreaker, type CircuitSnapshot } from './circuit-breaker.js';
 import { RetryRequested, deliverOnce } from './deliver-message.js';
 import { ingestEvent } from './ingest-event.js';
 import { INGEST_QUEUE, deliveryJobId, deliveryQueueName, type DeliveryJob, type IngestJob, type RuntimeChannel } from './runtime-channel.js';
@@ -17,6 +20,7 @@ export interface PipelineOptions {
   backend: QueueBackend;
   store: MessageStore;
   logger: Logger;
+  /** The live channels (hot reload replaces them). */
   channels: () => readonly RuntimeChannel[];
   ingestConcurrency?: number;
   /** Worker job lock (see WorkerSettings.lockDurationMs). */
@@ -27,13 +31,31 @@ export interface PipelineOptions {
 }
 
 const STORE_DOWN_DELAY_MS = 2000;
+const ORDERING_WAIT_MS = 500;
+const INGEST_RETRY = { attempts: 20, initial_delay_ms: 500, max_delay_ms: 60_000, max_age_ms: 7 * 86_400_000 };
+
+interface DestinationWorker {
+  worker: WorkerHandle;
+  concurrency: number;
+  breaker: CircuitBreaker;
+}
+
+export interface DestinationStatus {
+  channel: string;
+  destination: string;
+  paused: boolean;
+  circuit: CircuitSnapshot | null;
+  counts: Record<string, number>;
+}
 
 export class Pipeline {
   private readonly ingestQueue: QueueHandle<IngestJob>;
   private readonly deliveryQueues = new Map<string, QueueHandle<DeliveryJob>>();
-  private readonly workers: WorkerHandle[] = [];
+  private ingestWorker: WorkerHandle | undefined;
+  private readonly destinationWorkers = new Map<string, DestinationWorker>();
   private sweepTimer: NodeJS.Timeout | undefined;
   private sweeping: Promise<void> | undefined;
+  private running = false;
 
   constructor(private readonly o: PipelineOptions) {
     this.ingestQueue = o.backend.queue<IngestJob>(INGEST_QUEUE);
@@ -41,6 +63,10 @@ export class Pipeline {
 
   private channel(id: string): RuntimeChannel | undefined {
     return this.o.channels().find((c) => c.id === id);
+  }
+
+  private destination(channelId: string, name: string): DestinationInstance | undefined {
+    return this.channel(channelId)?.destinations.find((d) => d.name === name);
   }
 
   private deliveryQueue(channelId: string, destination: string): QueueHandle<DeliveryJob> {
@@ -55,13 +81,12 @@ export class Pipeline {
 
   /** Job id = event id: re-enqueueing a stored event (sweeper, retry) never duplicates the job. */
   async enqueueIngest(eventId: string): Promise<void> {
-    await this.ingestQueue.add('ingest', { eventId }, { jobId: eventId, attempts: 20, backoff: backoffJobOption() });
+    await this.ingestQueue.add('ingest', { eventId }, { jobId: eventId, attempts: INGEST_RETRY.attempts, backoff: backoffJobOption() });
   }
 
   async enqueueDeliveries(channelId: string, pending: readonly PendingDelivery[]): Promise<void> {
-    const channel = this.channel(channelId);
     for (const p of pending) {
-      const dest = channel?.destinations.find((d) => d.name === p.destination);
+      const dest = this.destination(channelId, p.destination);
       if (!dest) {
         this.o.logger.warn({ channel: channelId, destination: p.destination, deliveryId: p.deliveryId }, 'delivery for a destination that is not loaded; left pending');
         continue;
@@ -69,7 +94,8 @@ export class Pipeline {
       await this.deliveryQueue(channelId, p.destination).add(
         'deliver',
         { deliveryId: p.deliveryId, generation: p.generation, messageId: p.messageId },
-        { jobId: deliveryJobId(p.deliveryId, p.generation), attempts: dest.retry.attempts, backoff: backoffJobOption() },
+        // Attempts are enforced by the pipeline (attempt count and max age); BullMQ's count is a backstop.
+        { jobId: deliveryJobId(p.deliveryId, p.generation), attempts: dest.retry.attempts + 1, backoff: backoffJobOption() },
       );
     }
   }
@@ -77,57 +103,112 @@ export class Pipeline {
   /** Starts the ingest worker and one worker per destination of every loaded channel. */
   startWorkers(): void {
     const { backend, store, logger } = this.o;
-    this.workers.push(
-      backend.worker<IngestJob>(
-        INGEST_QUEUE,
-        async (job, token) => {
-          try {
-            const res = await ingestEvent({ store, logger, channel: (id) => this.channel(id) }, job.data.eventId);
-            if (res) await this.enqueueDeliveries(res.channelId, res.pending);
-          } catch (err) {
-            await this.deferIfStoreDown(job, token, err);
-            throw err;
-          }
-        },
-        {
-          concurrency: this.o.ingestConcurrency ?? 8,
-          lockDurationMs: this.o.jobLockMs,
-          backoff: (attemptsMade) => backoffDelay({ attempts: 20, initial_delay_ms: 500, max_delay_ms: 60_000 }, attemptsMade, undefined),
-          onFailed: (jobId, err) => logger.warn({ eventId: jobId, err: { message: err.message } }, 'ingest failed'),
-        },
-      ),
+    this.running = true;
+    this.ingestWorker = backend.worker<IngestJob>(
+      INGEST_QUEUE,
+      async (job, token) => {
+        try {
+          const res = await ingestEvent({ store, logger, channel: (id) => this.channel(id) }, job.data.eventId);
+          if (res) await this.enqueueDeliveries(res.channelId, res.pending);
+        } catch (err) {
+          await this.deferIfStoreDown(job, token, err);
+          throw err;
+        }
+      },
+      {
+        concurrency: this.o.ingestConcurrency ?? 8,
+        lockDurationMs: this.o.jobLockMs,
+        backoff: (attemptsMade) => backoffDelay(INGEST_RETRY, attemptsMade, undefined),
+        onFailed: (jobId, err) => logger.warn({ eventId: jobId, err: { message: err.message } }, 'ingest failed'),
+      },
     );
-    for (const channel of this.o.channels()) {
-      for (const dest of channel.destinations) {
-        this.workers.push(
-          backend.worker<DeliveryJob>(
-            deliveryQueueName(channel.id, dest.name),
-            async (job, token, signal) => {
-              try {
-                return await deliverOnce(
-                  { store, destination: dest, channelId: channel.id, logger },
-                  job.data,
-                  { attemptsMade: job.attemptsMade, signal: signal ?? new AbortController().signal },
-                );
-              } catch (err) {
-                if (err instanceof RetryRequested && err.classification.pauseDestination && token !== undefined) {
-                  await this.pauseForOperator(channel.id, dest.name, err.classification.code, err.classification.message);
-                  await job.moveToDelayed(Date.now() + 1000, token);
-                  throw new DelayedError();
-                }
-                if (!(err instanceof RetryRequested)) await this.deferIfStoreDown(job, token, err);
-                throw err;
-              }
-            },
-            {
-              concurrency: dest.concurrency,
-              lockDurationMs: this.o.jobLockMs,
-              backoff: (attemptsMade, err) =>
-                backoffDelay(dest.retry, attemptsMade, err instanceof RetryRequested ? err.classification.retryAfterMs : undefined),
-            },
-          ),
-        );
+    void this.syncWorkers();
+  }
+
+  /**
+   * Brings destination workers in line with the live channels: starts workers for new
+   * destinations, restarts those whose concurrency changed, closes those removed (their queued
+   * jobs wait until the destination comes back). In-flight jobs finish on the version they began.
+   */
+  async syncWorkers(): Promise<void> {
+    if (!this.running) return;
+    const wanted = new Map<string, { channel: RuntimeChannel; dest: DestinationInstance }>();
+    for (const channel of this.o.channels()) for (const dest of channel.destinations) wanted.set(deliveryQueueName(channel.id, dest.name), { channel, dest });
+    for (const [name, w] of this.destinationWorkers) {
+      const next = wanted.get(name);
+      if (!next || next.dest.concurrency !== w.concurrency) {
+        this.destinationWorkers.delete(name);
+        await w.worker.close();
       }
+    }
+    for (const [name, { channel, dest }] of wanted) {
+      if (!this.destinationWorkers.has(name)) this.destinationWorkers.set(name, this.startDestinationWorker(channel.id, dest));
+    }
+  }
+
+  private startDestinationWorker(channelId: string, initial: DestinationInstance): DestinationWorker {
+    const { backend, store, logger } = this.o;
+    const name = deliveryQueueName(channelId, initial.name);
+    const breaker = new CircuitBreaker(initial.circuitBreaker);
+    let handle: WorkerHandle | undefined;
+    const worker = backend.worker<DeliveryJob>(
+      name,
+      async (job, token, signal) => {
+        // The live version at the start of the job; a reload mid-job does not change it.
+        const dest = this.destination(channelId, initial.name) ?? initial;
+        const wait = breaker.admit();
+        if (wait > 0 && handle) {
+          // Circuit open: hold the whole queue (every worker) without spending this job's attempt.
+          await handle.rateLimit(wait);
+          throw rateLimitError();
+        }
+        let report;
+        try {
+          report = await deliverOnce({ store, destination: dest, channelId, logger }, job.data, {
+            attemptsMade: job.attemptsMade,
+            signal: signal ?? new AbortController().signal,
+          });
+        } catch (err) {
+          if (err instanceof RetryRequested) {
+            if (err.classification.pauseDestination && token !== undefined) {
+              await this.pauseForOperator(channelId, dest.name, err.classification.code, err.classification.message);
+              await job.moveToDelayed(Date.now() + 1000, token);
+              throw new DelayedError();
+            }
+            this.tripIfNeeded(breaker, channelId, dest.name, err.classification.code);
+          } else {
+            await this.deferIfStoreDown(job, token, err);
+          }
+          throw err;
+        }
+        if (report.result === 'waiting' && token !== undefined) {
+          await job.moveToDelayed(Date.now() + ORDERING_WAIT_MS, token);
+          throw new DelayedError();
+        }
+        if (report.result === 'delivered' || report.result === 'dropped') breaker.onSuccess();
+        else if (report.failure && report.failure.disposition === 'retryable') this.tripIfNeeded(breaker, channelId, dest.name, report.failure.code);
+        return report.result;
+      },
+      {
+        concurrency: initial.concurrency,
+        lockDurationMs: this.o.jobLockMs,
+        backoff: (attemptsMade, err) => {
+          const dest = this.destination(channelId, initial.name) ?? initial;
+          return backoffDelay(dest.retry, attemptsMade, err instanceof RetryRequested ? err.classification.retryAfterMs : undefined);
+        },
+      },
+    );
+    handle = worker;
+    return { worker, concurrency: initial.concurrency, breaker };
+  }
+
+  private tripIfNeeded(breaker: CircuitBreaker, channelId: string, destination: string, code: string): void {
+    const pause = breaker.onFailure();
+    if (pause !== undefined) {
+      this.o.logger.error(
+        { alert: 'circuit_open', channel: channelId, destination, code, pauseMs: pause, circuit: breaker.snapshot() },
+        'circuit opened: the destination keeps failing; deliveries paused, then one probe',
+      );
     }
   }
 
@@ -142,7 +223,7 @@ export class Pipeline {
     throw new DelayedError();
   }
 
-  /** Pauses a destination's queue for every worker process; the message stays pending. */
+  /** Pauses a destination's queue for every worker process; its messages stay pending. */
   async pauseForOperator(channelId: string, destination: string, code: string, reason: string): Promise<void> {
     await this.deliveryQueue(channelId, destination).pause();
     this.o.logger.error(
@@ -153,23 +234,31 @@ export class Pipeline {
 
   async resumeDestination(channelId: string, destination: string): Promise<void> {
     await this.deliveryQueue(channelId, destination).resume();
+    this.destinationWorkers.get(deliveryQueueName(channelId, destination))?.breaker.onSuccess();
     this.o.logger.info({ channel: channelId, destination }, 'destination resumed');
   }
 
-  /** Every destination with its pause state and queue counts. */
-  async destinations(): Promise<{ channel: string; destination: string; paused: boolean; counts: Record<string, number> }[]> {
-    const out = [];
+  /** Every destination with its pause state, this process's circuit and its queue counts. */
+  async destinations(): Promise<DestinationStatus[]> {
+    const out: DestinationStatus[] = [];
     for (const c of this.o.channels()) {
       for (const d of c.destinations) {
+        const name = deliveryQueueName(c.id, d.name);
         const q = this.deliveryQueue(c.id, d.name);
-        out.push({ channel: c.id, destination: d.name, paused: await q.isPaused(), counts: await q.counts() });
+        out.push({
+          channel: c.id,
+          destination: d.name,
+          paused: await q.isPaused(),
+          circuit: this.destinationWorkers.get(name)?.breaker.snapshot() ?? null,
+          counts: await q.counts(),
+        });
       }
     }
     return out;
   }
 
   workersRunning(): boolean {
-    return this.workers.length > 0 && this.workers.every((w) => w.isRunning());
+    return (this.ingestWorker?.isRunning() ?? false) && [...this.destinationWorkers.values()].every((w) => w.worker.isRunning());
   }
 
   /** Re-enqueues events and deliveries a crash left between "stored" and "enqueued". */
@@ -209,13 +298,15 @@ export class Pipeline {
 
   /** Stops taking work and waits for in-flight jobs, up to `deadlineMs`; then forces. */
   async stop(deadlineMs = 10_000): Promise<void> {
+    this.running = false;
     if (this.sweepTimer) clearInterval(this.sweepTimer);
     await this.sweeping;
-    const graceful = Promise.all(this.workers.map((w) => w.close()));
+    const workers = [...(this.ingestWorker ? [this.ingestWorker] : []), ...[...this.destinationWorkers.values()].map((w) => w.worker)];
+    const graceful = Promise.all(workers.map((w) => w.close()));
     const timer = new Promise<'timeout'>((r) => setTimeout(() => r('timeout'), deadlineMs).unref());
     if ((await Promise.race([graceful.then(() => 'ok' as const), timer])) === 'timeout') {
       this.o.logger.warn('workers did not drain in time; closing forcibly (their jobs will be recovered as stalled)');
-      await Promise.allSettled(this.workers.map((w) => w.close(true)));
+      await Promise.allSettled(workers.map((w) => w.close(true)));
     }
     await Promise.allSettled([this.ingestQueue.close(), ...[...this.deliveryQueues.values()].map((q) => q.close())]);
   }

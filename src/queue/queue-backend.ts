@@ -23,6 +23,8 @@ export interface QueueHandle<T> {
 export interface WorkerHandle {
   readonly name: string;
   isRunning(): boolean;
+  /** Holds the whole queue (every worker process) for `ms`; pair with `throw rateLimitError()`. */
+  rateLimit(ms: number): Promise<void>;
   close(force?: boolean): Promise<void>;
 }
 
@@ -57,6 +59,11 @@ export const defaultJobOptions: JobsOptions = {
   removeOnComplete: { count: 1000 },
   removeOnFail: { age: 7 * 24 * 3600 },
 };
+
+/** Thrown after `rateLimit()`: the job goes back to waiting without spending an attempt. */
+export function rateLimitError(): Error {
+  return Worker.RateLimitError();
+}
 
 export function backoffJobOption(): JobsOptions['backoff'] {
   return { type: BACKOFF_TYPE };
@@ -106,6 +113,7 @@ function wrapWorker(w: Worker, settings: WorkerSettings, logger: Logger): Worker
   return {
     name: w.name,
     isRunning: () => w.isRunning(),
+    rateLimit: (ms) => w.rateLimit(ms),
     close: (force) => w.close(force),
   };
 }

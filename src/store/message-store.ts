@@ -185,10 +185,10 @@ export class MessageStore {
       for (const { message, destinations, filtered } of plan.messages) {
         const enc = this.codec.encode(Buffer.from(JSON.stringify(message)));
         const inserted = await c.query<{ id: string }>(
-          `INSERT INTO messages (id, channel_id, event_id, source_kind, source_message_id, dedup_key, kind, sent_at, received_at, canonical_payload, canonical_key_id, filtered)
-           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
+          `INSERT INTO messages (id, channel_id, event_id, source_kind, source_message_id, dedup_key, kind, sent_at, received_at, canonical_payload, canonical_key_id, filtered, conversation_id)
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
            ON CONFLICT (channel_id, dedup_key) DO NOTHING RETURNING id`,
-          [randomUUID(), channelId, eventId, message.source.kind, message.id, message.dedup_key, message.kind, message.sent_at, message.received_at, enc.bytes, enc.keyId, filtered],
+          [randomUUID(), channelId, eventId, message.source.kind, message.id, message.dedup_key, message.kind, message.sent_at, message.received_at, enc.bytes, enc.keyId, filtered, message.conversation_id],
         );
         let messageId = inserted.rows[0]?.id;
         if (messageId === undefined) {
@@ -418,6 +418,22 @@ export class MessageStore {
       deliveries,
       statuses: statuses.rows.map((s) => ({ status: s.status, occurredAt: s.occurred_at })),
     };
+  }
+
+  /**
+   * For per-conversation ordering: whether an earlier message of the same conversation still has
+   * a pending delivery to the same destination (dead-lettered or discarded ones do not block).
+   */
+  async hasEarlierPending(deliveryId: string): Promise<boolean> {
+    const res = await this.pool.query(
+      `SELECT 1 FROM deliveries me JOIN messages mm ON mm.id = me.message_id
+       JOIN messages m ON m.channel_id = mm.channel_id AND m.conversation_id = mm.conversation_id
+         AND (m.sent_at, m.created_at, m.id) < (mm.sent_at, mm.created_at, mm.id)
+       JOIN deliveries d ON d.message_id = m.id AND d.destination = me.destination AND d.state = 'pending'
+       WHERE me.id = $1 LIMIT 1`,
+      [deliveryId],
+    );
+    return (res.rowCount ?? 0) > 0;
   }
 
   /** Durable cursors for a polling source. */

@@ -130,6 +130,14 @@ CREATE TABLE source_cursors (
 );
 `,
   },
+  {
+    version: 3,
+    name: 'conversation ordering',
+    sql: `
+ALTER TABLE messages ADD COLUMN conversation_id text;
+CREATE INDEX messages_conversation ON messages (channel_id, conversation_id, sent_at);
+`,
+  },
 ];
 
 const LOCK_KEY = 0x5b_0a_2d_01; // arbitrary, stable: "switchboard migrations"

@@ -567,6 +567,8 @@ function createFhirR4Destination(config: FhirR4Config, ctx: DestinationCreateCon
   return {
     name: config.name,
     retry: config.retry,
+    circuitBreaker: config.circuit_breaker,
+    ordering: config.ordering,
     concurrency: config.concurrency,
     mapping,
     deliver,
