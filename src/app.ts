@@ -53,8 +53,17 @@ export interface SwitchboardOptions {
   /** Outbox sweep: grace before re-enqueueing, and period. */
   outboxGraceMs?: number;
   sweepIntervalMs?: number;
+  /** strict: refuse to start on a Redis that can lose jobs; warn: log loudly and go on. */
+  queueDurability: 'strict' | 'warn';
   /** Hot reload of channel and mapping files (default on). */
   watch?: boolean;
+}
+
+export class QueueDurabilityError extends Error {
+  constructor(readonly problems: string[]) {
+    super(`the queue backend can lose accepted messages:\n${problems.map((p) => `  - ${p}`).join('\n')}\n(set REDIS_DURABILITY=warn to start anyway)`);
+    this.name = 'QueueDurabilityError';
+  }
 }
 
 export interface StartedSwitchboard {
@@ -134,6 +143,15 @@ export function createSwitchboard(o: SwitchboardOptions): Switchboard {
       ? createRedisBackend(o.redisUrl, { prefix: o.queuePrefix, logger: log })
       : createPostgresQueueBackend(databaseUrl, { schema: 'bullmq', logger: log });
     stops.push(() => backend.close());
+    const durability = await backend.durabilityProblems();
+    if (durability.unverifiable) {
+      log.warn({ alert: 'queue_durability_unverified' }, 'cannot read the Redis configuration (CONFIG disabled?): make sure maxmemory-policy is noeviction and appendonly is yes');
+    } else if (durability.problems.length > 0) {
+      if (o.queueDurability === 'strict') {
+        throw new QueueDurabilityError(durability.problems);
+      }
+      log.error({ alert: 'queue_not_durable', problems: durability.problems }, 'the queue backend can lose accepted messages');
+    }
     const pipeline = new Pipeline({
       backend,
       store,
@@ -223,10 +241,19 @@ export function createSwitchboard(o: SwitchboardOptions): Switchboard {
   }
 
   async function stop(): Promise<void> {
+    // Each step gets a deadline: a dependency that is already gone (Redis, PostgreSQL) must not
+    // keep the process from exiting.
+    const stepDeadline = o.shutdownTimeoutMs + 5000;
     while (stops.length > 0) {
       const s = stops.pop()!;
       try {
-        await s();
+        let timer: NodeJS.Timeout | undefined;
+        const timedOut = new Promise<'timeout'>((r) => {
+          timer = setTimeout(() => r('timeout'), stepDeadline);
+        });
+        const result = await Promise.race([s().then(() => 'ok' as const), timedOut]);
+        clearTimeout(timer);
+        if (result === 'timeout') log.warn({ deadlineMs: stepDeadline }, 'a shutdown step did not finish in time; moving on');
       } catch (err) {
         log.warn({ err: { message: (err as Error).message } }, 'error while stopping');
       }

@@ -2,7 +2,7 @@
  * Entry point: `npm start`. Reads the environment, starts every part (embedded ones where nothing
  * is configured), prints where things are, and stops cleanly on SIGTERM/SIGINT.
  */
-import { createSwitchboard } from './app.js';
+import { QueueDurabilityError, createSwitchboard } from './app.js';
 import { ConfigError } from './core/errors.js';
 import { createLogger } from './core/logger.js';
 import { createConnectorRegistry } from './connectors/registry.js';
@@ -36,6 +36,7 @@ async function main(): Promise<void> {
     logger,
     shutdownTimeoutMs: cfg.SHUTDOWN_TIMEOUT_MS,
     jobLockMs: cfg.JOB_LOCK_MS,
+    queueDurability: cfg.REDIS_DURABILITY,
   });
 
   let stopping = false;
@@ -57,6 +58,8 @@ async function main(): Promise<void> {
   } catch (err) {
     if (err instanceof ConfigError) {
       process.stderr.write(`switchboard: refusing to start: invalid channel configuration\n${err.message}\n`);
+    } else if (err instanceof QueueDurabilityError) {
+      process.stderr.write(`switchboard: refusing to start: ${err.message}\n`);
     } else if (err instanceof EnvError) {
       process.stderr.write(`switchboard: ${err.message}\n`);
     } else {

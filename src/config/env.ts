@@ -41,6 +41,7 @@ export const envSchema = z.object({
   LOG_LEVEL: z.preprocess(emptyAsUndefined, z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info')),
   SWITCHBOARD_ROLE: z.preprocess(emptyAsUndefined, z.enum(['all', 'http', 'worker']).default('all')),
   SWITCHBOARD_ENV: z.preprocess(emptyAsUndefined, z.enum(['development', 'production']).default('development')),
+  REDIS_DURABILITY: z.preprocess(emptyAsUndefined, z.enum(['strict', 'warn']).default('strict')),
   JOB_LOCK_MS: z.preprocess(emptyAsUndefined, z.coerce.number().int().min(1000).default(30_000)),
   SHUTDOWN_TIMEOUT_MS: z.preprocess(emptyAsUndefined, z.coerce.number().int().min(0).default(10_000)),
 });

@@ -43,6 +43,8 @@ export const senderSchema = z.object({
   parent_user_id: z.string().optional(),
   username: z.string().optional(),
   display_name: z.string().optional(),
+  /** E-mail address, when the source gives one (Rocket.Chat Livechat visitors, offline messages). */
+  email: z.string().optional(),
 });
 export type Sender = z.infer<typeof senderSchema>;
 
@@ -60,6 +62,26 @@ export const mediaSchema = z.object({
   voice: z.boolean().optional(),
   /** sticker: animated or static. */
   animated: z.boolean().optional(),
+  /** Size in bytes as announced by the source, when it says (Rocket.Chat file size). */
+  size: z.number().int().nonnegative().optional(),
+  /**
+   * Set once the media has been downloaded and stored by Switchboard (src/media): what a FHIR
+   * Attachment needs. Absent until then (and for sources whose media is not downloaded).
+   */
+  attachment: z
+    .object({
+      /** MIME type of the stored bytes. */
+      content_type: z.string(),
+      /** Size in bytes of the stored bytes. */
+      size: z.number().int().nonnegative(),
+      /** SHA-1 of the bytes, base64: FHIR R4 Attachment.hash. */
+      hash: z.string(),
+      /** Where Switchboard serves the stored bytes (authenticated), when not inline. */
+      url: z.string().optional(),
+      /** The bytes, base64, when at most the channel's inline threshold. */
+      data: z.string().optional(),
+    })
+    .optional(),
 });
 export type Media = z.infer<typeof mediaSchema>;
 
@@ -85,6 +107,11 @@ export const canonicalMessageSchema = z.object({
   sent_at: isoInstant,
   received_at: isoInstant,
   sender: senderSchema,
+  /**
+   * Who wrote it, when the source says: the patient (WhatsApp user, Livechat visitor), staff (an
+   * agent or clinic user), or the system (bots, automatic messages). Absent when unknown.
+   */
+  author_role: z.enum(['patient', 'staff', 'system']).optional(),
   /** Thread the message belongs to: a group id, or the sender's id for one-to-one chats. */
   conversation_id: z.string(),
   group_id: z.string().optional(),

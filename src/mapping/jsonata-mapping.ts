@@ -5,7 +5,9 @@
 import { createHash } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import jsonata from 'jsonata';
-import { ConfigError, SwitchboardError } from '../core/errors.js';
+import { ConfigError, SwitchboardError, type ConfigIssue } from '../core/errors.js';
+import { mappingFunctions } from './functions/library.js';
+import { TableCache, TableError } from './functions/lookup-table.js';
 
 export interface EvaluateOptions {
   /** Extra `$name` bindings (e.g. `patient`). */
@@ -18,8 +20,13 @@ export interface EvaluateOptions {
 
 export interface CompiledMapping {
   readonly file: string;
-  /** First 12 hex digits of the SHA-256 of the file content. Recorded on every delivery. */
+  /**
+   * First 12 hex digits of the SHA-256 of the file content (and of the code tables it reads
+   * with `$lookupTable`, when it names any). Recorded on every delivery.
+   */
   readonly version: string;
+  /** Absolute paths of the other files this mapping read when compiled (its code tables); watch them too. */
+  readonly dependencies?: readonly string[];
   evaluate(input: unknown, options?: EvaluateOptions): Promise<unknown>;
 }
 
@@ -54,7 +61,34 @@ export function mappingVersion(source: string): string {
   return createHash('sha256').update(source).digest('hex').slice(0, 12);
 }
 
-/** Compiles a mapping; throws ConfigError with file:line:column on a syntax error. */
+/** Literal table names of `$lookupTable('name', ...)` calls, with the offset of the name literal. */
+function literalTableNames(ast: unknown): { name: string; start: number }[] {
+  const found: { name: string; start: number }[] = [];
+  const visit = (node: unknown): void => {
+    if (Array.isArray(node)) {
+      for (const item of node) visit(item);
+      return;
+    }
+    if (typeof node !== 'object' || node === null) return;
+    const n = node as { type?: unknown; procedure?: { type?: unknown; value?: unknown }; arguments?: unknown[] };
+    if (n.type === 'function' && n.procedure?.type === 'variable' && n.procedure.value === 'lookupTable') {
+      const first = n.arguments?.[0] as { type?: unknown; value?: unknown; position?: unknown } | undefined;
+      if (first?.type === 'string' && typeof first.value === 'string' && typeof first.position === 'number') {
+        // JSONata positions point just past the token; a string token has its two quotes.
+        found.push({ name: first.value, start: Math.max(0, first.position - first.value.length - 2) });
+      }
+    }
+    for (const value of Object.values(node)) if (typeof value === 'object') visit(value);
+  };
+  visit(ast);
+  return found;
+}
+
+/**
+ * Compiles a mapping; throws ConfigError with file:line:column on a syntax error or on a code
+ * table (named as a literal in `$lookupTable`) that is missing or invalid. The helper functions
+ * of `./functions/library.ts` are registered in every compiled mapping.
+ */
 export function compileMapping(file: string, source: string): CompiledMapping {
   let expr: jsonata.Expression;
   try {
@@ -72,6 +106,26 @@ export function compileMapping(file: string, source: string): CompiledMapping {
     throw err;
   }
 
+  // The helper-function library, and the code tables named as literals (read now, once).
+  const tables = new TableCache(file);
+  for (const fn of mappingFunctions) {
+    expr.registerFunction(fn.name, fn.create({ file, tables }) as (...args: unknown[]) => unknown, fn.signature);
+  }
+  const tableIssues: ConfigIssue[] = [];
+  for (const { name, start } of literalTableNames(expr.ast())) {
+    try {
+      tables.get(name);
+    } catch (err) {
+      if (!(err instanceof TableError)) throw err;
+      for (const issue of err.issues) {
+        // Problems inside a table file point into it; "not found" points at the name in the mapping.
+        tableIssues.push(issue.file === file ? { ...issue, ...lineColumnAt(source, start) } : issue);
+      }
+    }
+  }
+  if (tableIssues.length > 0) throw new ConfigError(tableIssues, 'MAPPING_COMPILE');
+  const usedTables = tables.loaded();
+
   // Runaway guard: JSONata evaluation is async but yields only to microtasks, so a timer can
   // never interrupt it. The entry hook checks a per-evaluation deadline bound in the environment.
   expr.assign(Symbol.for('jsonata.__evaluate_entry') as unknown as string, (_e: unknown, _i: unknown, env: { lookup(n: string): unknown }) => {
@@ -81,10 +135,12 @@ export function compileMapping(file: string, source: string): CompiledMapping {
     }
   });
 
-  const version = mappingVersion(source);
+  const version =
+    usedTables.length === 0 ? mappingVersion(source) : mappingVersion([source, ...usedTables.map((t) => `${t.name}\0${t.content}`)].join('\0'));
   return {
     file,
     version,
+    ...(usedTables.length === 0 ? {} : { dependencies: usedTables.map((t) => t.file) }),
     async evaluate(input, options = {}) {
       const now = options.now ?? new Date();
       const bindings: Record<string, unknown> = {
@@ -97,7 +153,7 @@ export function compileMapping(file: string, source: string): CompiledMapping {
         return await expr.evaluate(input, bindings);
       } catch (err) {
         if (isJsonataError(err)) {
-          const at = typeof err.position === 'number' ? lineColumnAt(source, err.position) : { line: 1, column: 1 };
+          const at = typeof err.position === 'number' ? lineColumnAt(source, runtimeOffset(source, err)) : { line: 1, column: 1 };
           const where = `${file}:${at.line}:${at.column}`;
           if (err.code === 'SB0001') {
             throw new SwitchboardError('MAPPING_TIMEOUT', `${where}: ${err.message ?? 'runaway mapping'}`, {
@@ -115,6 +171,23 @@ export function compileMapping(file: string, source: string): CompiledMapping {
       }
     },
   };
+}
+
+/**
+ * JSONata reports the offset just past the token an evaluation error is about; point at the
+ * token itself when the source there is that token (an operator, a name).
+ */
+function runtimeOffset(source: string, err: JsonataErrorShape): number {
+  const position = err.position ?? 0;
+  const token = typeof err.token === 'string' ? err.token : '';
+  if (token === '') return position;
+  if (source.slice(position - token.length, position) === token) return position - token.length;
+  // A function call: the position is just past "$name(".
+  if (source.slice(position - token.length - 1, position) === `${token}(`) {
+    const start = position - token.length - 1;
+    return source[start - 1] === '$' ? start - 1 : start;
+  }
+  return position;
 }
 
 /** Reads and compiles a mapping file. */

@@ -49,6 +49,11 @@ export interface QueueBackend {
   queue<T>(name: string): QueueHandle<T>;
   worker<T>(name: string, processor: Processor<T>, settings: WorkerSettings): WorkerHandle;
   ping(): Promise<void>;
+  /**
+   * Durability settings that would lose jobs (Redis: eviction policy, persistence). Empty when
+   * all is well; `unverifiable` when the server does not let us read its configuration.
+   */
+  durabilityProblems(): Promise<{ problems: string[]; unverifiable: boolean }>;
   close(): Promise<void>;
 }
 
@@ -142,6 +147,41 @@ export function createRedisBackend(url: string, opts: { prefix: string; logger: 
     async ping() {
       await producer.ping();
     },
+    async durabilityProblems() {
+      const problems: string[] = [];
+      let config: Record<string, string>;
+      try {
+        if (producer.status !== 'ready') {
+          await new Promise<void>((resolve, reject) => {
+            const t = setTimeout(() => reject(new Error('Redis not ready')), 10_000);
+            producer.once('ready', () => {
+              clearTimeout(t);
+              resolve();
+            });
+          });
+        }
+        const read = async (key: string) => {
+          const r = (await producer.call('CONFIG', 'GET', key)) as string[];
+          return r[1] ?? '';
+        };
+        config = {
+          policy: await read('maxmemory-policy'),
+          appendonly: await read('appendonly'),
+          appendfsync: await read('appendfsync'),
+        };
+      } catch {
+        return { problems, unverifiable: true };
+      }
+      if (config['policy'] !== 'noeviction') {
+        problems.push(`maxmemory-policy is "${config['policy']}": Redis may evict queued jobs under memory pressure; set maxmemory-policy noeviction`);
+      }
+      if (config['appendonly'] !== 'yes') {
+        problems.push('appendonly is "no": a Redis crash loses every queued job since the last snapshot; set appendonly yes (appendfsync everysec)');
+      } else if (config['appendfsync'] === 'no') {
+        problems.push('appendfsync is "no": the OS decides when jobs reach disk; set appendfsync everysec');
+      }
+      return { problems, unverifiable: false };
+    },
     async close() {
       await Promise.allSettled(queues.map((q) => q.close()));
       for (const c of workerConnections) c.disconnect();
@@ -173,6 +213,8 @@ export function createPostgresQueueBackend(url: string, opts: { schema: string; 
       if (!pingQueue) throw new Error('no queue created yet');
       await pingQueue.getJobCounts('waiting');
     },
+    // PostgreSQL commits are durable; nothing to check beyond what the store already relies on.
+    durabilityProblems: async () => ({ problems: [], unverifiable: false }),
     async close() {
       await Promise.allSettled(queues.map((q) => q.close()));
     },

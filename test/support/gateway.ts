@@ -49,10 +49,17 @@ export async function startGateway(o: {
     logger: createLogger({ level: 'info', ...(o.logStream ? { destination: o.logStream } : { level: 'silent' }) }),
     shutdownTimeoutMs: 5000,
     jobLockMs: 5000,
+    queueDurability: 'strict',
     outboxGraceMs: o.outboxGraceMs ?? 0,
     sweepIntervalMs: o.sweepIntervalMs ?? 60_000,
   });
-  const started = await app.start();
+  let started: StartedSwitchboard;
+  try {
+    started = await app.start();
+  } catch (err) {
+    await app.stop();
+    throw err;
+  }
   const url = `http://127.0.0.1:${started.port}`;
   return {
     url,
