@@ -226,11 +226,18 @@ export function unescapeText(text: string, escape = '\\'): string {
     const body = text.slice(i + 1, end);
     const simple = ESCAPES[body];
     if (simple !== undefined) out += simple;
-    else if (/^X([0-9A-Fa-f]{2})+$/.test(body)) out += Buffer.from(body.slice(1), 'hex').toString('latin1');
+    else if (/^X([0-9A-Fa-f]{2})+$/.test(body)) out += decodeHex(body.slice(1));
     else out += text.slice(i, end + 1);
     i = end + 1;
   }
   return out;
+}
+
+/** `\Xhh…\` bytes: UTF-8 when they are valid UTF-8, else ISO 8859-1. */
+function decodeHex(hex: string): string {
+  const bytes = Buffer.from(hex, 'hex');
+  const utf8 = bytes.toString('utf8');
+  return utf8.includes('\uFFFD') ? bytes.toString('latin1') : utf8;
 }
 
 /** FT text to plain text: unescapes and turns `\.br\` into `\n`. */
