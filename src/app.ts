@@ -16,6 +16,7 @@ import { createWebhookMiddleware } from './http/webhook-route.js';
 import { ChannelRuntime } from './channels/channel-runtime.js';
 import type Koa from 'koa';
 import { Pipeline } from './pipeline/pipeline.js';
+import { createMetrics } from './core/metrics.js';
 import { PollRunner } from './pipeline/poll-runner.js';
 import type { RuntimeChannel } from './pipeline/runtime-channel.js';
 import { createPostgresQueueBackend, createRedisBackend, type QueueBackend } from './queue/queue-backend.js';
@@ -152,7 +153,9 @@ export function createSwitchboard(o: SwitchboardOptions): Switchboard {
       }
       log.error({ alert: 'queue_not_durable', problems: durability.problems }, 'the queue backend can lose accepted messages');
     }
+    const metrics = createMetrics();
     const pipeline = new Pipeline({
+      metrics,
       backend,
       store,
       logger: log,
@@ -187,7 +190,7 @@ export function createSwitchboard(o: SwitchboardOptions): Switchboard {
     const routers: Router[] = [];
     const middleware: Koa.Middleware[] = [];
     if (o.role !== 'worker') {
-      middleware.push(createWebhookMiddleware({ store, logger: log, channels, enqueueIngest: (id) => pipeline.enqueueIngest(id) }));
+      middleware.push(createWebhookMiddleware({ store, logger: log, channels, metrics, enqueueIngest: (id) => pipeline.enqueueIngest(id) }));
       routers.push(
         createAdminRouter({
           store,
@@ -209,6 +212,20 @@ export function createSwitchboard(o: SwitchboardOptions): Switchboard {
       logger: log,
       routers,
       middleware,
+      metrics: async () => {
+        // Sampled at scrape time: queue depths, dead letters, circuits of this process.
+        metrics.queueJobs.reset();
+        for (const [queue, counts] of Object.entries(await pipeline.counts())) {
+          for (const [state, n] of Object.entries(counts)) metrics.queueJobs.set({ queue, state }, n);
+        }
+        metrics.deadLetters.reset();
+        for (const d of await store.deadLetterCounts()) metrics.deadLetters.set({ channel: d.channelId, destination: d.destination }, d.count);
+        metrics.circuitOpen.reset();
+        for (const d of await pipeline.destinations()) {
+          metrics.circuitOpen.set({ channel: d.channel, destination: d.destination }, d.circuit && d.circuit.state !== 'closed' ? 1 : 0);
+        }
+        return { contentType: metrics.registry.contentType, body: await metrics.registry.metrics() };
+      },
       readiness: [
         { name: 'store', check: () => store.ping() },
         { name: 'queues', check: () => backend.ping() },

@@ -18,6 +18,8 @@ export interface HttpServerOptions {
   routers: readonly Router[];
   /** Extra middleware mounted after the routers (e.g. the webhook dispatcher). */
   middleware?: readonly Koa.Middleware[];
+  /** Prometheus text for GET /metrics. */
+  metrics?: () => Promise<{ contentType: string; body: string }>;
 }
 
 export interface RunningHttpServer {
@@ -63,6 +65,14 @@ export function createHttpApp(o: Omit<HttpServerOptions, 'port' | 'host'>): Koa 
     ctx.status = ready ? 200 : 503;
     ctx.body = { status: ready ? 'ready' : 'not ready', checks: Object.fromEntries(results) };
   });
+  if (o.metrics) {
+    const render = o.metrics;
+    base.get('/metrics', async (ctx) => {
+      const m = await render();
+      ctx.type = m.contentType;
+      ctx.body = m.body;
+    });
+  }
   app.use(base.routes()).use(base.allowedMethods());
   for (const r of o.routers) app.use(r.routes()).use(r.allowedMethods());
   for (const m of o.middleware ?? []) app.use(m);

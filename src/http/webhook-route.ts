@@ -7,6 +7,7 @@ import getRawBody from 'raw-body';
 import type Koa from 'koa';
 import type { Context } from 'koa';
 import type { Logger } from '../core/logger.js';
+import type { Metrics } from '../core/metrics.js';
 import type { InboundRequest, EdgeResponse } from '../connectors/types.js';
 import type { MessageStore } from '../store/message-store.js';
 import type { RuntimeChannel } from '../pipeline/runtime-channel.js';
@@ -18,6 +19,7 @@ export interface WebhookDeps {
   logger: Logger;
   /** The live channels (hot reload can swap them). */
   channels(): readonly RuntimeChannel[];
+  metrics?: Metrics | undefined;
 }
 
 function send(ctx: Context, r: EdgeResponse): void {
@@ -58,16 +60,18 @@ export function createWebhookMiddleware(deps: WebhookDeps): Koa.Middleware {
   return async (ctx, next) => {
     const ch = deps.channels().find((c) => c.source.path !== undefined && c.source.path === ctx.path);
     if (!ch) return next();
-    if (ctx.method === 'GET' || ctx.method === 'HEAD') {
-      send(ctx, ch.source.handleGet(toInbound(ctx, Buffer.alloc(0))));
-      return;
+    try {
+      if (ctx.method === 'GET' || ctx.method === 'HEAD') {
+        send(ctx, ch.source.handleGet(toInbound(ctx, Buffer.alloc(0))));
+      } else if (ctx.method !== 'POST') {
+        ctx.set('Allow', 'GET, HEAD, POST');
+        send(ctx, { status: 405, body: errorBody('METHOD_NOT_ALLOWED', 'webhooks take GET (verification) and POST (events)') });
+      } else {
+        await handlePost(ctx, ch, deps);
+      }
+    } finally {
+      deps.metrics?.webhookRequests.inc({ channel: ch.id, status: String(ctx.status) });
     }
-    if (ctx.method !== 'POST') {
-      ctx.set('Allow', 'GET, HEAD, POST');
-      send(ctx, { status: 405, body: errorBody('METHOD_NOT_ALLOWED', 'webhooks take GET (verification) and POST (events)') });
-      return;
-    }
-    await handlePost(ctx, ch, deps);
   };
 }
 

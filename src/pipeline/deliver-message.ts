@@ -32,6 +32,8 @@ export class RetryRequested extends Error {
 
 export interface AttemptReport {
   result: AttemptResult;
+  /** When the message was received (for latency), once it was loaded. */
+  receivedAt?: string;
   /** The failure, when the attempt failed (also for dead-lettered ones). */
   failure?: Classification;
 }
@@ -61,7 +63,7 @@ export async function deliverOnce(
     const result = outcome.detail['dropped'] === true ? 'dropped' : 'delivered';
     await deps.store.recordAttempt({ deliveryId: job.deliveryId, generation: job.generation, attempt: attemptNo, startedAt, result, mappingVersion, detail: outcome.detail });
     log.info({ attempt: attemptNo, result, ...outcome.detail }, 'delivery done');
-    return { result };
+    return { result, receivedAt: loaded.message.received_at };
   } catch (err) {
     const c = classify(err);
     const response = err instanceof SwitchboardError ? err.details['operation_outcome'] : undefined;
@@ -83,7 +85,7 @@ export async function deliverOnce(
     });
     if (final) {
       log.warn({ attempt: attemptNo, code: c.code, disposition: c.disposition, exhausted, ageMs: age }, 'delivery dead-lettered');
-      return { result: 'dead_lettered', failure: c };
+      return { result: 'dead_lettered', failure: c, receivedAt: loaded.message.received_at };
     }
     log.info({ attempt: attemptNo, code: c.code, retryAfterMs: c.retryAfterMs }, 'delivery failed; will retry');
     throw new RetryRequested(c);

@@ -7,6 +7,7 @@ import { DelayedError, type Job } from 'bullmq';
 import { classify } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
 import type { DestinationInstance } from '../connectors/types.js';
+import type { Metrics } from '../core/metrics.js';
 import { backoffJobOption, rateLimitError, type QueueBackend, type QueueHandle, type WorkerHandle } from '../queue/queue-backend.js';
 import type { MessageStore, PendingDelivery } from '../store/message-store.js';
 import { backoffDelay } from './backoff.js';
@@ -28,6 +29,7 @@ export interface PipelineOptions {
   /** Age after which a stored-but-not-ingested event is re-enqueued by the sweeper. */
   outboxGraceMs?: number;
   sweepIntervalMs?: number;
+  metrics?: Metrics | undefined;
 }
 
 const STORE_DOWN_DELAY_MS = 2000;
@@ -109,7 +111,13 @@ export class Pipeline {
       async (job, token) => {
         try {
           const res = await ingestEvent({ store, logger, channel: (id) => this.channel(id) }, job.data.eventId);
-          if (res) await this.enqueueDeliveries(res.channelId, res.pending);
+          if (res) {
+            await this.enqueueDeliveries(res.channelId, res.pending);
+            const m = this.o.metrics?.ingested;
+            m?.inc({ channel: res.channelId, outcome: 'routed' }, res.messages - res.filtered);
+            m?.inc({ channel: res.channelId, outcome: 'filtered' }, res.filtered);
+            m?.inc({ channel: res.channelId, outcome: 'status' }, res.statuses);
+          }
         } catch (err) {
           await this.deferIfStoreDown(job, token, err);
           throw err;
@@ -170,6 +178,7 @@ export class Pipeline {
           });
         } catch (err) {
           if (err instanceof RetryRequested) {
+            this.o.metrics?.deliveryAttempts.inc({ channel: channelId, destination: dest.name, result: 'retry', code: err.classification.code });
             if (err.classification.pauseDestination && token !== undefined) {
               await this.pauseForOperator(channelId, dest.name, err.classification.code, err.classification.message);
               await job.moveToDelayed(Date.now() + 1000, token);
@@ -184,6 +193,12 @@ export class Pipeline {
         if (report.result === 'waiting' && token !== undefined) {
           await job.moveToDelayed(Date.now() + ORDERING_WAIT_MS, token);
           throw new DelayedError();
+        }
+        if (report.result === 'delivered' || report.result === 'dropped' || report.result === 'dead_lettered') {
+          this.o.metrics?.deliveryAttempts.inc({ channel: channelId, destination: dest.name, result: report.result, code: report.failure?.code ?? '' });
+        }
+        if (report.result === 'delivered' && report.receivedAt) {
+          this.o.metrics?.deliveryLatency.observe({ channel: channelId, destination: dest.name }, (Date.now() - Date.parse(report.receivedAt)) / 1000);
         }
         if (report.result === 'delivered' || report.result === 'dropped') breaker.onSuccess();
         else if (report.failure && report.failure.disposition === 'retryable') this.tripIfNeeded(breaker, channelId, dest.name, report.failure.code);

@@ -450,6 +450,14 @@ export class MessageStore {
     };
   }
 
+  /** Dead-lettered deliveries per channel and destination, for metrics. */
+  async deadLetterCounts(): Promise<{ channelId: string; destination: string; count: number }[]> {
+    const res = await this.pool.query<{ channel_id: string; destination: string; n: string }>(
+      `SELECT channel_id, destination, count(*) AS n FROM deliveries WHERE state = 'dead_lettered' GROUP BY channel_id, destination`,
+    );
+    return res.rows.map((r) => ({ channelId: r.channel_id, destination: r.destination, count: Number(r.n) }));
+  }
+
   /** Counts by state, for metrics and the fault report. */
   async deliveryCounts(): Promise<Record<DeliveryState, number>> {
     const res = await this.pool.query<{ state: DeliveryState; n: string }>('SELECT state, count(*) AS n FROM deliveries GROUP BY state');

@@ -191,6 +191,19 @@ describe.skipIf(redis === null)('gateway on Redis, embedded PostgreSQL and a rea
     }
   });
 
+  it('exposes Prometheus metrics for webhooks, deliveries, dead letters and queues, without PHI', async () => {
+    const r = await fetch(`${gw.url}/metrics`);
+    expect(r.status).toBe(200);
+    const text = await r.text();
+    expect(text).toMatch(/switchboard_webhook_requests_total\{channel="whatsapp-to-ehr",status="200"\} [1-9]/);
+    expect(text).toMatch(/switchboard_webhook_requests_total\{channel="whatsapp-to-ehr",status="403"\} [1-9]/);
+    expect(text).toMatch(/switchboard_delivery_attempts_total\{channel="whatsapp-to-ehr",destination="ehr",result="delivered",code=""\} [1-9]/);
+    expect(text).toMatch(/switchboard_delivery_attempts_total\{channel="whatsapp-to-ehr",destination="ehr",result="retry",code="FHIR_HTTP_RETRYABLE"\} [1-9]/);
+    expect(text).toMatch(/switchboard_queue_jobs\{queue="deliver.whatsapp-to-ehr.ehr",state="completed"\}/);
+    expect(text).toContain('switchboard_delivery_latency_seconds_bucket');
+    expect(text).not.toContain('15551234567');
+  });
+
   it('records statuses against their message and never turns them into Communications', async () => {
     const wamid = newWamid();
     expect((await postWebhook(`${gw.url}${WEBHOOK}`, textEvent({ wamid }))).status).toBe(200);

@@ -1,0 +1,47 @@
+/**
+ * The environment channel files are checked against offline (lint, channel tests, validate):
+ * what the gateway itself would use. Besides the variables given, the gateway fills some in:
+ * in development the documented defaults (config/env.ts), and FHIR_BASE_URL, which points at
+ * the in-process FHIR sandbox whenever it is unset.
+ */
+import { devDefaults } from '../config/env.js';
+
+export type EnvMode = 'development' | 'production';
+
+/** Variables the gateway provides itself when unset, with what stands in. */
+export const gatewayProvided: Readonly<Record<string, { value: string; why: string }>> = {
+  FHIR_BASE_URL: { value: 'http://127.0.0.1:0/fhir/R4', why: 'the gateway starts its in-process FHIR sandbox' },
+};
+
+export interface EffectiveEnv {
+  env: Record<string, string | undefined>;
+  /** Variable → why it has a value although it is unset. */
+  filledIn: Map<string, string>;
+}
+
+/** The variables given, plus the gateway's own fill-ins for `mode`. */
+export function effectiveChannelEnv(given: Readonly<Record<string, string | undefined>>, mode: EnvMode): EffectiveEnv {
+  const env: Record<string, string | undefined> = { ...given };
+  const filledIn = new Map<string, string>();
+  const unset = (name: string): boolean => env[name] === undefined || env[name] === '';
+  if (mode === 'development') {
+    for (const [name, value] of Object.entries(devDefaults)) {
+      if (unset(name)) {
+        env[name] = value;
+        filledIn.set(name, 'the development default is used (set it in production)');
+      }
+    }
+  }
+  for (const [name, provided] of Object.entries(gatewayProvided)) {
+    if (unset(name)) {
+      env[name] = provided.value;
+      filledIn.set(name, provided.why);
+    }
+  }
+  return { env, filledIn };
+}
+
+/** SWITCHBOARD_ENV of an environment (development unless it says production). */
+export function envMode(env: Readonly<Record<string, string | undefined>>): EnvMode {
+  return env['SWITCHBOARD_ENV'] === 'production' ? 'production' : 'development';
+}
