@@ -1,0 +1,26 @@
+/** The README is part of the interface: it must list every error code and every env variable. */
+import { readFileSync } from 'node:fs';
+import { describe, expect, it } from 'vitest';
+import { envSchema } from '../../src/config/env.js';
+import { errorCatalogue } from '../../src/core/errors.js';
+
+const readme = readFileSync(new URL('../../README.md', import.meta.url), 'utf8');
+
+describe('README', () => {
+  it('lists every error code with its retry class', () => {
+    for (const [code, e] of Object.entries(errorCatalogue)) {
+      expect(readme, `README lacks ${code} (run: npx tsx scripts/error-table.ts)`).toContain(`| \`${code}\` | ${e.disposition === 'retryable' ? 'yes' : 'no'} |`);
+    }
+  });
+
+  it('documents every environment variable', () => {
+    for (const name of Object.keys(envSchema.shape)) {
+      expect(readme, `README lacks ${name}`).toMatch(new RegExp(`\\| \`${name}\` \\|`));
+    }
+  });
+
+  it('shows the two commands a new user runs', () => {
+    expect(readme).toContain('npm install && npm start');
+    expect(readme).toContain('npm test');
+  });
+});
