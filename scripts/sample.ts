@@ -10,6 +10,7 @@ import { devDefaults } from '../src/config/env.js';
 const port = process.env['PORT'] ?? '8080';
 const base = process.env['SWITCHBOARD_URL'] ?? `http://127.0.0.1:${port}`;
 const secret = process.env['WHATSAPP_APP_SECRET'] || devDefaults.WHATSAPP_APP_SECRET;
+// CHANNEL=whatsapp-care-routing npm run sample -- "Are my blood test results ready?" shows HL7 routing.
 const channel = process.env['CHANNEL'] ?? 'whatsapp-to-ehr';
 const tokenFile = path.resolve(process.env['DATA_DIR'] ?? '.data', 'admin-token');
 const adminToken = process.env['ADMIN_TOKEN'] ?? (existsSync(tokenFile) ? readFileSync(tokenFile, 'utf8').trim() : undefined);
@@ -65,6 +66,7 @@ async function main(): Promise<void> {
         for (const d of m.deliveries) {
           console.log(`delivery to ${d.destination}: ${d.state}${d.lastErrorCode ? ` (${d.lastErrorCode})` : ''}`);
           const location = d.outcome?.['location'];
+          if (typeof location !== 'string' && d.outcome) console.log(`  outcome: ${JSON.stringify(d.outcome)}`);
           if (typeof location === 'string') {
             const fhir = await fetch(location.replace(/\/_history\/[^/]+$/, ''), { headers: { accept: 'application/fhir+json' } });
             console.log(JSON.stringify(await fhir.json(), null, 2));

@@ -21,6 +21,7 @@ import { PollRunner } from './pipeline/poll-runner.js';
 import type { RuntimeChannel } from './pipeline/runtime-channel.js';
 import { createPostgresQueueBackend, createRedisBackend, type QueueBackend } from './queue/queue-backend.js';
 import { startFhirSandbox } from './sandbox/fhir-sandbox.js';
+import { startMllpSandbox, type MllpSandboxRole } from './sandbox/mllp-sandbox.js';
 import { startEmbeddedPostgres, type EmbeddedDatabase } from './store/embedded-postgres.js';
 import { MessageStore } from './store/message-store.js';
 import { runMigrations } from './store/migrations.js';
@@ -75,6 +76,8 @@ export interface StartedSwitchboard {
   adminTokenGenerated: boolean;
   fhirBaseUrl: string | undefined;
   fhirSandbox: boolean;
+  /** Sandbox HL7 partners started because LAB_MLLP_URL / INSURER_MLLP_URL were unset. */
+  mllpSandboxes: { role: MllpSandboxRole; url: string }[];
   database: 'embedded' | 'external';
   queues: string;
   channels: readonly RuntimeChannel[];
@@ -115,6 +118,19 @@ export function createSwitchboard(o: SwitchboardOptions): Switchboard {
       sandbox = true;
     }
     env['FHIR_BASE_URL'] = fhirBaseUrl;
+
+    // Partner labs and insurers: real MLLP endpoints, or sandbox peers that answer real ACKs.
+    const mllpSandboxes: { role: MllpSandboxRole; url: string }[] = [];
+    for (const [role, variable] of [
+      ['lab', 'LAB_MLLP_URL'],
+      ['insurer', 'INSURER_MLLP_URL'],
+    ] as const) {
+      if (env[variable]) continue;
+      const peer = await startMllpSandbox({ role, logger: log.child({ component: `mllp-sandbox-${role}` }) });
+      stops.push(() => peer.close());
+      env[variable] = peer.url;
+      mllpSandboxes.push({ role, url: peer.url });
+    }
 
     // 2. Channels, before anything heavy starts: refuse to start on any invalid file (the error
     //    lists every problem with file:line:column).
@@ -250,6 +266,7 @@ export function createSwitchboard(o: SwitchboardOptions): Switchboard {
       adminTokenGenerated: token.generated,
       fhirBaseUrl,
       fhirSandbox: sandbox,
+      mllpSandboxes,
       database: embedded ? 'embedded' : 'external',
       queues: backend.description,
       channels: channels(),

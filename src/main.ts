@@ -84,6 +84,7 @@ async function main(): Promise<void> {
   lines.push(`  store    ${started.database === 'embedded' ? `embedded PostgreSQL under ${cfg.DATA_DIR}` : 'DATABASE_URL'}`);
   lines.push(`  queues   ${started.queues}`);
   lines.push(`  FHIR     ${started.fhirBaseUrl ?? '(none)'}${started.fhirSandbox ? '  (sandbox; demo Patient Jane Demo, +15551234567)' : ''}`);
+  for (const m of started.mllpSandboxes) lines.push(`  HL7      ${m.role}: ${m.url}  (sandbox ${m.role} peer answering real ACKs)`);
   if (started.adminTokenGenerated) lines.push(`  ADMIN_TOKEN generated and saved in ${cfg.DATA_DIR}/admin-token: ${started.adminToken}`);
   if (defaulted.length > 0) {
     lines.push(`  WARNING: development defaults in use for ${defaulted.join(', ')}; set them (and SWITCHBOARD_ENV=production) for real traffic.`);

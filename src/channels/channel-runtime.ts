@@ -116,7 +116,13 @@ export class ChannelRuntime {
   /** Watches the channel directory and every mapping's directory; reloads debounced. */
   watch(debounceMs = 250): void {
     const dirs = new Set<string>([path.resolve(this.o.dir)]);
-    for (const c of this.current) for (const d of c.destinations) dirs.add(path.dirname(path.resolve(d.mapping.file)));
+    for (const c of this.current) {
+      for (const d of c.destinations) {
+        dirs.add(path.dirname(path.resolve(d.mapping.file)));
+        // Code tables a mapping reads ($lookupTable) reload it too.
+        for (const dep of d.mapping.dependencies ?? []) dirs.add(path.dirname(path.resolve(dep)));
+      }
+    }
     for (const dir of dirs) {
       try {
         const w = watch(dir, { persistent: false }, (_event, file) => {

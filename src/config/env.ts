@@ -35,6 +35,8 @@ export const envSchema = z.object({
   REDIS_URL: optionalUrl(/^rediss?:$/, 'redis:// or rediss://'),
   QUEUE_PREFIX: z.preprocess(emptyAsUndefined, z.string().regex(/^[A-Za-z0-9_{}-]+$/, 'letters, digits, _, -, {}').default('switchboard')),
   FHIR_BASE_URL: optionalUrl(/^https?:$/, 'http:// or https://'),
+  LAB_MLLP_URL: optionalUrl(/^mllps?:$/, 'mllp:// or mllps://'),
+  INSURER_MLLP_URL: optionalUrl(/^mllps?:$/, 'mllp:// or mllps://'),
   FHIR_SANDBOX_PORT: z.preprocess(emptyAsUndefined, z.coerce.number().int().min(0).max(65535).default(0)),
   CHANNELS_DIR: z.preprocess(emptyAsUndefined, z.string().default('channels')),
   ADMIN_TOKEN: z.preprocess(emptyAsUndefined, z.string().min(16, 'must be at least 16 characters').optional()),
