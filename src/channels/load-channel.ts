@@ -61,7 +61,8 @@ export async function loadChannelFile(file: string, opts: LoadChannelOptions): P
 }
 
 /**
- * Loads every `*.yaml` / `*.yml` file of `dir` (not recursive, dot-files skipped), in name order.
+ * Loads every `*.yaml` / `*.yml` file of `dir` (not recursive, dot-files and `*.test.yaml` channel
+ * tests skipped), in name order.
  * Channel ids and source paths must be unique across files. Throws one ConfigError with the
  * problems of all files.
  */
@@ -76,7 +77,8 @@ export async function loadChannelDirectory(dir: string, opts: LoadChannelOptions
     throw channelConfigError([{ file: dir, line: 1, column: 1, message, code: 'CONFIG_INVALID' }]);
   }
   const names = entries
-    .filter((e) => (e.isFile() || e.isSymbolicLink()) && !e.name.startsWith('.') && /\.ya?ml$/i.test(e.name))
+    // `<name>.test.yaml` beside a channel is its channel test (switchboard test), not a channel.
+    .filter((e) => (e.isFile() || e.isSymbolicLink()) && !e.name.startsWith('.') && /\.ya?ml$/i.test(e.name) && !/\.test\.ya?ml$/i.test(e.name))
     .map((e) => e.name)
     .sort();
 

@@ -4,11 +4,16 @@
  */
 import type { ConnectorRegistry } from '../channels/channel-schema.js';
 import { fhirR4Destination } from './destinations/fhir-r4.js';
+import { hl7v2MllpDestination } from './destinations/hl7v2-mllp.js';
+import { chatWebhookSource } from './sources/chat-webhook.js';
+import { rocketChatPollSource } from './sources/rocketchat-poll.js';
+import { rocketChatWebhookSource } from './sources/rocketchat-webhook.js';
+import { twilioWhatsAppSource } from './sources/twilio-whatsapp.js';
 import { whatsappCloudSource } from './sources/whatsapp-cloud.js';
 
 export function createConnectorRegistry(): ConnectorRegistry {
   return {
-    sources: [whatsappCloudSource],
-    destinations: [fhirR4Destination],
+    sources: [whatsappCloudSource, twilioWhatsAppSource, rocketChatWebhookSource, rocketChatPollSource, chatWebhookSource],
+    destinations: [fhirR4Destination, hl7v2MllpDestination],
   };
 }

@@ -29,6 +29,23 @@ export const errorCatalogue = {
   QUEUE_UNAVAILABLE: { disposition: 'retryable', summary: 'The queue backend is unavailable.' },
   DELIVERY_NOT_FOUND: { disposition: 'permanent', summary: 'A delivery job refers to a delivery the store does not have.' },
   INTERNAL: { disposition: 'retryable', summary: 'An unexpected error; retried in case it was transient.' },
+  HL7_BUILD_INVALID: { disposition: 'permanent', summary: 'A built HL7 v2 message failed the structural check (re-parse, structure, lengths): fix the mapping.' },
+  HL7_ACK_AE: { disposition: 'permanent', summary: 'The HL7 partner answered AE or CE (application/commit error: content or structure); details from ERR.' },
+  HL7_ACK_AR: { disposition: 'retryable', summary: 'The HL7 partner answered AR or CR (rejected, e.g. system down); resent unchanged with the same MSH-10.' },
+  HL7_PARTNER_REJECTS_TYPE: { disposition: 'retryable', summary: 'The HL7 partner rejected the message type, event, processing id or version (ERR-3 200-203): the destination is paused.' },
+  HL7_ACK_INVALID: { disposition: 'retryable', summary: 'The HL7 partner answered with something that is not a valid acknowledgment.' },
+  MLLP_CONNECT: { disposition: 'retryable', summary: 'The MLLP partner could not be reached (refused, reset, DNS, TLS handshake or certificate).' },
+  MLLP_TIMEOUT: { disposition: 'retryable', summary: 'The MLLP partner did not acknowledge within ack_timeout_ms; resent with the same MSH-10.' },
+  MLLP_CONNECTION_CLOSED: { disposition: 'retryable', summary: 'The MLLP connection closed before the partner acknowledged; resent with the same MSH-10.' },
+  MEDIA_NETWORK: { disposition: 'retryable', summary: 'A media download could not reach the provider (refused, reset, DNS, timeout).' },
+  MEDIA_HTTP_RETRYABLE: { disposition: 'retryable', summary: 'The media provider answered 408, 425, 429 or 5xx to a download.' },
+  MEDIA_HTTP_PERMANENT: { disposition: 'permanent', summary: 'The media provider refused a download (400, 401, 403, 405, 410, ...).' },
+  MEDIA_EXPIRED: { disposition: 'permanent', summary: 'The media id or URL no longer exists at the provider (WhatsApp media ids expire after 7 days).' },
+  MEDIA_TOO_LARGE: { disposition: 'permanent', summary: 'The media is larger than the channel\'s media.max_bytes.' },
+  MEDIA_TYPE_REFUSED: { disposition: 'permanent', summary: 'The media content type is not in the channel\'s media.allowed_types.' },
+  MEDIA_INTEGRITY: { disposition: 'retryable', summary: 'The downloaded bytes do not match the hash the provider announced.' },
+  MEDIA_NOT_CONFIGURED: { disposition: 'permanent', summary: 'A message has media but the channel has no credentials to download it from that source.' },
+  MEDIA_STORE_UNAVAILABLE: { disposition: 'retryable', summary: 'Downloaded media could not be written to the media store.' },
 } as const satisfies Record<string, { disposition: Disposition; summary: string }>;
 
 export type ErrorCode = keyof typeof errorCatalogue;

@@ -49,7 +49,6 @@ export function sanitizeText(text: string, charset: Charset = 'UNICODE UTF-8'): 
   let out = text
     .replace(/\r\n|[\r\u2028\u2029\u0085]/g, '\n')
     .replace(/\t/g, ' ')
-    // eslint-disable-next-line no-control-regex
     .replace(/[\u0000-\u0009\u000B-\u001F\u007F-\u009F]/g, '')
     .replace(/[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/g, '\uFFFD')
     .normalize('NFC');

@@ -85,13 +85,17 @@ const leaf: z.ZodType<Hl7Leaf> = byJsonType<Hl7Leaf>((v) => {
 
 /** An object keyed "1".."999": checks the keys with a path-precise message each. */
 function positions<T extends z.ZodType>(value: T, what: string): z.ZodType<Record<string, z.output<T>>> {
-  return z.record(z.string(), value).superRefine((record, ctx) => {
-    for (const key of Object.keys(record)) {
-      if (!POSITION.test(key)) {
-        ctx.addIssue({ code: 'custom', path: [key], message: `"${key.slice(0, 20)}" is not a ${what} number: keys are "1" to "${MAX_POSITION}"` });
+  return z.record(z.string(), value).superRefine(
+    (record, ctx) => {
+      for (const key of Object.keys(record)) {
+        if (!POSITION.test(key)) {
+          ctx.addIssue({ code: 'custom', path: [key], message: `"${key.slice(0, 20)}" is not a ${what} number: keys are "1" to "${MAX_POSITION}"` });
+        }
       }
-    }
-  }) as unknown as z.ZodType<Record<string, z.output<T>>>;
+    },
+    // Report bad keys even when some values are wrong too, so one run lists every problem.
+    { when: (payload) => isPlainObject(payload.value) },
+  ) as unknown as z.ZodType<Record<string, z.output<T>>>;
 }
 
 const subcomponents = positions(leaf, 'subcomponent');

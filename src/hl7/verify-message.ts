@@ -87,7 +87,6 @@ function countRedoxSegments(node: unknown): number {
 export function verifyBuiltMessage(text: string, expected: readonly Er7Segment[], o: { structure: StructureCheck }): VerifyResult {
   const issues: string[] = [];
   // 1. Bytes.
-  // eslint-disable-next-line no-control-regex
   const control = /[\u0000-\u000C\u000E-\u001F\u007F]/.exec(text);
   if (control) issues.push(`control character 0x${control[0].charCodeAt(0).toString(16).padStart(2, '0')} at offset ${control.index}`);
   if (!text.endsWith('\r')) issues.push('the message does not end with a segment separator');

@@ -1,16 +1,21 @@
 /**
  * The environment channel files are checked against offline (lint, channel tests, validate):
  * what the gateway itself would use. Besides the variables given, the gateway fills some in:
- * in development the documented defaults (config/env.ts), and FHIR_BASE_URL, which points at
- * the in-process FHIR sandbox whenever it is unset.
+ * in development the documented defaults (config/env.ts), and the addresses of the sandboxes it
+ * starts when they are unset (FHIR_BASE_URL, LAB_MLLP_URL, INSURER_MLLP_URL).
  */
 import { devDefaults } from '../config/env.js';
 
 export type EnvMode = 'development' | 'production';
 
-/** Variables the gateway provides itself when unset, with what stands in. */
+/**
+ * Variables the gateway provides itself when unset, with what stands in (keep in step with
+ * src/app.ts, which starts the sandboxes and sets these).
+ */
 export const gatewayProvided: Readonly<Record<string, { value: string; why: string }>> = {
   FHIR_BASE_URL: { value: 'http://127.0.0.1:0/fhir/R4', why: 'the gateway starts its in-process FHIR sandbox' },
+  LAB_MLLP_URL: { value: 'mllp://127.0.0.1:2575', why: 'the gateway starts a sandbox lab MLLP peer' },
+  INSURER_MLLP_URL: { value: 'mllp://127.0.0.1:2576', why: 'the gateway starts a sandbox insurer MLLP peer' },
 };
 
 export interface EffectiveEnv {

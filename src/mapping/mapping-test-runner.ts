@@ -25,6 +25,9 @@ import {
 import { looksLikeChannelTest, mappingTestFileSchema, type MappingTestCase, type MappingTestFile } from './mapping-test-schema.js';
 import { describeSchemaIssues, parseYamlWithPositions, type PositionedYaml } from './mapping-test-yaml.js';
 
+/** `input.source: canonical`: the input is a canonical message as written (overrides defaults.source). */
+export const CANONICAL_INPUT = 'canonical';
+
 export interface CaseResult {
   name: string;
   /** Line of the case in the test file. */
@@ -177,7 +180,8 @@ async function runMappingCase(testCase: MappingTestCase, index: number, ctx: Map
   const nowText = testCase.now ?? ctx.spec.defaults?.now;
   const now = nowText !== undefined ? new Date(nowText) : new Date();
   const bindings = { ...ctx.spec.defaults?.bindings, ...testCase.bindings };
-  const sourceKind = testCase.input.source ?? ctx.spec.defaults?.source;
+  const given = testCase.input.source ?? ctx.spec.defaults?.source;
+  const sourceKind = given === CANONICAL_INPUT ? undefined : given;
 
   // 1. The input.
   let input: unknown;

@@ -52,7 +52,7 @@ export const mappingInputSchema = z
       .regex(/^[a-z][a-z0-9_]*$/)
       .optional()
       .describe(
-        'The input is a raw webhook body of this source kind (e.g. whatsapp_cloud): it is parsed with the source\'s own parser and message number `message` becomes the mapping input. Without it, the input is a canonical message (or any value) as written.',
+        'The input is a raw webhook body of this source kind (e.g. whatsapp_cloud): it is parsed with the source\'s own parser and message number `message` becomes the mapping input. Without it (or with `canonical`, to override defaults.source), the input is a canonical message (or any value) as written.',
       ),
     message: z.number().int().min(0).optional().describe('With source: which canonical message of the webhook (0-based). Needed when the webhook holds several.'),
   })

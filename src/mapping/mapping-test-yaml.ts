@@ -13,6 +13,8 @@ export interface PositionedYaml {
   data: unknown;
   /** Line and column of the node at `path` (or of its nearest existing parent). */
   at(path: YamlPath): { line: number; column: number };
+  /** Line and column of the key of the last segment of `path` (e.g. an unknown key). */
+  keyAt(path: YamlPath): { line: number; column: number };
 }
 
 export type ParsedYaml = { ok: true; yaml: PositionedYaml } | { ok: false; issues: ConfigIssue[] };
@@ -45,6 +47,14 @@ export function parseYamlWithPositions(file: string, source: string): ParsedYaml
       at(path) {
         const { node, nearest } = locate(doc, path);
         const offset = (node ?? nearest)?.range?.[0] ?? 0;
+        const { line, col } = lineCounter.linePos(offset);
+        return { line, column: col };
+      },
+      keyAt(path) {
+        const parent = locate(doc, path.slice(0, -1)).node;
+        const last = path[path.length - 1];
+        const pair = isMap(parent) && typeof last === 'string' ? findPair(parent, last) : undefined;
+        const offset = (pair !== undefined && isScalar(pair.key) ? pair.key.range?.[0] : undefined) ?? locate(doc, path).nearest?.range?.[0] ?? 0;
         const { line, col } = lineCounter.linePos(offset);
         return { line, column: col };
       },
@@ -163,7 +173,11 @@ export function describeSchemaIssues(yaml: PositionedYaml, schema: z.ZodType, er
         const objectSchema = schemaAt(schema, path);
         const allowed = objectSchema instanceof z.ZodObject ? Object.keys(objectSchema.shape) : [];
         for (const key of issue.keys) {
-          here(`unknown key "${key}" in ${path.length === 0 ? what : label(path)}${didYouMean(key, allowed)}; allowed keys: ${allowed.join(', ')}`, [...path, key]);
+          issues.push({
+            file: yaml.file,
+            ...yaml.keyAt([...path, key]),
+            message: `unknown key "${key}" in ${path.length === 0 ? what : label(path)}${didYouMean(key, allowed)}; allowed keys: ${allowed.join(', ')}`,
+          });
         }
         break;
       }

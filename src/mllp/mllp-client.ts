@@ -87,6 +87,8 @@ export interface SendResult {
 
 interface Waiter {
   controlId: string;
+  /** The connection the message went out on: only its replies and its closing concern this waiter. */
+  socket: net.Socket;
   onReply(text: string): void;
   fail(err: MllpError): void;
 }
@@ -101,7 +103,6 @@ function errorCode(err: unknown): string | undefined {
 export class MllpClient {
   private socket: net.Socket | undefined;
   private connecting: Promise<net.Socket> | undefined;
-  private deframer: MllpDeframer;
   private waiter: Waiter | undefined;
   private chain: Promise<unknown> = Promise.resolve();
   private failures = 0;
@@ -110,9 +111,7 @@ export class MllpClient {
   /** Connections opened so far (for tests and outcome details). */
   connectionsOpened = 0;
 
-  constructor(private readonly o: MllpClientOptions) {
-    this.deframer = new MllpDeframer(o.maxFrameBytes);
-  }
+  constructor(private readonly o: MllpClientOptions) {}
 
   get endpointLabel(): string {
     return `${this.o.endpoint.tls ? 'mllps' : 'mllp'}://${this.o.endpoint.host}:${this.o.endpoint.port}`;
@@ -198,6 +197,7 @@ export class MllpClient {
       const onAbort = (): void => fail(new MllpError('aborted', 'the delivery was aborted while waiting for the ACK'), true);
       const waiter: Waiter = {
         controlId: o.controlId,
+        socket,
         fail: (err) => fail(err, false),
         onReply: (text) => {
           const reply = readReply(text);
@@ -241,7 +241,6 @@ export class MllpClient {
   private drop(socket: net.Socket): void {
     if (this.socket === socket) this.socket = undefined;
     socket.destroy();
-    this.deframer.reset();
   }
 
   private async ensureConnected(signal?: AbortSignal): Promise<net.Socket> {
@@ -320,21 +319,21 @@ export class MllpClient {
 
   private attach(socket: net.Socket): void {
     this.socket = socket;
-    this.deframer = new MllpDeframer(this.o.maxFrameBytes);
+    const deframer = new MllpDeframer(this.o.maxFrameBytes);
     socket.setNoDelay(true);
     socket.setKeepAlive(true, 30_000);
     socket.on('data', (chunk: Buffer) => {
       let frames: Buffer[];
       try {
-        frames = this.deframer.push(chunk);
+        frames = deframer.push(chunk);
       } catch {
-        this.waiter?.fail(new MllpError('protocol', 'the partner sent an oversized frame'));
+        if (this.waiter?.socket === socket) this.waiter.fail(new MllpError('protocol', 'the partner sent an oversized frame'));
         this.drop(socket);
         return;
       }
       for (const f of frames) {
         const text = f.toString(this.o.encoding);
-        if (this.waiter) this.waiter.onReply(text);
+        if (this.waiter?.socket === socket) this.waiter.onReply(text);
         else {
           const reply = readReply(text);
           this.o.logger?.warn(
@@ -354,7 +353,8 @@ export class MllpClient {
     socket.on('close', () => {
       if (this.socket === socket) this.socket = undefined;
       const tlsRefusal = lastError !== undefined && TLS_CODE.test(lastError);
-      this.waiter?.fail(
+      if (this.waiter?.socket !== socket) return;
+      this.waiter.fail(
         new MllpError(
           tlsRefusal ? 'tls' : 'closed',
           `the partner closed the connection before answering${lastError ? ` (${lastError})` : ''}`,

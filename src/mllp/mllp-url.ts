@@ -17,7 +17,3 @@ export function parseMllpUrl(url: string): MllpUrl | undefined {
   const host = m[1]!.startsWith('[') ? m[1]!.slice(1, -1) : m[1]!;
   return { tls: url.trim().startsWith('mllps:'), host, port };
 }
-
-export function formatMllpUrl(u: MllpUrl): string {
-  return `${u.tls ? 'mllps' : 'mllp'}://${u.host.includes(':') ? `[${u.host}]` : u.host}:${u.port}`;
-}

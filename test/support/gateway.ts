@@ -29,6 +29,8 @@ export async function startGateway(o: {
   logStream?: NodeJS.WritableStream;
   sweepIntervalMs?: number;
   outboxGraceMs?: number;
+  /** Extra environment for `${VAR}` interpolation in channel files (e.g. LAB_MLLP_URL). */
+  env?: Record<string, string>;
 }): Promise<TestGateway> {
   const dataDir = await mkdtemp(path.join(os.tmpdir(), 'switchboard-gw-'));
   const adminToken = `test-admin-token-${uniquePrefix()}`;
@@ -41,7 +43,7 @@ export async function startGateway(o: {
     databaseUrl: o.databaseUrl,
     redisUrl: o.redisUrl ?? undefined,
     queuePrefix: o.queuePrefix ?? uniquePrefix(),
-    env: { WHATSAPP_APP_SECRET: TEST_APP_SECRET, WHATSAPP_VERIFY_TOKEN: TEST_VERIFY_TOKEN },
+    env: { WHATSAPP_APP_SECRET: TEST_APP_SECRET, WHATSAPP_VERIFY_TOKEN: TEST_VERIFY_TOKEN, ...o.env },
     fhirBaseUrl: o.fhirBaseUrl,
     fhirSandboxPort: 0,
     adminToken,

@@ -144,7 +144,9 @@ describe('loadChannelFile: valid channels', () => {
           url: 'http://localhost:8103/fhir/R4',
           port: 2575,
           tls: false,
-          retry: { attempts: 10, initial_delay_ms: 1000, max_delay_ms: 300_000 },
+          retry: { attempts: 10, initial_delay_ms: 1000, max_delay_ms: 300_000, max_age_ms: 86_400_000 },
+          circuit_breaker: { enabled: true, failure_threshold: 5, open_ms: 30_000, max_open_ms: 600_000 },
+          ordering: 'none',
           concurrency: 8,
         },
       ],
@@ -213,7 +215,7 @@ describe('loadChannelFile: problems with positions', () => {
     );
     expect(found).toEqual([
       `${file}:6:3: unknown key "verbose" in source (test_source); allowed keys: kind, path, app_secret, max_body_bytes`,
-      `${file}:12:27: unknown key "max_delay" in destinations[0].retry (did you mean "max_delay_ms"?); allowed keys: attempts, initial_delay_ms, max_delay_ms`,
+      `${file}:12:27: unknown key "max_delay" in destinations[0].retry (did you mean "max_delay_ms"?); allowed keys: attempts, initial_delay_ms, max_delay_ms, max_age_ms`,
     ]);
   });
 
@@ -285,7 +287,7 @@ describe('loadChannelFile: problems with positions', () => {
     );
     expect(found).toEqual([
       `${file}:5:15: "app_secret" is a secret: write secrets as \${VAR}; secrets are read from the environment only`,
-      `${file}:11:5: unknown key "api_token" in destinations[0] (test_dest); allowed keys: kind, name, mapping, retry, concurrency, url, port, tls`,
+      `${file}:11:5: unknown key "api_token" in destinations[0] (test_dest); allowed keys: kind, name, mapping, when, retry, circuit_breaker, ordering, concurrency, url, port, tls`,
       `${file}:11:16: "api_token" is a secret and cannot have a default in the file: write secrets as \${VAR}; secrets are read from the environment only`,
     ]);
   });

@@ -188,6 +188,12 @@ describe('odd input never throws', () => {
     expect(a?.id).toBe(b?.id);
   });
 
+  it('MessageStatus=received on an inbound message is still a message, not a status', () => {
+    const r = parseTwilioWhatsApp(Buffer.from('MessageSid=SM11111111111111111111111111111111&From=whatsapp%3A%2B15551234567&Body=hi&MessageStatus=received&SmsStatus=received'), ctx);
+    expect(r.statuses).toEqual([]);
+    expect(r.messages.map((m) => m.kind)).toEqual(['text']);
+  });
+
   it('no sender: unsupported with an error', () => {
     const m = parseTwilioWhatsApp(Buffer.from('MessageSid=SM11111111111111111111111111111111&Body=x'), ctx).messages[0];
     expect(m?.kind).toBe('unsupported');

@@ -296,7 +296,8 @@ export function parseTwilioWhatsApp(raw: Buffer, ctx: SourceParseContext): Parse
   }
   const sid = field(form, 'MessageSid') ?? field(form, 'SmsMessageSid') ?? field(form, 'SmsSid');
   const statusWord = field(form, 'MessageStatus');
-  if (statusWord !== undefined) {
+  // An inbound message is "received"; only our own messages' delivery states are statuses.
+  if (statusWord !== undefined && !/^receiv(ed|ing)$/i.test(statusWord)) {
     if (sid === undefined) {
       result.ignored.push({ what: 'status callback', reason: 'the status callback names no MessageSid' });
       return result;

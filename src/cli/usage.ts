@@ -1,0 +1,111 @@
+/** Help texts of the commands, kept apart from the commands so that `--help` loads nothing heavy. */
+
+export const lintUsage = `Usage: switchboard lint [paths...] [options]
+
+Checks channel files, mappings and test files without starting anything or touching the
+network: YAML syntax, the channel schema and unknown keys, \${VAR} references, filters and
+\`when\` routing, JSONata syntax (file:line:column), code tables, mappings a channel names but
+that do not exist, mappings without a test file (warning), test files without a mapping.
+
+Paths: files or folders (default: channels/ and mappings/).
+
+Options:
+  --format <text|json>  output format (default text: file:line:column: level: message)
+  --env-file <file>     read variables from a .env file (repeatable; over the environment)
+  --production          check as in production: no development defaults for unset variables
+                        (also when SWITCHBOARD_ENV=production)
+  --strict              warnings fail too (exit 1)
+  --fixtures <dir>      folder of test-file fixtures (default: fixtures/ of the project)
+  -h, --help            show this help
+
+Environment variables: a variable the channels reference that is unset is an error, except
+those the gateway fills in itself (in development: the documented development defaults,
+e.g. WHATSAPP_APP_SECRET; always: FHIR_BASE_URL, the in-process FHIR sandbox); those are
+listed as info. The summary lists every variable the channels need.
+
+Exit codes: 0 no errors, 1 errors found (or warnings with --strict), 2 usage error.
+`;
+
+export const testUsage = `Usage: switchboard test [paths...] [options]
+
+Runs test files: mappings/<name>.test.yaml beside mappings/<name>.jsonata (a mapping on
+sample inputs) and channels/<name>.test.yaml beside channels/<name>.yaml (raw webhooks
+through a whole channel, destinations captured). The format: docs/analyst-guide.md, "Test".
+
+Paths: test files, mappings or channel files (their test file), or folders
+(default: channels/ and mappings/).
+
+Options:
+  --update              rewrite equals_file golden files from the current output
+  --filter <text>       run only cases whose name contains <text>
+  --fixtures <dir>      folder of fixture: inputs (default: fixtures/ of the project)
+  --env-file <file>     variables for \${VAR} in channel files (repeatable)
+  --format <text|json>  output format (default text)
+  -h, --help            show this help
+
+Output: one line per case, failures as "✗ <name> [<test file>:<line>]: <reason>" with a
+diff, then "N passed, N failed".
+Exit codes: 0 all passed, 1 a case failed or a test file cannot run, 2 usage error.
+`;
+
+export const mapUsage = `Usage: switchboard map -m <mapping> -i <input> [options]
+
+Evaluates a mapping on one sample and prints the output (JSON, or the text it returns).
+
+Options:
+  -m, --mapping <file>    the .jsonata mapping
+  -i, --input <file>      the sample: a canonical message (JSON or YAML), or with --source a raw webhook
+  --source <kind>         the input is a raw webhook of this source kind (e.g. whatsapp_cloud)
+  --message <n>           with --source: which message of the webhook (0-based)
+  --now <iso>             the mapping clock for $now() and $millis() (default: now)
+  --binding <name=json>   a $name variable, e.g. --binding 'patient={"reference":"Patient/1"}'
+                          (repeatable; a value that is not JSON is a string)
+  --fhir <type>           also check the output is a valid FHIR R4 resource of this type
+  --hl7 <type>            also check the output is an HL7 v2 message of this type (e.g. ORM^O01)
+  -w, --watch             re-run whenever the mapping, the input or a code table is saved
+  -h, --help              show this help
+
+Exit codes: 0 output printed, 1 the mapping failed or the output is invalid, 2 usage error.
+In --watch mode it runs until interrupted (Ctrl-C).
+`;
+
+export const validateUsage = `Usage: switchboard validate [channels-dir] [options]
+
+Checks everything the gateway checks at start, in layers, stopping at the first that fails:
+  1. lint: channel files, mappings and test files (as \`switchboard lint\`)
+  2. build: every channel of the folder is loaded together (unique ids and webhook paths)
+     and built: its source, filter, routing, destinations and compiled mappings
+  3. with --environment: every destination's healthcheck (reachability and authentication,
+     e.g. GET /metadata of a FHIR server), each within --timeout-ms
+
+channels-dir defaults to CHANNELS_DIR or channels/; mappings/ is linted too when it exists.
+
+Options:
+  --environment         also check reachability and auth of every destination (network)
+  --timeout-ms <ms>     healthcheck time limit per destination (default 5000)
+  --env-file <file>     read variables from a .env file (repeatable)
+  --production          check as in production (no development defaults)
+  --format <text|json>  output format (default text)
+  -h, --help            show this help
+
+Destinations whose address the gateway fills in itself (FHIR_BASE_URL unset: the in-process
+sandbox) are skipped by --environment: there is nothing outside to reach.
+Exit codes: 0 valid, 1 a layer failed, 2 usage error.
+`;
+
+export const docsUsage = `Usage: switchboard docs [--check]
+
+Generates, from the code (run in the project folder):
+  docs/reference/connectors.md       every source and destination option (from the zod schemas)
+  docs/reference/functions.md        the mapping helper functions, with their tested examples
+  schemas/channel.schema.json        JSON Schema of channel files (editor completion)
+  schemas/mapping-test.schema.json   JSON Schema of mapping test files
+  schemas/channel-test.schema.json   JSON Schema of channel test files
+  docs/analyst-guide.md              its generated helper-function section
+
+Options:
+  --check     write nothing; exit 1 when a file is stale (CI)
+  -h, --help  show this help
+
+Exit codes: 0 written or up to date, 1 stale (--check), 2 usage error.
+`;

@@ -1,0 +1,63 @@
+import { createHash } from 'node:crypto';
+import { mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { attachmentOf } from '../../src/media/media-fetcher.js';
+import { contentTypeAllowed, mediaPolicySchema } from '../../src/media/media-policy.js';
+import { createFileMediaStore, describeBytes } from '../../src/media/media-store.js';
+
+let dir: string;
+beforeAll(async () => {
+  dir = await mkdtemp(path.join(os.tmpdir(), 'sb-media-store-'));
+});
+afterAll(async () => {
+  await rm(dir, { recursive: true, force: true });
+});
+
+describe('content-addressed file media store', () => {
+  it('stores bytes under their SHA-256, once, with the R4 SHA-1 (base64)', async () => {
+    const store = createFileMediaStore(dir);
+    const bytes = Buffer.from('hello media');
+    const a = await store.put(bytes, 'text/plain');
+    const b = await store.put(bytes, 'text/plain');
+    expect(a.key).toBe(createHash('sha256').update(bytes).digest('hex'));
+    expect(a.sha1Base64).toBe(createHash('sha1').update(bytes).digest('base64'));
+    expect(Buffer.from(a.sha1Base64, 'base64')).toHaveLength(20);
+    expect(b).toEqual(a);
+    expect((await store.get(a.key))?.bytes.toString()).toBe('hello media');
+    const files = await readdir(path.join(dir, a.key.slice(0, 2)));
+    expect(files.sort()).toEqual([a.key, `${a.key}.json`]);
+  });
+
+  it('answers null for unknown, malformed or damaged keys (never a path outside the store)', async () => {
+    const store = createFileMediaStore(dir);
+    expect(await store.get('0'.repeat(64))).toBeNull();
+    expect(await store.get('../../etc/passwd')).toBeNull();
+    const info = await store.put(Buffer.from('will be damaged'), 'text/plain');
+    await writeFile(path.join(dir, info.key.slice(0, 2), info.key), 'short');
+    expect(await store.get(info.key)).toBeNull();
+    // Writing again repairs it.
+    await store.put(Buffer.from('will be damaged'), 'text/plain');
+    expect((await store.get(info.key))?.bytes.toString()).toBe('will be damaged');
+  });
+});
+
+describe('media policy', () => {
+  it('matches content types by type/subtype or type/*, ignoring parameters', () => {
+    const allowed = mediaPolicySchema.parse({}).allowed_types;
+    expect(contentTypeAllowed('image/jpeg', allowed)).toBe(true);
+    expect(contentTypeAllowed('audio/ogg; codecs=opus', allowed)).toBe(true);
+    expect(contentTypeAllowed('application/pdf', allowed)).toBe(true);
+    expect(contentTypeAllowed('application/zip', allowed)).toBe(false);
+    expect(contentTypeAllowed('image', allowed)).toBe(false);
+  });
+
+  it('inline below the threshold, a URL above it', () => {
+    const bytes = Buffer.alloc(100, 1);
+    const info = describeBytes(bytes, 'image/png', new Date(0));
+    const url = (k: string) => `https://sb.example/media/${k}`;
+    expect(attachmentOf(info, bytes, mediaPolicySchema.parse({ inline_max_bytes: 100 }), { mediaUrl: url })).toEqual({ content_type: 'image/png', size: 100, hash: info.sha1Base64, data: bytes.toString('base64') });
+    expect(attachmentOf(info, bytes, mediaPolicySchema.parse({ inline_max_bytes: 99 }), { mediaUrl: url })).toEqual({ content_type: 'image/png', size: 100, hash: info.sha1Base64, url: url(info.key) });
+  });
+});
