@@ -11,6 +11,8 @@ import pg from 'pg';
 import type { ConnectorRegistry } from './channels/channel-schema.js';
 import type { Logger } from './core/logger.js';
 import { createAdminRouter } from './http/admin-routes.js';
+import { createMediaRouter } from './http/media-route.js';
+import { createFileMediaStore } from './media/media-store.js';
 import { startHttpServer, type RunningHttpServer } from './http/http-server.js';
 import { createWebhookMiddleware } from './http/webhook-route.js';
 import { ChannelRuntime } from './channels/channel-runtime.js';
@@ -45,6 +47,10 @@ export interface SwitchboardOptions {
   /** Unset: the FHIR sandbox is started and FHIR_BASE_URL points at it. */
   fhirBaseUrl?: string | undefined;
   fhirSandboxPort: number;
+  /** Base URL under which this gateway is reachable by destinations (media links). Unset: http://host:port. */
+  publicBaseUrl?: string | undefined;
+  /** Bearer token for GET /media/:key (the admin token is accepted too). */
+  mediaToken?: string | undefined;
   /** Unset: generated once and kept in dataDir/admin-token. */
   adminToken?: string | undefined;
   registry: ConnectorRegistry;
@@ -170,8 +176,12 @@ export function createSwitchboard(o: SwitchboardOptions): Switchboard {
       log.error({ alert: 'queue_not_durable', problems: durability.problems }, 'the queue backend can lose accepted messages');
     }
     const metrics = createMetrics();
+    // Media downloaded from chat platforms, content-addressed under DATA_DIR/media, served by URL.
+    const mediaStore = createFileMediaStore(path.resolve(o.dataDir, 'media'));
+    let publicBaseUrl = o.publicBaseUrl;
     const pipeline = new Pipeline({
       metrics,
+      media: { store: mediaStore, mediaUrl: (key) => `${publicBaseUrl ?? ''}/media/${key}` },
       backend,
       store,
       logger: log,
@@ -206,6 +216,7 @@ export function createSwitchboard(o: SwitchboardOptions): Switchboard {
     const routers: Router[] = [];
     const middleware: Koa.Middleware[] = [];
     if (o.role !== 'worker') {
+      routers.push(createMediaRouter({ store: mediaStore, tokens: [o.mediaToken ?? '', token.token], logger: log }));
       middleware.push(createWebhookMiddleware({ store, logger: log, channels, metrics, enqueueIngest: (id) => pipeline.enqueueIngest(id) }));
       routers.push(
         createAdminRouter({
@@ -257,6 +268,7 @@ export function createSwitchboard(o: SwitchboardOptions): Switchboard {
           : []),
       ],
     });
+    publicBaseUrl ??= `http://${o.host === '0.0.0.0' ? '127.0.0.1' : o.host}:${http.port}`;
     // The HTTP edge stops first so no new work arrives while workers drain.
     stops.push(() => http.close());
     return {

@@ -32,6 +32,8 @@ async function main(): Promise<void> {
     fhirBaseUrl: cfg.FHIR_BASE_URL,
     fhirSandboxPort: cfg.FHIR_SANDBOX_PORT,
     adminToken: cfg.ADMIN_TOKEN,
+    publicBaseUrl: cfg.PUBLIC_BASE_URL?.replace(/\/$/, ''),
+    mediaToken: cfg.MEDIA_TOKEN,
     registry: createConnectorRegistry(),
     logger,
     shutdownTimeoutMs: cfg.SHUTDOWN_TIMEOUT_MS,

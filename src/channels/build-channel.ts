@@ -24,5 +24,5 @@ export async function buildRuntimeChannel(loaded: LoadedChannel, registry: Conne
     if (d.when !== undefined) routing.set(d.name, compileMapping(`${loaded.file}#destinations.${d.name}.when`, d.when));
     destinations.push(connector.create(d, { channelId: loaded.id, logger: logger.child({ channel: loaded.id, destination: d.name }), mapping }));
   }
-  return { id: loaded.id, file: loaded.file, source, filter, destinations, routing };
+  return { id: loaded.id, file: loaded.file, source, filter, destinations, routing, media: config.media };
 }

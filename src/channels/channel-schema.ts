@@ -5,6 +5,7 @@
  * exported as JSON Schema for editors (`channelJsonSchema`).
  */
 import { z } from 'zod';
+import { mediaPolicySchema } from '../media/media-policy.js';
 import type { DestinationConnector, RetryPolicy, SourceConnector } from '../connectors/types.js';
 
 /** The connectors a channel file may name, listed explicitly (nothing registers itself on import). */
@@ -64,6 +65,7 @@ function channelObject(source: z.ZodType<SourceConfig>, destination: z.ZodType<D
         .describe('Unique channel id; names its queues. Defaults to the file name without .yaml.'),
       description: z.string().optional().describe('What this channel is for, in a sentence.'),
       source,
+      media: mediaPolicySchema.optional(),
       filter: z
         .string()
         .min(1)

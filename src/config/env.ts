@@ -39,6 +39,8 @@ export const envSchema = z.object({
   INSURER_MLLP_URL: optionalUrl(/^mllps?:$/, 'mllp:// or mllps://'),
   FHIR_SANDBOX_PORT: z.preprocess(emptyAsUndefined, z.coerce.number().int().min(0).max(65535).default(0)),
   CHANNELS_DIR: z.preprocess(emptyAsUndefined, z.string().default('channels')),
+  PUBLIC_BASE_URL: optionalUrl(/^https?:$/, 'http:// or https://'),
+  MEDIA_TOKEN: z.preprocess(emptyAsUndefined, z.string().min(16, 'must be at least 16 characters').optional()),
   ADMIN_TOKEN: z.preprocess(emptyAsUndefined, z.string().min(16, 'must be at least 16 characters').optional()),
   LOG_LEVEL: z.preprocess(emptyAsUndefined, z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info')),
   SWITCHBOARD_ROLE: z.preprocess(emptyAsUndefined, z.enum(['all', 'http', 'worker']).default('all')),

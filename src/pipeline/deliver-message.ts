@@ -7,6 +7,8 @@
 import { SwitchboardError, classify, type Classification } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
 import type { DestinationInstance } from '../connectors/types.js';
+import { resolveMessageMedia, type MediaFetcherDeps } from '../media/media-fetcher.js';
+import type { MediaPolicy } from '../media/media-policy.js';
 import type { MessageStore } from '../store/message-store.js';
 import type { DeliveryJob } from './runtime-channel.js';
 
@@ -15,6 +17,8 @@ export interface DeliverDeps {
   destination: DestinationInstance;
   channelId: string;
   logger: Logger;
+  /** Media download before delivery, when the channel has a media policy. */
+  media?: { policy: MediaPolicy; fetcher: MediaFetcherDeps } | undefined;
 }
 
 /** `waiting`: per-conversation ordering holds this delivery until an earlier one settles. */
@@ -52,7 +56,17 @@ export async function deliverOnce(
   const startedAt = new Date();
   const mappingVersion = deps.destination.mapping.version;
   try {
-    const outcome = await deps.destination.deliver(loaded.message, {
+    let message = loaded.message;
+    if (deps.media) {
+      // Download once, store durably, and keep the enriched message so that retries and the
+      // other destinations do not download again. Failures retry and dead-letter like delivery.
+      const enriched = await resolveMessageMedia(message, deps.media.policy, deps.media.fetcher, attempt.signal);
+      if (enriched !== message) {
+        await deps.store.updateCanonical(loaded.delivery.messageId, enriched);
+        message = enriched;
+      }
+    }
+    const outcome = await deps.destination.deliver(message, {
       deliveryId: job.deliveryId,
       messageId: job.messageId,
       attempt: attemptNo,

@@ -8,6 +8,7 @@ import { classify } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
 import type { DestinationInstance } from '../connectors/types.js';
 import type { Metrics } from '../core/metrics.js';
+import type { MediaFetcherDeps } from '../media/media-fetcher.js';
 import { backoffJobOption, rateLimitError, type QueueBackend, type QueueHandle, type WorkerHandle } from '../queue/queue-backend.js';
 import type { MessageStore, PendingDelivery } from '../store/message-store.js';
 import { backoffDelay } from './backoff.js';
@@ -30,6 +31,8 @@ export interface PipelineOptions {
   outboxGraceMs?: number;
   sweepIntervalMs?: number;
   metrics?: Metrics | undefined;
+  /** Where downloaded media is stored and how it is addressed (channels with a `media:` policy). */
+  media?: MediaFetcherDeps | undefined;
 }
 
 const STORE_DOWN_DELAY_MS = 2000;
@@ -172,7 +175,9 @@ export class Pipeline {
         }
         let report;
         try {
-          report = await deliverOnce({ store, destination: dest, channelId, logger }, job.data, {
+          const policy = this.channel(channelId)?.media;
+          const media = policy && this.o.media ? { policy, fetcher: this.o.media } : undefined;
+          report = await deliverOnce({ store, destination: dest, channelId, logger, media }, job.data, {
             attemptsMade: job.attemptsMade,
             signal: signal ?? new AbortController().signal,
           });

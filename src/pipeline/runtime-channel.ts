@@ -1,6 +1,7 @@
 /** A channel as the pipeline runs it: built connectors and compiled expressions. */
 import type { DestinationInstance, SourceInstance } from '../connectors/types.js';
 import type { CompiledMapping } from '../mapping/jsonata-mapping.js';
+import type { MediaPolicy } from '../media/media-policy.js';
 
 export interface RuntimeChannel {
   readonly id: string;
@@ -11,6 +12,8 @@ export interface RuntimeChannel {
   readonly destinations: readonly DestinationInstance[];
   /** Destination name → its compiled `when` predicate (destinations without one take every message). */
   readonly routing: ReadonlyMap<string, CompiledMapping>;
+  /** Media download policy; undefined: media is delivered with its source references only. */
+  readonly media: MediaPolicy | undefined;
 }
 
 export const INGEST_QUEUE = 'ingest';

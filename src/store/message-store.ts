@@ -436,6 +436,12 @@ export class MessageStore {
     return (res.rowCount ?? 0) > 0;
   }
 
+  /** Replaces a message's canonical form (e.g. after its media was downloaded and stored). */
+  async updateCanonical(messageId: string, message: CanonicalMessage): Promise<void> {
+    const enc = this.codec.encode(Buffer.from(JSON.stringify(message)));
+    await this.pool.query('UPDATE messages SET canonical_payload = $2, canonical_key_id = $3 WHERE id = $1', [messageId, enc.bytes, enc.keyId]);
+  }
+
   /** Durable cursors for a polling source. */
   cursorStore(channelId: string): { get(key: string): Promise<string | null>; set(key: string, value: string): Promise<void> } {
     return {
