@@ -6,7 +6,7 @@
 import { readFileSync } from 'node:fs';
 import { UsageError } from './args.js';
 import { EXIT_FAILURES, EXIT_OK, EXIT_USAGE, type CliIo } from './io.js';
-import { docsUsage, lintUsage, mapUsage, testUsage, validateUsage } from './usage.js';
+import { dlqUsage, docsUsage, lintUsage, mapUsage, testUsage, validateUsage } from './usage.js';
 
 export interface Command {
   name: string;
@@ -25,6 +25,7 @@ export const commands: readonly Command[] = [
     usage: validateUsage,
     load: () => import('./commands/validate.js'),
   },
+  { name: 'dlq', summary: 'list, inspect, replay and discard dead letters of a running gateway', usage: dlqUsage, load: () => import('./commands/dlq.js') },
   { name: 'docs', summary: 'generate the connector and function reference and the JSON Schemas', usage: docsUsage, load: () => import('./commands/docs.js') },
 ];
 

@@ -109,3 +109,25 @@ Options:
 
 Exit codes: 0 written or up to date, 1 stale (--check), 2 usage error.
 `;
+
+export const dlqUsage = `Usage: switchboard dlq <list|show|replay|discard> [options]
+
+Works on a running gateway's dead-letter queue through its admin API.
+
+  dlq list [--channel C] [--destination D] [--code CODE] [--since ISO] [--until ISO] [--limit N]
+  dlq show <delivery-id>                 one dead letter with every attempt and the server's answers
+  dlq replay <delivery-id>... [--reason R]
+  dlq replay --all [--channel C] [--destination D] [--code CODE] [--reason R]
+                                         replay many (with progress); the current mapping is used,
+                                         and idempotency keys are kept (no duplicate Communication,
+                                         same HL7 MSH-10)
+  dlq discard <delivery-id>... --reason R
+
+Options:
+  --url <url>           gateway base URL (default SWITCHBOARD_URL, else http://127.0.0.1:$PORT or :8080)
+  --token <token>       admin token (default ADMIN_TOKEN, else DATA_DIR/admin-token)
+  --format <text|json>  output format (default text)
+  -h, --help            show this help
+
+Exit codes: 0 ok, 1 something failed or was not found, 2 usage.
+`;

@@ -174,6 +174,21 @@ export function createAdminRouter(deps: AdminDeps): Router {
     };
   });
 
+  router.get('/dead-letters/count', async (ctx) => {
+    const q = listQuery.safeParse(ctx.query);
+    if (!q.success) return bad(ctx, 400, 'QUERY_INVALID', z.prettifyError(q.error));
+    const f = q.data;
+    ctx.body = {
+      count: await deps.store.countDeadLetters({
+        ...(f.channel !== undefined && { channelId: f.channel }),
+        ...(f.destination !== undefined && { destination: f.destination }),
+        ...(f.code !== undefined && { errorCode: f.code }),
+        ...(f.since !== undefined && { since: new Date(f.since) }),
+        ...(f.until !== undefined && { until: new Date(f.until) }),
+      }),
+    };
+  });
+
   router.get('/deliveries/:id', async (ctx) => {
     const id = z.uuid().safeParse(ctx.params['id']);
     if (!id.success) return bad(ctx, 400, 'ID_INVALID', 'delivery ids are UUIDs');

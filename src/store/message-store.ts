@@ -129,6 +129,22 @@ export interface IngestPlan {
   statuses: ParseResult['statuses'];
 }
 
+/** WHERE clauses of a dead-letter filter, for list and count alike. */
+function deadLetterWhere(f: Omit<DeadLetterFilter, 'limit' | 'after'>): { where: string[]; args: unknown[] } {
+  const where = [`d.state = 'dead_lettered'`];
+  const args: unknown[] = [];
+  const add = (sql: string, v: unknown) => {
+    args.push(v);
+    where.push(sql.replace('?', `$${args.length}`));
+  };
+  if (f.channelId) add('d.channel_id = ?', f.channelId);
+  if (f.destination) add('d.destination = ?', f.destination);
+  if (f.errorCode) add('d.last_error_code = ?', f.errorCode);
+  if (f.since) add('d.dead_lettered_at >= ?', f.since);
+  if (f.until) add('d.dead_lettered_at < ?', f.until);
+  return { where, args };
+}
+
 export class MessageStore {
   constructor(
     private readonly pool: Pool,
@@ -335,18 +351,14 @@ export class MessageStore {
     };
   }
 
+  async countDeadLetters(f: Omit<DeadLetterFilter, 'limit' | 'after'>): Promise<number> {
+    const { where, args } = deadLetterWhere(f);
+    const res = await this.pool.query<{ n: string }>(`SELECT count(*) AS n FROM deliveries d WHERE ${where.join(' AND ')}`, args);
+    return Number(res.rows[0]?.n ?? 0);
+  }
+
   async listDeadLetters(f: DeadLetterFilter): Promise<DeliveryRecord[]> {
-    const where = [`d.state = 'dead_lettered'`];
-    const args: unknown[] = [];
-    const add = (sql: string, v: unknown) => {
-      args.push(v);
-      where.push(sql.replace('?', `$${args.length}`));
-    };
-    if (f.channelId) add('d.channel_id = ?', f.channelId);
-    if (f.destination) add('d.destination = ?', f.destination);
-    if (f.errorCode) add('d.last_error_code = ?', f.errorCode);
-    if (f.since) add('d.dead_lettered_at >= ?', f.since);
-    if (f.until) add('d.dead_lettered_at < ?', f.until);
+    const { where, args } = deadLetterWhere(f);
     if (f.after) {
       args.push(f.after.at, f.after.id);
       where.push(`(d.dead_lettered_at, d.id) > ($${args.length - 1}, $${args.length})`);

@@ -1,0 +1,174 @@
+/**
+ * `switchboard dlq`: the dead-letter workflow from a terminal, through the admin API of a running
+ * gateway: list with filters, show one with its attempt history, replay one, many or all that
+ * match (with progress), discard with a reason.
+ */
+import { existsSync, readFileSync } from 'node:fs';
+import path from 'node:path';
+import { z } from 'zod';
+import { UsageError, parseCommandArgs } from '../args.js';
+import { EXIT_FAILURES, EXIT_OK, type CliIo } from '../io.js';
+
+const deadLetterSchema = z.object({
+  id: z.string(),
+  channelId: z.string(),
+  destination: z.string(),
+  attempts: z.number(),
+  lastErrorCode: z.string().nullable(),
+  lastErrorMessage: z.string().nullable(),
+  deadLetteredAt: z.string().nullable(),
+  sourceMessageId: z.string(),
+  messageKind: z.string(),
+});
+const listSchema = z.object({ items: z.array(deadLetterSchema), next: z.object({ after_at: z.string().optional(), after_id: z.string() }).nullable() });
+const countSchema = z.object({ count: z.number() });
+const replaySchema = z.object({ replayed: z.number() });
+
+interface Api {
+  get(p: string): Promise<Response>;
+  post(p: string, body: unknown): Promise<Response>;
+}
+
+function api(io: CliIo, url: string | undefined, token: string | undefined): Api {
+  const base = (url ?? io.env['SWITCHBOARD_URL'] ?? `http://127.0.0.1:${io.env['PORT'] ?? '8080'}`).replace(/\/$/, '');
+  const tokenFile = path.resolve(io.cwd, io.env['DATA_DIR'] ?? '.data', 'admin-token');
+  const bearer = token ?? io.env['ADMIN_TOKEN'] ?? (existsSync(tokenFile) ? readFileSync(tokenFile, 'utf8').trim() : undefined);
+  if (!bearer) throw new UsageError('no admin token: pass --token, set ADMIN_TOKEN, or run where DATA_DIR/admin-token exists');
+  const headers = { authorization: `Bearer ${bearer}`, 'content-type': 'application/json' };
+  const call = async (p: string, init: RequestInit) => {
+    try {
+      return await fetch(`${base}${p}`, { ...init, headers, signal: io.signal ?? AbortSignal.timeout(60_000) });
+    } catch (err) {
+      throw new Error(`cannot reach the gateway at ${base}: ${(err as Error).message}`);
+    }
+  };
+  return { get: (p) => call(p, { method: 'GET' }), post: (p, body) => call(p, { method: 'POST', body: JSON.stringify(body) }) };
+}
+
+async function expectOk(r: Response, what: string): Promise<unknown> {
+  const text = await r.text();
+  if (!r.ok) {
+    let reason = text;
+    try {
+      reason = (JSON.parse(text) as { error?: { message?: string } }).error?.message ?? text;
+    } catch {
+      /* keep the raw text */
+    }
+    throw new Error(`${what}: HTTP ${r.status}: ${reason}`);
+  }
+  return text === '' ? {} : (JSON.parse(text) as unknown);
+}
+
+function filterQuery(v: { channel?: string | undefined; destination?: string | undefined; code?: string | undefined; since?: string | undefined; until?: string | undefined }): URLSearchParams {
+  const q = new URLSearchParams();
+  if (v.channel) q.set('channel', v.channel);
+  if (v.destination) q.set('destination', v.destination);
+  if (v.code) q.set('code', v.code);
+  if (v.since) q.set('since', v.since);
+  if (v.until) q.set('until', v.until);
+  return q;
+}
+
+export async function run(argv: readonly string[], io: CliIo): Promise<number> {
+  const [sub, ...rest] = argv;
+  const { values, positionals } = parseCommandArgs(rest, {
+    url: { type: 'string' },
+    token: { type: 'string' },
+    format: { type: 'string', default: 'text' },
+    channel: { type: 'string' },
+    destination: { type: 'string' },
+    code: { type: 'string' },
+    since: { type: 'string' },
+    until: { type: 'string' },
+    limit: { type: 'string' },
+    reason: { type: 'string' },
+    all: { type: 'boolean', default: false },
+  });
+  if (values.format !== 'text' && values.format !== 'json') throw new UsageError('--format is text or json');
+  const json = values.format === 'json';
+  const client = api(io, values.url, values.token);
+  const out = (text: string) => io.stdout(text.endsWith('\n') ? text : `${text}\n`);
+  const filters = filterQuery(values);
+
+  try {
+    switch (sub) {
+      case 'list': {
+        if (values.limit) filters.set('limit', values.limit);
+        const body = listSchema.parse(await expectOk(await client.get(`/admin/dead-letters?${filters}`), 'list'));
+        if (json) out(JSON.stringify(body, null, 2));
+        else if (body.items.length === 0) out('no dead letters match');
+        else {
+          for (const d of body.items) {
+            out(`${d.id}  ${d.deadLetteredAt ?? ''}  ${d.channelId}/${d.destination}  ${d.lastErrorCode ?? '-'}  attempts=${d.attempts}  ${d.messageKind} ${d.sourceMessageId}`);
+            if (d.lastErrorMessage) out(`    ${d.lastErrorMessage}`);
+          }
+          if (body.next) out(`(more: --since or use the API with after_at=${body.next.after_at ?? ''}&after_id=${body.next.after_id})`);
+        }
+        return EXIT_OK;
+      }
+      case 'show': {
+        if (positionals.length !== 1) throw new UsageError('dlq show takes one delivery id');
+        const body = await expectOk(await client.get(`/admin/deliveries/${encodeURIComponent(positionals[0]!)}`), 'show');
+        out(JSON.stringify(body, null, 2));
+        return EXIT_OK;
+      }
+      case 'replay': {
+        if (values.all) {
+          if (positionals.length > 0) throw new UsageError('give delivery ids or --all, not both');
+          const total = countSchema.parse(await expectOk(await client.get(`/admin/dead-letters/count?${filters}`), 'count')).count;
+          let done = 0;
+          while (done < total) {
+            const r = replaySchema.parse(
+              await expectOk(
+                await client.post('/admin/dead-letters/replay', {
+                  ...(values.channel && { channel: values.channel }),
+                  ...(values.destination && { destination: values.destination }),
+                  ...(values.code && { code: values.code }),
+                  ...(values.reason && { reason: values.reason }),
+                  max: Math.min(500, total - done),
+                }),
+                'replay',
+              ),
+            );
+            if (r.replayed === 0) break;
+            done += r.replayed;
+            if (!json) io.stderr(`replayed ${done}/${total}\n`);
+          }
+          out(json ? JSON.stringify({ replayed: done, matched: total }) : `replayed ${done} of ${total} dead letters`);
+          return done === total ? EXIT_OK : EXIT_FAILURES;
+        }
+        if (positionals.length === 0) throw new UsageError('dlq replay takes delivery ids, or --all with filters');
+        let failed = 0;
+        for (const id of positionals) {
+          const r = await client.post(`/admin/dead-letters/${encodeURIComponent(id)}/replay`, values.reason ? { reason: values.reason } : {});
+          if (r.ok) out(`${id}: replayed`);
+          else {
+            failed++;
+            out(`${id}: not replayed (HTTP ${r.status}: ${await r.text()})`);
+          }
+        }
+        return failed === 0 ? EXIT_OK : EXIT_FAILURES;
+      }
+      case 'discard': {
+        if (!values.reason) throw new UsageError('dlq discard needs --reason');
+        if (positionals.length === 0) throw new UsageError('dlq discard takes delivery ids');
+        let failed = 0;
+        for (const id of positionals) {
+          const r = await client.post(`/admin/dead-letters/${encodeURIComponent(id)}/discard`, { reason: values.reason });
+          if (r.ok) out(`${id}: discarded`);
+          else {
+            failed++;
+            out(`${id}: not discarded (HTTP ${r.status}: ${await r.text()})`);
+          }
+        }
+        return failed === 0 ? EXIT_OK : EXIT_FAILURES;
+      }
+      default:
+        throw new UsageError(`dlq: unknown subcommand ${sub === undefined ? '(none)' : `"${sub}"`}; use list, show, replay or discard`);
+    }
+  } catch (err) {
+    if (err instanceof UsageError) throw err;
+    io.stderr(`switchboard dlq: ${(err as Error).message}\n`);
+    return EXIT_FAILURES;
+  }
+}
