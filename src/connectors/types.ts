@@ -89,8 +89,11 @@ export interface SourceInstance {
   checkEnvelope(body: unknown): string | null;
   /** The answer after the event is stored and enqueued. */
   readonly acceptedResponse: EdgeResponse;
-  /** Turns a stored raw event into canonical messages and statuses. Pure; never throws on odd input. */
-  parse(raw: Buffer, ctx: SourceParseContext): ParseResult;
+  /**
+   * Turns a stored raw event into canonical messages and statuses. Deterministic for the same
+   * bytes and context; never throws on odd input. May be async (e.g. a JSONata extraction).
+   */
+  parse(raw: Buffer, ctx: SourceParseContext): ParseResult | Promise<ParseResult>;
 }
 
 export interface SourceConnector<Schema extends z.ZodObject = z.ZodObject> extends ConnectorSpec<Schema> {

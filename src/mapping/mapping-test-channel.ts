@@ -197,7 +197,7 @@ async function runChannelCase(testCase: ChannelTestCase, index: number, ctx: Cha
   }
 
   // 3. Parse.
-  const parsed = source.parse(body.raw, { channelId: channel.id, receivedAt: now });
+  const parsed = await source.parse(body.raw, { channelId: channel.id, receivedAt: now });
   if (expect.messages !== undefined && parsed.messages.length !== expect.messages) {
     reasons.push(`messages: expected ${expect.messages}, the webhook holds ${describeParse(parsed)}`);
   }

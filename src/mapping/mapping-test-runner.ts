@@ -194,7 +194,7 @@ async function runMappingCase(testCase: MappingTestCase, index: number, ctx: Map
         source = sourceForParsing(ctx.options.registry, sourceKind);
         ctx.sources.set(sourceKind, source);
       }
-      const picked = pickMessage(source.parse(body.raw, { channelId: 'test', receivedAt: now }), testCase.input.message, body.origin);
+      const picked = pickMessage(await source.parse(body.raw, { channelId: 'test', receivedAt: now }), testCase.input.message, body.origin);
       if (picked.kind === 'no_message') outcome = { kind: 'dropped', reason: picked.reason };
       else input = picked.value;
     } else {

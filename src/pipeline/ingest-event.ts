@@ -33,7 +33,7 @@ export async function ingestEvent(deps: IngestDeps, eventId: string): Promise<In
     // The channel was removed after the event was stored: keep the event, fail loudly, retry later.
     throw new SwitchboardError('INTERNAL', `channel "${event.channelId}" is not loaded; the event stays in the outbox`);
   }
-  const parsed = channel.source.parse(event.raw, { channelId: channel.id, receivedAt: event.receivedAt });
+  const parsed = await channel.source.parse(event.raw, { channelId: channel.id, receivedAt: event.receivedAt });
   const plan: IngestPlan = { messages: [], statuses: parsed.statuses };
   let filtered = 0;
   for (const message of parsed.messages) {

@@ -24,11 +24,11 @@ type Json = Record<string, unknown>;
 
 const twilio = (f: string): CanonicalMessage[] => parseTwilioWhatsApp(readFileSync(new URL(`../fixtures/twilio/${f}`, import.meta.url)), ctx).messages;
 const rc = rocketChatWebhookSource.create(rocketChatWebhookConfigSchema.parse({ kind: 'rocketchat_webhook', outgoing_token: 't', livechat_token: 'l' }), { channelId: 'rc' });
-const rocket = (f: string, dir = '../fixtures/rocketchat/'): CanonicalMessage[] => rc.parse(readFileSync(new URL(`${dir}${f}`, import.meta.url)), ctx).messages;
+const rocket = async (f: string, dir = '../fixtures/rocketchat/'): Promise<CanonicalMessage[]> => (await rc.parse(readFileSync(new URL(`${dir}${f}`, import.meta.url)), ctx)).messages;
 const historyPage = JSON.parse(readFileSync(new URL('../../../shared/fixtures/rocketchat/developer-docs_channels.history_response.json', import.meta.url), 'utf8')) as { messages: unknown[] };
 let generic: SourceInstance;
 
-const cases: [string, () => CanonicalMessage[]][] = [
+const cases: [string, () => CanonicalMessage[] | Promise<CanonicalMessage[]>][] = [
   ['twilio text', () => twilio('text.form')],
   ['twilio image with caption', () => twilio('image_with_caption.form')],
   ['twilio two documents', () => twilio('two_documents.form')],
@@ -44,11 +44,11 @@ const cases: [string, () => CanonicalMessage[]][] = [
   ['rocket.chat poll (recorded history page)', () => parseRocketChatPoll(Buffer.from(JSON.stringify({ rocketchat_poll: { server: 'https://chat.clinic.example', room: { id: 'ByehQjC44FwMeiLbX', type: 'channel' }, messages: historyPage.messages } })), ctx, { staffUsers: new Set() }).messages],
   [
     'generic chat webhook',
-    () =>
-      generic.parse(
+    async () =>
+      (await generic.parse(
         Buffer.from(JSON.stringify({ id: 'acme-1', at: '2026-03-01T11:59:00+00:00', from: { id: 'u1', name: 'Jane Demo', phone: '+15551234567' }, text: 'Hello', file: { url: 'https://files.acme.example/1', mime: 'application/pdf', name: 'referral.pdf' } })),
         ctx,
-      ).messages,
+      )).messages,
   ],
   [
     'a downloaded attachment (url) and an inline one (data)',
@@ -100,7 +100,7 @@ function expectValid(resource: Json): void {
 describe.each(['whatsapp-to-communication', 'chat-to-communication'])('%s maps every new source to a valid Communication', (name) => {
   for (const [label, make] of cases) {
     it(label, async () => {
-      const messages = make();
+      const messages = await make();
       expect(messages.length).toBeGreaterThan(0);
       for (const m of messages) {
         for (const patient of [PATIENT, null]) {
@@ -115,24 +115,24 @@ describe.each(['whatsapp-to-communication', 'chat-to-communication'])('%s maps e
 
 describe('chat-to-communication: what differs from the WhatsApp mapping', () => {
   it('names the platform in medium and in the sender identifier system', async () => {
-    const c = await map('chat-to-communication', rocket('outgoing_message_sent.json')[0]!, null);
+    const c = await map('chat-to-communication', (await rocket('outgoing_message_sent.json'))[0]!, null);
     expect(JSON.stringify(c['medium'])).toContain('"code":"rocketchat"');
     expect(c['sender']).toMatchObject({ identifier: { system: 'https://switchboard.example/sid/rocketchat-user', value: 'hY3mK9pQ2wR5tZ8vX' } });
     const t = await map('chat-to-communication', twilio('text.form')[0]!, null);
     expect(JSON.stringify(t['medium'])).toContain('"code":"whatsapp"');
-    const g = await map('chat-to-communication', cases.find(([l]) => l === 'generic chat webhook')![1]()[0]!, null);
+    const g = await map('chat-to-communication', (await cases.find(([l]) => l === 'generic chat webhook')![1]())[0]!, null);
     expect(JSON.stringify(g['medium'])).toContain('"code":"acme-chat"');
   });
 
   it('staff messages are "staff-message" and never have the Patient as sender', async () => {
-    const staff = rocket('livechat_message_agent.json')[0]!;
+    const staff = (await rocket('livechat_message_agent.json'))[0]!;
     const c = await map('chat-to-communication', staff, PATIENT);
     expect(JSON.stringify(c['category'])).toContain('staff-message');
     expect(c['sender']).not.toEqual(PATIENT);
   });
 
   it('a downloaded attachment carries contentType, size, SHA-1 hash and url or data', async () => {
-    const [m] = cases.find(([l]) => l.startsWith('a downloaded'))![1]();
+    const [m] = await cases.find(([l]) => l.startsWith('a downloaded'))![1]();
     const c = await map('chat-to-communication', m!, PATIENT);
     const atts = (c['payload'] as Json[]).map((p) => p['contentAttachment']).filter(Boolean);
     expect(atts).toEqual([

@@ -14,6 +14,7 @@ import { canonicalMessageSchema } from '../../src/core/canonical-message.js';
 import { createLogger } from '../../src/core/logger.js';
 import { advance, newerThan, rocketChatPollConfigSchema, rocketChatPollSource } from '../../src/connectors/sources/rocketchat-poll.js';
 import { rateLimitWaitMs } from '../../src/connectors/sources/rocketchat-poll-client.js';
+import { syncResult } from '../support/sync-parse.js';
 
 const recorded = readFileSync(new URL('../../../shared/fixtures/rocketchat/developer-docs_channels.history_response.json', import.meta.url), 'utf8');
 const recordedMessages = (JSON.parse(recorded) as { messages: Record<string, unknown>[] }).messages;
@@ -178,12 +179,12 @@ describe('rocketchat_poll against recorded Rocket.Chat answers', () => {
     expect(peer.calls[1]!.params.get('oldest')).toBe('2016-12-09T12:50:51.555Z');
     expect(peer.calls[1]!.params.get('inclusive')).toBe('true');
     // The emitted event parses into one canonical message.
-    const parsed = source.parse(Buffer.from(JSON.stringify({ rocketchat_poll: { server: peer.url, room: { id: 'ByehQjC44FwMeiLbX', type: 'channel', name: 'general' }, messages: [recordedMessages[0]] } })), ctx);
+    const parsed = await source.parse(Buffer.from(JSON.stringify({ rocketchat_poll: { server: peer.url, room: { id: 'ByehQjC44FwMeiLbX', type: 'channel', name: 'general' }, messages: [recordedMessages[0]] } })), ctx);
     expect(parsed.messages).toHaveLength(1);
     expect(parsed.messages[0]).toMatchObject({ kind: 'text', id: 'AkzpHAvZpdnuchw2a', text: 'hi', sent_at: '2016-12-09T12:50:51.555Z', sender: { platform_id: 'y65tAmHs93aDChMWu', username: 'testing' }, conversation_id: 'rocketchat:ByehQjC44FwMeiLbX', source: { kind: 'rocketchat_poll', endpoint_display: 'general' } });
     expect(canonicalMessageSchema.safeParse(parsed.messages[0]).success).toBe(true);
     // System messages handed to parse() directly are ignored with a reason.
-    const sys = source.parse(Buffer.from(JSON.stringify({ rocketchat_poll: { room: { id: 'r', type: 'channel' }, messages: recordedMessages.slice(1) } })), ctx);
+    const sys = await source.parse(Buffer.from(JSON.stringify({ rocketchat_poll: { room: { id: 'r', type: 'channel' }, messages: recordedMessages.slice(1) } })), ctx);
     expect(sys.messages).toEqual([]);
     expect(sys.ignored).toHaveLength(3);
   });
@@ -307,13 +308,13 @@ describe('rocketchat_poll against recorded Rocket.Chat answers', () => {
     expect([...cursor.data.keys()].sort()).toEqual(['room:channel:pub', 'room:group:priv', 'room:im:dm', 'room:livechat:lc']);
     expect(new Set(peer.calls.map((c) => c.path))).toEqual(new Set(['/api/v1/channels.history', '/api/v1/groups.history', '/api/v1/im.history', '/api/v1/chat.syncMessages']));
     const lcEvent = run.events.find((e) => e.room.id === 'lc')!;
-    const parsed = source.parse(Buffer.from(JSON.stringify({ rocketchat_poll: { server: peer.url, ...lcEvent } })), ctx);
+    const parsed = await source.parse(Buffer.from(JSON.stringify({ rocketchat_poll: { server: peer.url, ...lcEvent } })), ctx);
     expect(parsed.messages.map((m) => [m.id, m.author_role])).toEqual([
       ['lc-visitor', 'patient'],
       ['lc-agent', 'staff'],
     ]);
     const pubEvent = run.events.find((e) => e.room.id === 'pub')!;
-    const pub = source.parse(Buffer.from(JSON.stringify({ rocketchat_poll: pubEvent })), ctx);
+    const pub = syncResult(source.parse(Buffer.from(JSON.stringify({ rocketchat_poll: pubEvent })), ctx));
     expect(pub.messages.map((m) => m.author_role)).toEqual(['staff', 'staff']);
   });
 

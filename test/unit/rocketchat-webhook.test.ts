@@ -8,6 +8,7 @@ import { describe, expect, it } from 'vitest';
 import { canonicalMessageSchema, type CanonicalMessage, type ParseResult } from '../../src/core/canonical-message.js';
 import type { InboundRequest, SourceInstance } from '../../src/connectors/types.js';
 import { rocketChatWebhookConfigSchema, rocketChatWebhookSource } from '../../src/connectors/sources/rocketchat-webhook.js';
+import { syncResult } from '../support/sync-parse.js';
 
 const ours = new URL('../fixtures/rocketchat/', import.meta.url);
 const shared = new URL('../../../shared/fixtures/rocketchat/', import.meta.url);
@@ -28,7 +29,7 @@ function source(over: Record<string, unknown> = {}): SourceInstance {
 
 const parseWith = source();
 function parse(dir: URL, name: string): ParseResult {
-  return parseWith.parse(readFileSync(new URL(name, dir)), ctx);
+  return syncResult(parseWith.parse(readFileSync(new URL(name, dir)), ctx));
 }
 
 interface Outcome {
@@ -199,7 +200,7 @@ describe('deduplication keys', () => {
 describe('odd input never throws', () => {
   for (const body of ['', 'not json', '[]', '{"type": 5}', '{"type":"Message","messages":"x"}', '{"type":"Message","messages":[1,null,{"msg":3}]}', '{"token":"t","message_id":{}}', '{"token":"t","message_id":"a","timestamp":"yesterday"}']) {
     it(JSON.stringify(body), () => {
-      const r = parseWith.parse(Buffer.from(body), ctx);
+      const r = syncResult(parseWith.parse(Buffer.from(body), ctx));
       for (const m of r.messages) expect(canonicalMessageSchema.safeParse(m).success).toBe(true);
     });
   }

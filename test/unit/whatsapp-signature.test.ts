@@ -3,6 +3,7 @@ import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { z } from 'zod';
 import type { InboundRequest, SourceConnector, SourceInstance } from '../../src/connectors/types.js';
+import { syncResult } from '../support/sync-parse.js';
 import {
   WHATSAPP_MAX_BODY_BYTES,
   whatsappCloudConfigSchema,
@@ -231,7 +232,7 @@ describe('configuration and edge contract', () => {
 
   it('parse is wired to the WhatsApp parser', () => {
     const raw = readFileSync(new URL('meta_text.json', fixturesDir));
-    const result = source().parse(raw, { channelId: 'clinic-a', receivedAt: new Date('2026-03-01T12:00:00Z') });
+    const result = syncResult(source().parse(raw, { channelId: 'clinic-a', receivedAt: new Date('2026-03-01T12:00:00Z') }));
     expect(result.messages.map((m) => m.text)).toEqual(['Does it come in another color?']);
   });
 });

@@ -59,7 +59,7 @@ async function evaluateOnce(options: MapOptions, io: CliIo): Promise<RunResult> 
   try {
     const body = await resolveBody({ file: options.input }, { testFile: path.join(io.cwd, 'input'), fixturesDir: io.cwd });
     if (options.source !== undefined) {
-      const picked = pickMessage(sourceForParsing(createConnectorRegistry(), options.source).parse(body.raw, { channelId: 'map', receivedAt: now }), options.message, body.origin);
+      const picked = pickMessage(await sourceForParsing(createConnectorRegistry(), options.source).parse(body.raw, { channelId: 'map', receivedAt: now }), options.message, body.origin);
       if (picked.kind === 'no_message') {
         io.stderr(`nothing to map: ${picked.reason}\n`);
         return { ok: true, dependencies };

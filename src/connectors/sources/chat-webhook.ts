@@ -23,7 +23,9 @@ import {
   type ParseResult,
 } from '../../core/canonical-message.js';
 import type { EdgeResponse, InboundRequest, SourceConnector, SourceInstance, SourceParseContext } from '../types.js';
-import { createSyncJsonataEvaluator, jsonataSyntaxError } from './chat-webhook-jsonata.js';
+import { jsonataSyntaxError, type EvaluationResult } from './chat-webhook-jsonata.js';
+import { compileMapping } from '../../mapping/jsonata-mapping.js';
+import { SwitchboardError } from '../../core/errors.js';
 
 export const CHAT_WEBHOOK_KIND = 'chat_webhook';
 
@@ -213,7 +215,26 @@ function constantTimeEquals(a: Buffer, b: Buffer): boolean {
 }
 
 export function createChatWebhookSource(config: ChatWebhookConfig, ctx: { channelId: string }): SourceInstance {
-  const evaluator = createSyncJsonataEvaluator(config.extract, config.timeout_ms);
+  // The project's JSONata engine: compiled once, evaluated with a time budget (a runaway
+  // expression fails with SB0001 instead of stalling the ingest worker).
+  const extract = compileMapping(`${ctx.channelId}#extract`, config.extract);
+  const evaluate = async (input: unknown, receivedAt: string): Promise<EvaluationResult> => {
+    try {
+      const value = await extract.evaluate(input, {
+        now: new Date(receivedAt),
+        timeoutMs: config.timeout_ms,
+        bindings: { received_at: receivedAt, channel_id: ctx.channelId },
+      });
+      // JSONata sequences and frozen arrays: keep plain JSON only.
+      return { ok: true, value: value === undefined ? undefined : (JSON.parse(JSON.stringify(value)) as unknown) };
+    } catch (err) {
+      if (err instanceof SwitchboardError) {
+        const code = err.code === 'MAPPING_TIMEOUT' ? 'SB0001' : String(err.details['jsonata_code'] ?? 'error');
+        return { ok: false, code, message: err.code === 'MAPPING_TIMEOUT' ? 'the extract expression ran past its time budget' : err.message };
+      }
+      return { ok: false, code: 'internal', message: err instanceof Error ? err.message : String(err) };
+    }
+  };
   const auth = config.auth;
 
   function authenticate(req: InboundRequest): EdgeResponse | null {
@@ -240,7 +261,7 @@ export function createChatWebhookSource(config: ChatWebhookConfig, ctx: { channe
     return null;
   }
 
-  function parse(raw: Buffer, parseCtx: SourceParseContext): ParseResult {
+  async function parse(raw: Buffer, parseCtx: SourceParseContext): Promise<ParseResult> {
     const result: ParseResult = { messages: [], statuses: [], ignored: [], source_errors: [] };
     const base: Base = {
       platform: config.platform,
@@ -254,12 +275,7 @@ export function createChatWebhookSource(config: ChatWebhookConfig, ctx: { channe
       result.ignored.push({ what: 'event', reason: 'the stored body is not valid JSON' });
       return result;
     }
-    let out;
-    try {
-      out = evaluator.evaluate(body, { received_at: base.receivedAt, channel_id: ctx.channelId });
-    } catch (err) {
-      out = { ok: false as const, code: 'internal', message: err instanceof Error ? err.message : String(err) };
-    }
+    const out = await evaluate(body, base.receivedAt);
     if (!out.ok) {
       const where = out.position === undefined ? '' : ` (at character ${out.position} of the expression)`;
       result.messages.push(failure(base, 0, chatWebhookErrorCodes.extractFailed, `the extract expression failed: JSONata ${out.code}${where}`, out.message));
