@@ -41,7 +41,7 @@ const bodyShape = {
     .string()
     .min(1)
     .optional()
-    .describe('A file under the fixtures folder (default <project>/fixtures, or --fixtures), e.g. whatsapp/meta_text.json.'),
+    .describe('A file under the fixtures folder (default <project>/fixtures, or --fixtures), e.g. whatsapp/sample_text.json.'),
 };
 
 export const mappingInputSchema = z

@@ -195,7 +195,7 @@ describe('loadChannelFile: problems with positions', () => {
   it('reports an unknown top-level key at the key, with the allowed keys', async () => {
     const [file, found] = await fileIssues('channels/unknown.yaml', validChannel({ top: ['id: lab', 'filtre: "true"'] }));
     expect(found).toEqual([
-      `${file}:2:1: unknown key "filtre" in the channel (did you mean "filter"?); allowed keys: id, description, source, filter, destinations`,
+      `${file}:2:1: unknown key "filtre" in the channel (did you mean "filter"?); allowed keys: id, description, source, media, filter, destinations`,
     ]);
   });
 
@@ -441,7 +441,7 @@ describe('channelJsonSchema', () => {
     expect(schema.$schema).toBe('https://json-schema.org/draft/2020-12/schema');
     expect(schema.additionalProperties).toBe(false);
     expect(schema.required).toEqual(['source', 'destinations']);
-    expect(Object.keys(schema.properties)).toEqual(['id', 'description', 'source', 'filter', 'destinations']);
+    expect(Object.keys(schema.properties)).toEqual(['id', 'description', 'source', 'media', 'filter', 'destinations']);
 
     const sources = schema.properties['source']?.oneOf ?? [];
     expect(sources.map((s) => s.properties.kind.const)).toEqual(['test_source']);

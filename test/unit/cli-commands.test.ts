@@ -74,8 +74,8 @@ beforeAll(async () => {
     `defaults: { source: whatsapp_cloud, now: 2025-06-08T21:00:00Z, bindings: { identifier_system: "urn:x" } }
 tests:
   - name: text
-    input: { fixture: whatsapp/meta_text.json }
-    expect: { contains: { payload: [{ contentString: Does it come in another color? }] }, fhir_valid: Communication }
+    input: { fixture: whatsapp/sample_text.json }
+    expect: { contains: { payload: [{ contentString: Could I move my Thursday appointment to the afternoon? }] }, fhir_valid: Communication }
 `,
   );
   await writeFile(path.join(project, 'channels/demo.yaml'), CHANNEL);
@@ -84,18 +84,18 @@ tests:
     `defaults: { now: 2025-06-08T21:00:00Z, sign: true }
 tests:
   - name: an ordinary message reaches ehr, not urgent
-    request: { body: { fixture: whatsapp/meta_text.json } }
+    request: { body: { fixture: whatsapp/sample_text.json } }
     expect:
       not_routed: [urgent]
       destinations: { ehr: { fhir_valid: Communication } }
   - name: a reaction is filtered out
-    request: { body: { fixture: whatsapp/meta_reaction.json } }
+    request: { body: { fixture: whatsapp/sample_reaction.json } }
     expect: { filtered: true, not_routed: [ehr, urgent] }
   - name: this one fails on purpose
-    request: { body: { fixture: whatsapp/meta_text.json } }
+    request: { body: { fixture: whatsapp/sample_text.json } }
     expect: { not_routed: [ehr] }
   - name: unsigned is refused
-    request: { body: { fixture: whatsapp/meta_text.json }, sign: false }
+    request: { body: { fixture: whatsapp/sample_text.json }, sign: false }
     expect: { rejected: { status: 401 } }
 `,
   );
@@ -158,7 +158,7 @@ describe('lint', () => {
       const r = await cli(bad, ['lint']);
       expect(r.code).toBe(1);
       const lines = r.out.split('\n');
-      expect(lines).toContain('channels/c.yaml:6:1: error: unknown key "filtre" in the channel (did you mean "filter"?); allowed keys: id, description, source, filter, destinations');
+      expect(lines).toContain('channels/c.yaml:6:1: error: unknown key "filtre" in the channel (did you mean "filter"?); allowed keys: id, description, source, media, filter, destinations');
       expect(lines).toContain('channels/c.yaml:10:15: error: environment variable EHR_URL is not set: set it in the environment or in a file given with --env-file');
       expect(lines).toContain('channels/c.yaml:11:14: error: mapping file not found: mappings/gone.jsonata (paths are relative to the channel file)');
       expect(lines.some((l) => /^mappings\/broken\.jsonata:3:1: error: JSONata S0211: The symbol "}" cannot be used as a unary operator — /.test(l))).toBe(true);
@@ -212,12 +212,12 @@ describe('test', () => {
 
 describe('map', () => {
   it('prints the output of a mapping on a raw webhook, and problems with their position', async () => {
-    const r = await cli(project, ['map', '-m', 'mappings/demo.jsonata', '-i', 'fixtures/whatsapp/meta_text.json', '--source', 'whatsapp_cloud', '--binding', 'identifier_system="urn:x"', '--fhir', 'Communication']);
+    const r = await cli(project, ['map', '-m', 'mappings/demo.jsonata', '-i', 'fixtures/whatsapp/sample_text.json', '--source', 'whatsapp_cloud', '--binding', 'identifier_system="urn:x"', '--fhir', 'Communication']);
     expect(r.code).toBe(0);
     expect(JSON.parse(r.out)).toMatchObject({ resourceType: 'Communication', identifier: [{ system: 'urn:x' }] });
     expect(r.err).toContain('✓ valid FHIR R4 Communication');
     await writeFile(path.join(project, 'mappings/throws.jsonata'), "{\n  'n': text + 1\n}");
-    const failing = await cli(project, ['map', '-m', 'mappings/throws.jsonata', '-i', 'fixtures/whatsapp/meta_text.json', '--source', 'whatsapp_cloud']);
+    const failing = await cli(project, ['map', '-m', 'mappings/throws.jsonata', '-i', 'fixtures/whatsapp/sample_text.json', '--source', 'whatsapp_cloud']);
     expect(failing.code).toBe(1);
     expect(failing.err).toMatch(/mappings\/throws\.jsonata:2:13: JSONata T2001/);
     expect(failing.err).toContain('what to do:');
@@ -229,7 +229,7 @@ describe('map', () => {
     await writeFile(mapping, "{ 'v': 1 }");
     const controller = new AbortController();
     const c = capture(project, {}, controller.signal);
-    const running = runCli(['map', '-m', 'mappings/watched.jsonata', '-i', 'fixtures/whatsapp/meta_text.json', '--source', 'whatsapp_cloud', '--watch'], c.io);
+    const running = runCli(['map', '-m', 'mappings/watched.jsonata', '-i', 'fixtures/whatsapp/sample_text.json', '--source', 'whatsapp_cloud', '--watch'], c.io);
     const waitFor = async (text: string, ms: number): Promise<number> => {
       const started = Date.now();
       while (!c.out().includes(text)) {

@@ -105,8 +105,8 @@ tests:
 defaults: { source: whatsapp_cloud, now: 2025-06-08T21:00:00Z }
 tests:
   - name: one message
-    input: { fixture: whatsapp/meta_text.json }
-    expect: { equals: { kind: text, sender: "16505551234" } }
+    input: { fixture: whatsapp/sample_text.json }
+    expect: { equals: { kind: text, sender: "15551234567" } }
   - name: second of three
     input: { fixture: whatsapp/kapso_batch_order_sticker_nfm_status_call.json, message: 1 }
     expect: { contains: { kind: sticker } }
@@ -114,7 +114,7 @@ tests:
     input: { fixture: whatsapp/kapso_batch_order_sticker_nfm_status_call.json }
     expect: { dropped: false }
   - name: a status holds no message
-    input: { fixture: whatsapp/meta_status_delivered.json }
+    input: { fixture: whatsapp/sample_status_delivered.json }
     expect: { dropped: true }
   - name: a missing fixture
     input: { fixture: whatsapp/nope.json }
