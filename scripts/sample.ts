@@ -2,10 +2,12 @@
  * `npm run sample`: sends one signed sample WhatsApp message to a running gateway, waits for its
  * delivery and prints the FHIR Communication it became. Uses the same defaults as `npm start`.
  */
-import { createHmac, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { devDefaults } from '../src/config/env.js';
+import { whatsappSignature } from '../src/connectors/sources/whatsapp-cloud.js';
+import { metaSerialise, whatsappTextEvent } from '../src/sandbox/whatsapp-sample-events.js';
 
 const port = process.env['PORT'] ?? '8080';
 const base = process.env['SWITCHBOARD_URL'] ?? `http://127.0.0.1:${port}`;
@@ -17,28 +19,10 @@ const adminToken = process.env['ADMIN_TOKEN'] ?? (existsSync(tokenFile) ? readFi
 const text = process.argv.slice(2).join(' ') || 'Hello, can I move my appointment on Friday to next week? Merci 🙏';
 
 const wamid = `wamid.SAMPLE${randomBytes(12).toString('hex').toUpperCase()}`;
-const payload = {
-  object: 'whatsapp_business_account',
-  entry: [
-    {
-      id: '102290129340398',
-      changes: [
-        {
-          field: 'messages',
-          value: {
-            messaging_product: 'whatsapp',
-            metadata: { display_phone_number: '15550783881', phone_number_id: '106540352242922' },
-            contacts: [{ profile: { name: 'Jane Demo' }, wa_id: '15551234567' }],
-            messages: [{ from: '15551234567', id: wamid, timestamp: String(Math.floor(Date.now() / 1000)), type: 'text', text: { body: text } }],
-          },
-        },
-      ],
-    },
-  ],
-};
+const payload = whatsappTextEvent({ wamid, text });
 // Meta escapes non-ASCII as \uXXXX and signs that form; do the same so the sample is realistic.
-const body = JSON.stringify(payload).replace(/[\u007f-\uffff]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
-const signature = `sha256=${createHmac('sha256', secret).update(body).digest('hex')}`;
+const body = metaSerialise(payload);
+const signature = whatsappSignature(secret, Buffer.from(body));
 
 async function main(): Promise<void> {
   const res = await fetch(`${base}/webhooks/${channel}`, {

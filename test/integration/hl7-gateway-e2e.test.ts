@@ -15,6 +15,7 @@ import { repoRoot, startGateway, waitFor, type TestGateway } from '../support/ga
 import { startMedplumPeer, type MedplumPeer } from '../support/medplum-hl7-peer.js';
 import { createTestDatabase, redisUrl } from '../support/services.js';
 import { DEMO_WA_ID, newWamid, postWebhook, textEvent } from '../support/whatsapp-webhook.js';
+import { whatsappEvent } from '../../src/sandbox/whatsapp-sample-events.js';
 
 const CHANNEL = 'whatsapp-care-routing';
 const WEBHOOK = `/webhooks/${CHANNEL}`;
@@ -28,33 +29,7 @@ interface DeliveryView {
 }
 
 function listReplyEvent(wamid: string, id: string, title: string): object {
-  return {
-    object: 'whatsapp_business_account',
-    entry: [
-      {
-        id: '102290129340398',
-        changes: [
-          {
-            field: 'messages',
-            value: {
-              messaging_product: 'whatsapp',
-              metadata: { display_phone_number: '15550783881', phone_number_id: '106540352242922' },
-              contacts: [{ profile: { name: 'Jane Demo' }, wa_id: DEMO_WA_ID }],
-              messages: [
-                {
-                  from: DEMO_WA_ID,
-                  id: wamid,
-                  timestamp: String(Math.floor(Date.now() / 1000)),
-                  type: 'interactive',
-                  interactive: { type: 'list_reply', list_reply: { id, title, description: 'Questions about a lab order' } },
-                },
-              ],
-            },
-          },
-        ],
-      },
-    ],
-  };
+  return whatsappEvent({ wamid }, { type: 'interactive', interactive: { type: 'list_reply', list_reply: { id, title, description: 'Questions about a lab order' } } });
 }
 
 describe('gateway: WhatsApp -> EHR (FHIR) + lab and insurer (HL7 v2 over MLLP)', () => {

@@ -1,45 +1,24 @@
 /** Builds signed WhatsApp webhook requests the way Meta sends them (non-ASCII as \uXXXX escapes). */
-import { createHmac, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
+import { whatsappSignature } from '../../src/connectors/sources/whatsapp-cloud.js';
+import { DEMO_WA_ID, metaSerialise, whatsappTextEvent } from '../../src/sandbox/whatsapp-sample-events.js';
 
 export const TEST_APP_SECRET = 'test-app-secret-0123456789';
 export const TEST_VERIFY_TOKEN = 'test-verify-token';
-export const DEMO_WA_ID = '15551234567';
+export { DEMO_WA_ID };
 
 export function newWamid(): string {
   return `wamid.TEST${randomBytes(10).toString('hex').toUpperCase()}`;
 }
 
 export function textEvent(opts: { wamid: string; from?: string; text?: string; timestamp?: number }): object {
-  const from = opts.from ?? DEMO_WA_ID;
-  return {
-    object: 'whatsapp_business_account',
-    entry: [
-      {
-        id: '102290129340398',
-        changes: [
-          {
-            field: 'messages',
-            value: {
-              messaging_product: 'whatsapp',
-              metadata: { display_phone_number: '15550783881', phone_number_id: '106540352242922' },
-              contacts: [{ profile: { name: 'Jane Demo' }, wa_id: from }],
-              messages: [
-                { from, id: opts.wamid, timestamp: String(opts.timestamp ?? Math.floor(Date.now() / 1000)), type: 'text', text: { body: opts.text ?? 'Hello from a test ✓ café' } },
-              ],
-            },
-          },
-        ],
-      },
-    ],
-  };
+  return whatsappTextEvent({ ...opts, text: opts.text ?? 'Hello from a test ✓ café' });
 }
 
-export function metaSerialise(payload: object): string {
-  return JSON.stringify(payload).replace(/[\u007f-\uffff]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
-}
+export { metaSerialise };
 
 export function sign(body: string | Buffer, secret = TEST_APP_SECRET): string {
-  return `sha256=${createHmac('sha256', secret).update(body).digest('hex')}`;
+  return whatsappSignature(secret, Buffer.from(body));
 }
 
 export async function postWebhook(url: string, payload: object | string, opts: { secret?: string; signature?: string | null } = {}): Promise<Response> {
