@@ -141,6 +141,15 @@ export const destinationBaseShape = {
     .describe(
       'none: deliveries run in parallel (no head-of-line blocking). per_conversation: messages of one conversation are delivered in the order received; a message waits while an earlier one of the same conversation is pending, other conversations are not held up, and a dead-lettered message no longer blocks its conversation.',
     ),
+  ordering_window_ms: z
+    .number()
+    .int()
+    .min(0)
+    .max(600_000)
+    .default(2000)
+    .describe(
+      'per_conversation only: a message waits this long after it was received before it is delivered, so that an earlier message of its conversation that reached Switchboard later (senders do not guarantee order) still goes first.',
+    ),
   concurrency: z.number().int().min(1).max(256).default(8).describe('Deliveries in flight at once, per worker process.'),
 };
 
@@ -183,6 +192,8 @@ export interface DestinationInstance {
   readonly retry: RetryPolicy;
   readonly circuitBreaker: CircuitBreakerPolicy;
   readonly ordering: 'none' | 'per_conversation';
+  /** per_conversation: how long a message waits after receipt for late-arriving earlier ones. */
+  readonly orderingWindowMs: number;
   readonly concurrency: number;
   /** The mapping in use, with its content hash as version. */
   readonly mapping: CompiledMapping;

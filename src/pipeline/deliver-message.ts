@@ -36,6 +36,8 @@ export class RetryRequested extends Error {
 
 export interface AttemptReport {
   result: AttemptResult;
+  /** For `waiting`: how long to wait before trying again, when known. */
+  waitMs?: number;
   /** When the message was received (for latency), once it was loaded. */
   receivedAt?: string;
   /** The failure, when the attempt failed (also for dead-lettered ones). */
@@ -51,7 +53,12 @@ export async function deliverOnce(
   const loaded = await deps.store.loadPendingDelivery(job.deliveryId);
   if (!loaded) return { result: 'skipped' }; // already delivered, dead-lettered or discarded: a stale or duplicate job
   if (loaded.delivery.generation !== job.generation) return { result: 'skipped' };
-  if (deps.destination.ordering === 'per_conversation' && (await deps.store.hasEarlierPending(job.deliveryId))) return { result: 'waiting' };
+  if (deps.destination.ordering === 'per_conversation') {
+    // Hold a young message for the reorder window, then while an earlier one is still pending.
+    const age = Date.now() - Date.parse(loaded.message.received_at);
+    if (age < deps.destination.orderingWindowMs) return { result: 'waiting', waitMs: deps.destination.orderingWindowMs - age };
+    if (await deps.store.hasEarlierPending(job.deliveryId)) return { result: 'waiting' };
+  }
   const attemptNo = attempt.attemptsMade + 1;
   const startedAt = new Date();
   const mappingVersion = deps.destination.mapping.version;

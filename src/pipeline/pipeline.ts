@@ -196,7 +196,7 @@ export class Pipeline {
           throw err;
         }
         if (report.result === 'waiting' && token !== undefined) {
-          await job.moveToDelayed(Date.now() + ORDERING_WAIT_MS, token);
+          await job.moveToDelayed(Date.now() + Math.max(report.waitMs ?? ORDERING_WAIT_MS, 50), token);
           throw new DelayedError();
         }
         if (report.result === 'delivered' || report.result === 'dropped' || report.result === 'dead_lettered') {

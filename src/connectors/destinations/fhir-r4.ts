@@ -569,6 +569,7 @@ function createFhirR4Destination(config: FhirR4Config, ctx: DestinationCreateCon
     retry: config.retry,
     circuitBreaker: config.circuit_breaker,
     ordering: config.ordering,
+    orderingWindowMs: config.ordering_window_ms,
     concurrency: config.concurrency,
     mapping,
     deliver,

@@ -392,6 +392,7 @@ function createHl7v2MllpDestination(config: Hl7v2MllpConfig, ctx: DestinationCre
     retry: config.retry,
     circuitBreaker: config.circuit_breaker,
     ordering: config.ordering,
+    orderingWindowMs: config.ordering_window_ms,
     concurrency: config.concurrency,
     mapping,
     deliver,
