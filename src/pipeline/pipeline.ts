@@ -85,18 +85,30 @@ export class Pipeline {
   }
 
   /** Job id = event id: re-enqueueing a stored event (sweeper, retry) never duplicates the job. */
-  async enqueueIngest(eventId: string): Promise<void> {
+  async enqueueIngest(eventId: string, opts: { revive?: boolean } = {}): Promise<void> {
+    if (opts.revive && (await this.ingestQueue.removeIfFailed(eventId))) {
+      this.o.logger.warn({ eventId }, 'ingest job had been failed by the queue (stalled); revived from the outbox');
+    }
     await this.ingestQueue.add('ingest', { eventId }, { jobId: eventId, attempts: INGEST_RETRY.attempts, backoff: backoffJobOption() });
   }
 
-  async enqueueDeliveries(channelId: string, pending: readonly PendingDelivery[]): Promise<void> {
+  /**
+   * Enqueues pending deliveries (idempotent: the job id is the delivery and its generation).
+   * `revive`: the store says these are still pending, so a job BullMQ has failed for them (its
+   * worker died repeatedly) is removed and added again instead of blocking them forever.
+   */
+  async enqueueDeliveries(channelId: string, pending: readonly PendingDelivery[], opts: { revive?: boolean } = {}): Promise<void> {
     for (const p of pending) {
       const dest = this.destination(channelId, p.destination);
       if (!dest) {
         this.o.logger.warn({ channel: channelId, destination: p.destination, deliveryId: p.deliveryId }, 'delivery for a destination that is not loaded; left pending');
         continue;
       }
-      await this.deliveryQueue(channelId, p.destination).add(
+      const queue = this.deliveryQueue(channelId, p.destination);
+      if (opts.revive && (await queue.removeIfFailed(deliveryJobId(p.deliveryId, p.generation)))) {
+        this.o.logger.warn({ channel: channelId, destination: p.destination, deliveryId: p.deliveryId }, 'delivery job had been failed by the queue (stalled); revived from the store');
+      }
+      await queue.add(
         'deliver',
         { deliveryId: p.deliveryId, generation: p.generation, messageId: p.messageId },
         // Attempts are enforced by the pipeline (attempt count and max age); BullMQ's count is a backstop.
@@ -285,11 +297,11 @@ export class Pipeline {
   async sweep(): Promise<{ events: number; deliveries: number }> {
     const grace = this.o.outboxGraceMs ?? 30_000;
     const events = await this.o.store.pendingEvents(grace);
-    for (const id of events) await this.enqueueIngest(id);
+    for (const id of events) await this.enqueueIngest(id, { revive: true });
     const deliveries = await this.o.store.pendingDeliveries(grace);
     const byChannel = new Map<string, PendingDelivery[]>();
     for (const d of deliveries) byChannel.set(d.channelId, [...(byChannel.get(d.channelId) ?? []), d]);
-    for (const [channelId, list] of byChannel) await this.enqueueDeliveries(channelId, list);
+    for (const [channelId, list] of byChannel) await this.enqueueDeliveries(channelId, list, { revive: true });
     if (events.length + deliveries.length > 0) {
       this.o.logger.info({ events: events.length, deliveries: deliveries.length }, 'outbox sweep re-enqueued work');
     }

@@ -13,6 +13,11 @@ export interface QueueHandle<T> {
   readonly name: string;
   add(jobName: string, data: T, opts: JobsOptions): Promise<void>;
   counts(): Promise<Record<string, number>>;
+  /**
+   * Removes the job with this id if BullMQ has failed it (e.g. "stalled more than allowable
+   * limit" after its worker died twice), so that adding it again runs it. Returns whether it did.
+   */
+  removeIfFailed(jobId: string): Promise<boolean>;
   /** Pauses the queue for every worker process (the pause is stored in the backend). */
   pause(): Promise<void>;
   resume(): Promise<void>;
@@ -93,6 +98,12 @@ function wrapQueue<T>(q: Queue): QueueHandle<T> {
     async counts() {
       return q.getJobCounts();
     },
+    async removeIfFailed(jobId) {
+      const job = await q.getJob(jobId);
+      if (!job || !(await job.isFailed())) return false;
+      await job.remove();
+      return true;
+    },
     pause: () => q.pause(),
     resume: () => q.resume(),
     isPaused: () => q.isPaused(),
@@ -105,6 +116,9 @@ function workerOptionsFor(settings: WorkerSettings): Omit<WorkerOptions, 'connec
     concurrency: settings.concurrency,
     lockDuration: settings.lockDurationMs,
     stalledInterval: settings.lockDurationMs,
+    // A job whose worker died is taken over; after three such deaths BullMQ fails it, and the
+    // outbox sweeper revives it while the store still says the work is pending.
+    maxStalledCount: 3,
     settings: {
       backoffStrategy: (attemptsMade: number, _type?: string, err?: Error) => settings.backoff(attemptsMade, err),
     },

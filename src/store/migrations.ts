@@ -6,7 +6,8 @@
  * means the bytes are ciphertext under that key. Turning encryption on later writes new rows with
  * a key id and needs no schema change; old rows stay readable.
  */
-import type { Pool } from 'pg';
+import type { Pool, PoolClient } from 'pg';
+import { withClient } from './checked-out-client.js';
 
 export interface Migration {
   version: number;
@@ -144,7 +145,10 @@ const LOCK_KEY = 0x5b_0a_2d_01; // arbitrary, stable: "switchboard migrations"
 
 /** Applies pending migrations; safe to call from several processes at once. */
 export async function runMigrations(pool: Pool): Promise<number[]> {
-  const client = await pool.connect();
+  return withClient(pool, (client) => migrate(client));
+}
+
+async function migrate(client: PoolClient): Promise<number[]> {
   const applied: number[] = [];
   try {
     await client.query('SELECT pg_advisory_lock($1)', [LOCK_KEY]);
@@ -167,7 +171,6 @@ export async function runMigrations(pool: Pool): Promise<number[]> {
     }
   } finally {
     await client.query('SELECT pg_advisory_unlock($1)', [LOCK_KEY]).catch(() => undefined);
-    client.release();
   }
   return applied;
 }
