@@ -209,6 +209,24 @@ export interface DestinationInstance {
   close(): Promise<void>;
 }
 
+type DestinationBaseConfig = z.infer<z.ZodObject<typeof destinationBaseShape>>;
+
+/** The DestinationInstance fields every connector takes straight from the shared config shape. */
+export function destinationBase(
+  config: DestinationBaseConfig,
+  mapping: CompiledMapping,
+): Pick<DestinationInstance, 'name' | 'retry' | 'circuitBreaker' | 'ordering' | 'orderingWindowMs' | 'concurrency' | 'mapping'> {
+  return {
+    name: config.name,
+    retry: config.retry,
+    circuitBreaker: config.circuit_breaker,
+    ordering: config.ordering,
+    orderingWindowMs: config.ordering_window_ms,
+    concurrency: config.concurrency,
+    mapping,
+  };
+}
+
 export interface DestinationCreateContext {
   channelId: string;
   logger: Logger;

@@ -20,7 +20,7 @@ import type {
   DestinationCreateContext,
   DestinationInstance,
 } from '../types.js';
-import { destinationBaseShape } from '../types.js';
+import { destinationBase, destinationBaseShape } from '../types.js';
 
 export const FHIR_R4_KIND = 'fhir_r4';
 export const DEFAULT_IDENTIFIER_SYSTEM = 'https://switchboard.example/sid/whatsapp-message-id';
@@ -565,13 +565,7 @@ function createFhirR4Destination(config: FhirR4Config, ctx: DestinationCreateCon
   }
 
   return {
-    name: config.name,
-    retry: config.retry,
-    circuitBreaker: config.circuit_breaker,
-    ordering: config.ordering,
-    orderingWindowMs: config.ordering_window_ms,
-    concurrency: config.concurrency,
-    mapping,
+    ...destinationBase(config, mapping),
     deliver,
     async render(message, options) {
       const r = await renderCommunication(message, options.now, options.bindings);

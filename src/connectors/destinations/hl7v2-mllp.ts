@@ -32,7 +32,7 @@ import { formatSpecIssues, messageSpecSchema } from '../../hl7/message-spec.js';
 import { MllpClient, MllpError, type MllpTlsOptions, type SendResult } from '../../mllp/mllp-client.js';
 import { MLLP_URL_PATTERN, parseMllpUrl } from '../../mllp/mllp-url.js';
 import type { DeliveryContext, DeliveryOutcome, DestinationConnector, DestinationCreateContext, DestinationInstance } from '../types.js';
-import { destinationBaseShape } from '../types.js';
+import { destinationBase, destinationBaseShape } from '../types.js';
 
 export const HL7V2_MLLP_KIND = 'hl7v2_mllp';
 export const HL7_ER7_CONTENT_TYPE = 'x-application/hl7-v2+er7';
@@ -388,13 +388,7 @@ function createHl7v2MllpDestination(config: Hl7v2MllpConfig, ctx: DestinationCre
   }
 
   return {
-    name: config.name,
-    retry: config.retry,
-    circuitBreaker: config.circuit_breaker,
-    ordering: config.ordering,
-    orderingWindowMs: config.ordering_window_ms,
-    concurrency: config.concurrency,
-    mapping,
+    ...destinationBase(config, mapping),
     deliver,
     async render(message, options) {
       const controlId = controlIdFor(options.deliveryId ?? `preview:${channelId}:${config.name}:${message.dedup_key}`);
