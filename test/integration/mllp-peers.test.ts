@@ -23,23 +23,13 @@ import { MllpDeframer, frame } from '../../src/mllp/mllp-frame.js';
 import { repoRoot } from '../support/gateway.js';
 import { startMedplumPeer, type MedplumPeer } from '../support/medplum-hl7-peer.js';
 import { createTestPki, opensslAvailable, type TestPki } from '../support/tls-certs.js';
+import { canonicalTextMessage } from '../support/canonical-text-message.js';
 
 const logger = createLogger({ level: 'silent' });
 const TEXT = 'Are my blood test results back? | ^ ~ \\ &\nThanks, Zoë 😀';
 
 function message(text = TEXT): CanonicalMessage {
-  return canonicalMessageSchema.parse({
-    schema_version: 1,
-    source: { kind: 'whatsapp_cloud' },
-    id: `wamid.${randomUUID()}`,
-    dedup_key: `wamid.${randomUUID()}`,
-    kind: 'text',
-    sent_at: '2025-03-04T09:15:00Z',
-    received_at: '2025-03-04T09:15:02Z',
-    sender: { phone: '+15551234567', platform_id: '15551234567', display_name: 'Zoë Demo' },
-    conversation_id: '15551234567',
-    text,
-  });
+  return canonicalTextMessage(text, 'Zoë Demo');
 }
 
 const opened: DestinationInstance[] = [];

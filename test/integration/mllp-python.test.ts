@@ -17,6 +17,7 @@ import { controlIdFor } from '../../src/hl7/control-id.js';
 import { loadMapping } from '../../src/mapping/jsonata-mapping.js';
 import { repoRoot } from '../support/gateway.js';
 import { pythonHl7Available, startPythonPeer, type PythonPeer } from '../support/python-hl7-peer.js';
+import { canonicalTextMessage } from '../support/canonical-text-message.js';
 
 const logger = createLogger({ level: 'silent' });
 const available = pythonHl7Available();
@@ -28,18 +29,7 @@ if (!available && process.env['CI'] === 'true') {
 const HOSTILE = 'Is it | ^ ~ \\ & ok?\r\nLine two: café, naïve, 😀\nZZZ|injected\rOBX|1|TX\u000b\u001c!';
 
 function message(text: string): CanonicalMessage {
-  return canonicalMessageSchema.parse({
-    schema_version: 1,
-    source: { kind: 'whatsapp_cloud' },
-    id: `wamid.${randomUUID()}`,
-    dedup_key: `wamid.${randomUUID()}`,
-    kind: 'text',
-    sent_at: '2025-03-04T09:15:00Z',
-    received_at: '2025-03-04T09:15:02Z',
-    sender: { phone: '+15551234567', platform_id: '15551234567', display_name: 'Zoë' },
-    conversation_id: '15551234567',
-    text,
-  });
+  return canonicalTextMessage(text, 'Zoë');
 }
 
 const opened: DestinationInstance[] = [];

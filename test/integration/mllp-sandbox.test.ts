@@ -29,6 +29,7 @@ import { startMllpSandbox, type MllpSandbox } from '../../src/sandbox/mllp-sandb
 import { repoRoot } from '../support/gateway.js';
 import { mllpSendAvailable } from '../support/python-hl7-peer.js';
 import { createTestPki, opensslAvailable } from '../support/tls-certs.js';
+import { canonicalTextMessage } from '../support/canonical-text-message.js';
 
 const require = createRequire(import.meta.url);
 const Redox = require('@redoxengine/redox-hl7-v2') as { Parser: new () => { parse(t: string): Record<string, unknown> } };
@@ -72,18 +73,7 @@ function msa(reply: string): { code: string; id: string } {
 }
 
 function message(text: string): CanonicalMessage {
-  return canonicalMessageSchema.parse({
-    schema_version: 1,
-    source: { kind: 'whatsapp_cloud' },
-    id: `wamid.${randomUUID()}`,
-    dedup_key: `wamid.${randomUUID()}`,
-    kind: 'text',
-    sent_at: '2025-03-04T09:15:00Z',
-    received_at: '2025-03-04T09:15:02Z',
-    sender: { phone: '+15551234567', platform_id: '15551234567', display_name: 'Jane Demo' },
-    conversation_id: '15551234567',
-    text,
-  });
+  return canonicalTextMessage(text);
 }
 
 const opened: DestinationInstance[] = [];
