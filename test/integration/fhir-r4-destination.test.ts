@@ -283,6 +283,31 @@ describe('fhir_r4 destination through a fault-injecting proxy', () => {
     await proxy?.close();
   });
 
+  it('reuses a Patient match for the same number within cache_ttl_ms, and searches every time when it is 0', async () => {
+    const patientSearches = () => proxy.seen.filter((r) => r.method === 'GET' && r.path.endsWith('/Patient')).length;
+    const cached = destination({ base_url: proxy.baseUrl });
+    for (let i = 0; i < 3; i++) {
+      const m = message();
+      expect((await cached.deliver(m, ctx(m))).detail['patient_match']).toBe('matched');
+    }
+    const withCache = patientSearches();
+    expect(withCache).toBeGreaterThan(0);
+    proxy.seen = [];
+    const uncached = destination({ base_url: proxy.baseUrl, patient_match: { cache_ttl_ms: 0 } });
+    for (let i = 0; i < 3; i++) {
+      const m = message();
+      expect((await uncached.deliver(m, ctx(m))).detail['patient_match']).toBe('matched');
+    }
+    expect(patientSearches()).toBe(3 * withCache);
+    // An unmatched number is never cached: a Patient registered a moment later is found.
+    proxy.seen = [];
+    const stranger = message({ sender: { phone: '+15550009999', platform_id: '15550009999' }, conversation_id: '15550009999' });
+    expect((await cached.deliver(stranger, ctx(stranger))).detail['patient_match']).toBe('unmatched');
+    const again = message({ sender: { phone: '+15550009999', platform_id: '15550009999' }, conversation_id: '15550009999' });
+    await cached.deliver(again, ctx(again));
+    expect(patientSearches()).toBe(2 * withCache);
+  });
+
   it('503 with Retry-After: 2 -> FHIR_HTTP_RETRYABLE retryAfterMs 2000; recovery delivers exactly once', async () => {
     const msg = message();
     const dest = destination({ base_url: proxy.baseUrl });

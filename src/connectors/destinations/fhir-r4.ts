@@ -65,8 +65,17 @@ const patientMatchSchema = z
     on_ambiguous: unmatchedPolicy
       .default('dead_letter')
       .describe('Several Patients matched: `dead_letter` fails with PATIENT_AMBIGUOUS; `unlinked` delivers without subject.'),
+    cache_ttl_ms: z
+      .number()
+      .int()
+      .min(0)
+      .max(3_600_000)
+      .default(60_000)
+      .describe(
+        'How long a successful match (exactly one Patient) is reused for the same number, saving the searches on every message of a conversation. Only matches are cached: an unmatched or ambiguous number is searched again every time. 0 turns the cache off.',
+      ),
   })
-  .default({ by: 'phone', on_unmatched: 'unlinked', on_ambiguous: 'dead_letter' })
+  .default({ by: 'phone', on_unmatched: 'unlinked', on_ambiguous: 'dead_letter', cache_ttl_ms: 60_000 })
   .describe('How the sender is linked to a Patient. Patients are never created.');
 
 export const fhirR4ConfigSchema = z
@@ -481,6 +490,24 @@ function createFhirR4Destination(config: FhirR4Config, ctx: DestinationCreateCon
   };
   const requestSignal = (outer: AbortSignal) => (): AbortSignal => AbortSignal.any([outer, AbortSignal.timeout(config.timeout_ms)]);
 
+  // Matches (exactly one Patient) per phone number, for cache_ttl_ms; bounded, oldest evicted.
+  const matches = new Map<string, { match: PatientMatch; until: number }>();
+  const MAX_CACHED = 10_000;
+  async function matchCached(http: FhirTransport, phone: string | undefined, signal: () => AbortSignal): Promise<PatientMatch> {
+    const ttl = config.patient_match.cache_ttl_ms;
+    if (phone !== undefined && ttl > 0) {
+      const hit = matches.get(phone);
+      if (hit && hit.until > Date.now()) return hit.match;
+      matches.delete(phone);
+    }
+    const match = await matchPatientByPhone(http, phone, signal);
+    if (phone !== undefined && ttl > 0 && match.kind === 'matched') {
+      if (matches.size >= MAX_CACHED) matches.delete(matches.keys().next().value as string);
+      matches.set(phone, { match, until: Date.now() + ttl });
+    }
+    return match;
+  }
+
   /** Evaluates the mapping and validates its output; undefined when the mapping dropped the message. */
   async function renderCommunication(
     message: CanonicalMessage,
@@ -513,7 +540,7 @@ function createFhirR4Destination(config: FhirR4Config, ctx: DestinationCreateCon
     const signal = requestSignal(dctx.signal);
 
     // a. Patient matching (nothing cached across messages).
-    const match = await matchPatientByPhone(http, message.sender.phone, signal);
+    const match = await matchCached(http, message.sender.phone, signal);
     dctx.logger.debug({ patient_match: match.kind }, 'fhir_r4: patient match');
     if (match.kind === 'unmatched' && config.patient_match.on_unmatched === 'dead_letter') {
       throw new SwitchboardError('PATIENT_UNMATCHED', 'No Patient matched the sender and the destination requires one', {
