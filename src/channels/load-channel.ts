@@ -4,6 +4,7 @@
  * file:line:column where the analyst has to fix it; all problems are collected before one
  * ConfigError is thrown, so one `validate` run shows everything.
  */
+import { didYouMean } from '../core/did-you-mean.js';
 import type { Dirent } from 'node:fs';
 import { readdir, readFile, stat } from 'node:fs/promises';
 import path from 'node:path';
@@ -574,33 +575,6 @@ function shownValue(value: unknown, node: Node | undefined, parsed: ParsedFile):
   const interpolated = node === undefined ? undefined : parsed.written.get(node);
   if (interpolated !== undefined) return `from ${interpolated.written}`;
   return JSON.stringify(value) ?? String(value);
-}
-
-function editDistance(a: string, b: string): number {
-  const row = Array.from({ length: b.length + 1 }, (_, i) => i);
-  for (let i = 1; i <= a.length; i++) {
-    let diagonal = row[0] ?? 0;
-    row[0] = i;
-    for (let j = 1; j <= b.length; j++) {
-      const above = row[j] ?? 0;
-      row[j] = Math.min(above + 1, (row[j - 1] ?? 0) + 1, diagonal + (a[i - 1] === b[j - 1] ? 0 : 1));
-      diagonal = above;
-    }
-  }
-  return row[b.length] ?? 0;
-}
-
-function didYouMean(value: string, candidates: readonly string[]): string {
-  let best: string | undefined;
-  let bestDistance = Infinity;
-  for (const candidate of candidates) {
-    const d = editDistance(value.toLowerCase(), candidate.toLowerCase());
-    if (d < bestDistance) {
-      best = candidate;
-      bestDistance = d;
-    }
-  }
-  return best !== undefined && bestDistance <= Math.max(1, Math.floor(best.length / 3)) ? ` (did you mean "${best}"?)` : '';
 }
 
 /** "source kind", "destination kind", or the discriminator key of a nested union. */
