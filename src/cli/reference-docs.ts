@@ -260,7 +260,6 @@ export function generatedFiles(registry: ConnectorRegistry): Record<string, stri
   return {
     'docs/reference/connectors.md': renderConnectorsReference(registry),
     'docs/reference/functions.md': renderFunctionsReference(),
-    // Same content as scripts/write-json-schema.ts (a unit test checks they agree).
     'schemas/channel.schema.json': `${JSON.stringify(channelJsonSchema(registry), null, 2)}\n`,
     'schemas/mapping-test.schema.json': renderMappingTestJsonSchema(),
     'schemas/channel-test.schema.json': renderChannelTestJsonSchema(),
