@@ -402,10 +402,14 @@ export class MessageStore {
   }
 
   /** A message's deliveries and latest status, found by the source's message id. PHI-free. */
+  /**
+   * What the store knows about a source message id: the inbound message (null when only statuses
+   * are known, e.g. receipts for messages the business sent), its deliveries and statuses.
+   */
   async findMessage(channelId: string, sourceMessageId: string): Promise<{
-    id: string;
-    kind: string;
-    receivedAt: Date;
+    id: string | null;
+    kind: string | null;
+    receivedAt: Date | null;
     filtered: boolean;
     deliveries: DeliveryRecord[];
     statuses: { status: string; occurredAt: Date }[];
@@ -424,9 +428,9 @@ export class MessageStore {
       ? (await this.pool.query<DeliveryRow>(`SELECT ${deliveryColumns} FROM deliveries d JOIN messages m ON m.id = d.message_id WHERE d.message_id = $1 ORDER BY d.destination`, [row.id])).rows.map(toDelivery)
       : [];
     return {
-      id: row?.id ?? '',
-      kind: row?.kind ?? 'status-only',
-      receivedAt: row?.received_at ?? new Date(0),
+      id: row?.id ?? null,
+      kind: row?.kind ?? null,
+      receivedAt: row?.received_at ?? null,
       filtered: row?.filtered ?? false,
       deliveries,
       statuses: statuses.rows.map((s) => ({ status: s.status, occurredAt: s.occurred_at })),
@@ -475,14 +479,6 @@ export class MessageStore {
       `SELECT channel_id, destination, count(*) AS n FROM deliveries WHERE state = 'dead_lettered' GROUP BY channel_id, destination`,
     );
     return res.rows.map((r) => ({ channelId: r.channel_id, destination: r.destination, count: Number(r.n) }));
-  }
-
-  /** Counts by state, for metrics and the fault report. */
-  async deliveryCounts(): Promise<Record<DeliveryState, number>> {
-    const res = await this.pool.query<{ state: DeliveryState; n: string }>('SELECT state, count(*) AS n FROM deliveries GROUP BY state');
-    const out: Record<DeliveryState, number> = { pending: 0, delivered: 0, dropped: 0, dead_lettered: 0, discarded: 0 };
-    for (const r of res.rows) out[r.state] = Number(r.n);
-    return out;
   }
 
   private async tx<T>(fn: (c: PoolClient) => Promise<T>): Promise<T> {
