@@ -27,7 +27,9 @@ import { startMllpSandbox, type MllpSandboxRole } from './sandbox/mllp-sandbox.j
 import { startEmbeddedPostgres, type EmbeddedDatabase } from './store/embedded-postgres.js';
 import { MessageStore } from './store/message-store.js';
 import { runMigrations } from './store/migrations.js';
-import { createPlaintextCodec } from './store/payload-codec.js';
+import { openEncryptingCodec } from './store/encrypting-codec.js';
+import type { KeyProvider } from './crypto/key-provider.js';
+import { resolveKeyring } from './crypto/keyring.js';
 
 export type Role = 'all' | 'http' | 'worker';
 
@@ -65,6 +67,13 @@ export interface SwitchboardOptions {
   queueDurability: 'strict' | 'warn';
   /** Hot reload of channel and mapping files (default on). */
   watch?: boolean;
+  /** Key-encryption keys: `id:base64,...` newest first (ENCRYPTION_KEYS), or a file of them. */
+  encryptionKeys?: string | undefined;
+  encryptionKeysFile?: string | undefined;
+  /** A KMS or Vault provider instead of the local keyring. */
+  keyProvider?: KeyProvider | undefined;
+  /** SWITCHBOARD_ENV=production: refuse to start without configured keys. */
+  production?: boolean;
 }
 
 export class QueueDurabilityError extends Error {
@@ -80,6 +89,8 @@ export interface StartedSwitchboard {
   webhooks: boolean;
   adminToken: string;
   adminTokenGenerated: boolean;
+  /** Set when a development keyring was generated into DATA_DIR on this start. */
+  keyringGenerated: string | undefined;
   fhirBaseUrl: string | undefined;
   fhirSandbox: boolean;
   /** Sandbox HL7 partners started because LAB_MLLP_URL / INSURER_MLLP_URL were unset. */
@@ -145,6 +156,17 @@ export function createSwitchboard(o: SwitchboardOptions): Switchboard {
     stops.push(() => runtime.close());
     const channels = () => runtime.channels();
 
+    // Key-encryption keys (before anything heavy starts: production refuses to start without them).
+    let keyringGenerated: string | undefined;
+    let provider = o.keyProvider;
+    if (!provider) {
+      const keyring = await resolveKeyring({ keys: o.encryptionKeys, keysFile: o.encryptionKeysFile, dataDir: o.dataDir, production: o.production === true });
+      provider = keyring.provider;
+      keyringGenerated = keyring.generatedFile;
+      if (keyring.source === 'generated' || keyring.source === 'DATA_DIR') {
+        log.warn({ alert: 'development_keyring', file: keyring.provider.description }, 'encryption keys are kept beside the data (DATA_DIR/encryption-keys): set ENCRYPTION_KEYS or ENCRYPTION_KEYS_FILE for real traffic');
+      }
+    }
     // 3. Database: external or embedded, then migrations.
     let databaseUrl = o.databaseUrl;
     let embedded: EmbeddedDatabase | undefined;
@@ -158,8 +180,13 @@ export function createSwitchboard(o: SwitchboardOptions): Switchboard {
     stops.push(() => pool.end());
     const applied = await runMigrations(pool);
     if (applied.length > 0) log.info({ applied }, 'database migrations applied');
-    const store = new MessageStore(pool, createPlaintextCodec());
+    // Encryption at rest: data keys in the database, wrapped by the key-encryption keys.
+    const codec = await openEncryptingCodec(pool, provider);
+    stops.push(async () => codec.close());
+    const store = new MessageStore(pool, codec);
     internals.store = store;
+    const indexed = await store.indexLegacyIdentifiers();
+    if (indexed > 0) log.info({ rows: indexed }, 'identifiers of rows stored before encryption replaced by their blind index');
 
     // 4. Queues.
     const backend: QueueBackend = o.redisUrl
@@ -177,7 +204,7 @@ export function createSwitchboard(o: SwitchboardOptions): Switchboard {
     }
     const metrics = createMetrics();
     // Media downloaded from chat platforms, content-addressed under DATA_DIR/media, served by URL.
-    const mediaStore = createFileMediaStore(path.resolve(o.dataDir, 'media'));
+    const mediaStore = createFileMediaStore(path.resolve(o.dataDir, 'media'), codec);
     let publicBaseUrl = o.publicBaseUrl;
     const pipeline = new Pipeline({
       metrics,
@@ -276,6 +303,7 @@ export function createSwitchboard(o: SwitchboardOptions): Switchboard {
       webhooks: o.role !== 'worker',
       adminToken: token.token,
       adminTokenGenerated: token.generated,
+      keyringGenerated,
       fhirBaseUrl,
       fhirSandbox: sandbox,
       mllpSandboxes,

@@ -7,6 +7,8 @@ import { ConfigError } from './core/errors.js';
 import { createLogger } from './core/logger.js';
 import { createConnectorRegistry } from './connectors/registry.js';
 import { EnvError, effectiveEnv, parseEnv } from './config/env.js';
+import { MissingKeyError } from './crypto/key-provider.js';
+import { KeyringError } from './crypto/keyring.js';
 
 async function main(): Promise<void> {
   let cfg;
@@ -34,6 +36,9 @@ async function main(): Promise<void> {
     adminToken: cfg.ADMIN_TOKEN,
     publicBaseUrl: cfg.PUBLIC_BASE_URL?.replace(/\/$/, ''),
     mediaToken: cfg.MEDIA_TOKEN,
+    encryptionKeys: cfg.ENCRYPTION_KEYS,
+    encryptionKeysFile: cfg.ENCRYPTION_KEYS_FILE,
+    production: cfg.SWITCHBOARD_ENV === 'production',
     registry: createConnectorRegistry(),
     logger,
     shutdownTimeoutMs: cfg.SHUTDOWN_TIMEOUT_MS,
@@ -62,6 +67,8 @@ async function main(): Promise<void> {
       process.stderr.write(`switchboard: refusing to start: invalid channel configuration\n${err.message}\n`);
     } else if (err instanceof QueueDurabilityError) {
       process.stderr.write(`switchboard: refusing to start: ${err.message}\n`);
+    } else if (err instanceof KeyringError || err instanceof MissingKeyError) {
+      process.stderr.write(`switchboard: refusing to start: ${err.message}\n`);
     } else if (err instanceof EnvError) {
       process.stderr.write(`switchboard: ${err.message}\n`);
     } else {
@@ -88,6 +95,7 @@ async function main(): Promise<void> {
   lines.push(`  FHIR     ${started.fhirBaseUrl ?? '(none)'}${started.fhirSandbox ? '  (sandbox; demo Patient Jane Demo, +15551234567)' : ''}`);
   for (const m of started.mllpSandboxes) lines.push(`  HL7      ${m.role}: ${m.url}  (sandbox ${m.role} peer answering real ACKs)`);
   if (started.adminTokenGenerated) lines.push(`  ADMIN_TOKEN generated and saved in ${cfg.DATA_DIR}/admin-token: ${started.adminToken}`);
+  if (started.keyringGenerated) lines.push(`  WARNING: encryption keyring generated in ${started.keyringGenerated}; keep it safe (without it the data cannot be read) and set ENCRYPTION_KEYS or ENCRYPTION_KEYS_FILE for real traffic.`);
   if (defaulted.length > 0) {
     lines.push(`  WARNING: development defaults in use for ${defaulted.join(', ')}; set them (and SWITCHBOARD_ENV=production) for real traffic.`);
   }

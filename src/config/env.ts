@@ -41,6 +41,8 @@ export const envSchema = z.object({
   CHANNELS_DIR: z.preprocess(emptyAsUndefined, z.string().default('channels')),
   PUBLIC_BASE_URL: optionalUrl(/^https?:$/, 'http:// or https://'),
   MEDIA_TOKEN: z.preprocess(emptyAsUndefined, z.string().min(16, 'must be at least 16 characters').optional()),
+  ENCRYPTION_KEYS: optionalString,
+  ENCRYPTION_KEYS_FILE: optionalString,
   ADMIN_TOKEN: z.preprocess(emptyAsUndefined, z.string().min(16, 'must be at least 16 characters').optional()),
   LOG_LEVEL: z.preprocess(emptyAsUndefined, z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info')),
   SWITCHBOARD_ROLE: z.preprocess(emptyAsUndefined, z.enum(['all', 'http', 'worker']).default('all')),

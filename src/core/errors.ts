@@ -45,6 +45,8 @@ export const errorCatalogue = {
   MEDIA_TYPE_REFUSED: { disposition: 'permanent', summary: 'The media content type is not in the channel\'s media.allowed_types.' },
   MEDIA_INTEGRITY: { disposition: 'retryable', summary: 'The downloaded bytes do not match the hash the provider announced.' },
   MEDIA_NOT_CONFIGURED: { disposition: 'permanent', summary: 'A message has media but the channel has no credentials to download it from that source.' },
+  KEY_MISSING: { disposition: 'retryable', summary: 'A stored value is encrypted under a key that is not available (a key-encryption key left the keyring, or a data key is unknown); the error names the key id.' },
+  DECRYPT_FAILED: { disposition: 'permanent', summary: 'A stored value failed authenticated decryption: it was altered, or moved from another row or column.' },
   MEDIA_STORE_UNAVAILABLE: { disposition: 'retryable', summary: 'Downloaded media could not be written to the media store.' },
 } as const satisfies Record<string, { disposition: Disposition; summary: string }>;
 

@@ -3,11 +3,11 @@
  * bytes, so the same file received twice is stored once and a key can never point at other bytes.
  *
  * `MediaStore` is the seam: today a directory (DATA_DIR/media); later PostgreSQL large objects or
- * object storage, with encryption at rest (a store that encrypts keeps the key = hash of the
- * PLAINTEXT, and adds its own envelope). Nothing here logs content.
+ * object storage. Files are encrypted at rest by the store's codec (AES-256-GCM, bound to the media
+ * key); the key stays the hash of the PLAINTEXT. Nothing here logs content.
  */
 import { createHash, randomBytes } from 'node:crypto';
-import { mkdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { z } from 'zod';
 
@@ -33,12 +33,22 @@ export interface MediaStore {
 
 export const MEDIA_KEY = /^[0-9a-f]{64}$/;
 
+/** Encrypts file contents (the store's PayloadCodec fits). Without one, files are plaintext. */
+export interface MediaCipher {
+  encode(plain: Buffer, ref: { table: string; column: string; rowId: string }): Promise<{ bytes: Buffer; keyId: string | null }>;
+  decode(bytes: Buffer, keyId: string | null, ref: { table: string; column: string; rowId: string }): Promise<Buffer>;
+}
+
+const mediaRef = (key: string) => ({ table: 'media', column: 'bytes', rowId: key });
+
 const infoSchema = z.object({
   key: z.string().regex(MEDIA_KEY),
   size: z.number().int().nonnegative(),
   contentType: z.string(),
   sha1Base64: z.string(),
   storedAt: z.string(),
+  /** Data key of the file's ciphertext; absent or null: plaintext. */
+  keyId: z.string().nullable().optional(),
 });
 
 export function describeBytes(bytes: Buffer, contentType: string, storedAt: Date): StoredMediaInfo {
@@ -56,7 +66,7 @@ export function describeBytes(bytes: Buffer, contentType: string, storedAt: Date
  * written to a temporary name and renamed, so a crash never leaves a half-written file under a
  * valid key.
  */
-export function createFileMediaStore(dir: string): MediaStore {
+export function createFileMediaStore(dir: string, cipher?: MediaCipher): MediaStore {
   const where = (key: string): { bytes: string; meta: string; folder: string } => {
     const folder = path.join(dir, key.slice(0, 2));
     return { folder, bytes: path.join(folder, key), meta: path.join(folder, `${key}.json`) };
@@ -73,7 +83,7 @@ export function createFileMediaStore(dir: string): MediaStore {
     }
   }
 
-  async function readInfo(key: string): Promise<StoredMediaInfo | null> {
+  async function readMeta(key: string): Promise<z.infer<typeof infoSchema> | null> {
     if (!MEDIA_KEY.test(key)) return null;
     try {
       const parsed = infoSchema.safeParse(JSON.parse(await readFile(where(key).meta, 'utf8')));
@@ -82,33 +92,52 @@ export function createFileMediaStore(dir: string): MediaStore {
       return null;
     }
   }
+  const describe = (m: z.infer<typeof infoSchema>): StoredMediaInfo => ({ key: m.key, size: m.size, contentType: m.contentType, sha1Base64: m.sha1Base64, storedAt: m.storedAt });
+  const readInfo = async (key: string) => {
+    const m = await readMeta(key);
+    return m === null ? null : describe(m);
+  };
+
+async function get(key: string): Promise<{ info: StoredMediaInfo; bytes: Buffer } | null> {
+    const meta = await readMeta(key);
+    if (meta === null) return null;
+    let stored: Buffer;
+    try {
+      stored = await readFile(where(key).bytes);
+    } catch {
+      return null;
+    }
+    const keyId = meta.keyId ?? null;
+    if (keyId !== null && !cipher) throw new Error(`media ${key} is encrypted under key "${keyId}" but no key provider is configured`);
+    let bytes: Buffer;
+    try {
+      bytes = keyId === null || !cipher ? stored : await cipher.decode(stored, keyId, mediaRef(key));
+    } catch (err) {
+      if (err instanceof Error && err.name === 'DecryptError') return null; // damaged file
+      throw err;
+    }
+    if (bytes.length !== meta.size || createHash('sha256').update(bytes).digest('hex') !== key) return null;
+    return { info: describe(meta), bytes };
+  }
 
   return {
     async put(bytes, contentType) {
       const info = describeBytes(bytes, contentType, new Date());
-      const existing = await readInfo(info.key);
+      const existing = await readMeta(info.key);
       if (existing !== null) {
-        const s = await stat(where(info.key).bytes).catch(() => null);
-        if (s !== null && s.size === existing.size) return existing;
+        // Stored already, unless the file was damaged (then writing again repairs it).
+        const intact = await get(info.key).then((g) => g !== null, () => false);
+        if (intact) return describe(existing);
       }
       const w = where(info.key);
       await mkdir(w.folder, { recursive: true, mode: 0o700 });
+      const stored = cipher ? await cipher.encode(bytes, mediaRef(info.key)) : { bytes, keyId: null };
       // Bytes first, then the description: a key with a description always has its bytes.
-      await atomicWrite(w.bytes, bytes);
-      await atomicWrite(w.meta, JSON.stringify(info));
+      await atomicWrite(w.bytes, stored.bytes);
+      await atomicWrite(w.meta, JSON.stringify({ ...info, keyId: stored.keyId }));
       return info;
     },
-    async get(key) {
-      const info = await readInfo(key);
-      if (info === null) return null;
-      try {
-        const bytes = await readFile(where(key).bytes);
-        if (bytes.length !== info.size) return null;
-        return { info, bytes };
-      } catch {
-        return null;
-      }
-    },
+    get,
     stat: readInfo,
   };
 }

@@ -12,7 +12,7 @@ import {
   type ParseResult,
 } from '../core/canonical-message.js';
 import type { Classification } from '../core/errors.js';
-import type { PayloadCodec } from './payload-codec.js';
+import type { PayloadCodec, PayloadRef } from './payload-codec.js';
 import { withClient } from './checked-out-client.js';
 
 export type DeliveryState = 'pending' | 'delivered' | 'dropped' | 'dead_lettered' | 'discarded';
@@ -87,42 +87,29 @@ interface DeliveryRow {
   generation: number;
   attempts: number;
   last_error_code: string | null;
-  last_error_message: string | null;
+  last_error_payload: Buffer | null;
+  last_error_key_id: string | null;
   dead_lettered_at: Date | null;
   delivered_at: Date | null;
   mapping_version: string | null;
-  outcome: Record<string, unknown> | null;
+  outcome_payload: Buffer | null;
+  outcome_key_id: string | null;
   created_at: Date;
   updated_at: Date;
-  source_message_id: string;
+  source_id_payload: Buffer | null;
+  source_id_key_id: string | null;
   kind: string;
 }
 
 const deliveryColumns = `d.id, d.message_id, d.channel_id, d.destination, d.state, d.generation, d.attempts,
-  d.last_error_code, d.last_error_message, d.dead_lettered_at, d.delivered_at, d.mapping_version, d.outcome,
-  d.created_at, d.updated_at, m.source_message_id, m.kind`;
+  d.last_error_code, d.last_error_payload, d.last_error_key_id, d.dead_lettered_at, d.delivered_at, d.mapping_version,
+  d.outcome_payload, d.outcome_key_id, d.created_at, d.updated_at, m.source_id_payload, m.source_id_key_id, m.kind`;
 
-function toDelivery(r: DeliveryRow): DeliveryRecord {
-  return {
-    id: r.id,
-    messageId: r.message_id,
-    channelId: r.channel_id,
-    destination: r.destination,
-    state: r.state,
-    generation: r.generation,
-    attempts: r.attempts,
-    lastErrorCode: r.last_error_code,
-    lastErrorMessage: r.last_error_message,
-    deadLetteredAt: r.dead_lettered_at,
-    deliveredAt: r.delivered_at,
-    mappingVersion: r.mapping_version,
-    outcome: r.outcome,
-    createdAt: r.created_at,
-    updatedAt: r.updated_at,
-    sourceMessageId: r.source_message_id,
-    messageKind: r.kind,
-  };
-}
+/** Where a payload lives (bound into its ciphertext). */
+export const ref = (table: string, column: string, rowId: string | number): PayloadRef => ({ table, column, rowId: String(rowId) });
+
+/** Blind-index kinds: one HMAC domain per kind of identifier. */
+export const indexKinds = { sourceId: 'source_id', dedup: 'dedup_key', conversation: 'conversation_id' } as const;
 
 export interface IngestPlan {
   /** Messages this channel routes, with the destinations each must reach (filtered ones: none). */
@@ -152,6 +139,89 @@ export class MessageStore {
     private readonly codec: PayloadCodec,
   ) {}
 
+  private encode(value: Buffer | string, r: PayloadRef) {
+    return this.codec.encode(typeof value === 'string' ? Buffer.from(value, 'utf8') : value, r);
+  }
+
+  private async decodeText(bytes: Buffer | null, keyId: string | null, r: PayloadRef): Promise<string | null> {
+    return bytes === null ? null : (await this.codec.decode(bytes, keyId, r)).toString('utf8');
+  }
+
+  private async decodeJson(bytes: Buffer | null, keyId: string | null, r: PayloadRef): Promise<unknown> {
+    const text = await this.decodeText(bytes, keyId, r);
+    return text === null ? null : (JSON.parse(text) as unknown);
+  }
+
+  private async toDelivery(r: DeliveryRow): Promise<DeliveryRecord> {
+    return {
+      id: r.id,
+      messageId: r.message_id,
+      channelId: r.channel_id,
+      destination: r.destination,
+      state: r.state,
+      generation: r.generation,
+      attempts: r.attempts,
+      lastErrorCode: r.last_error_code,
+      lastErrorMessage: await this.decodeText(r.last_error_payload, r.last_error_key_id, ref('deliveries', 'last_error', r.id)),
+      deadLetteredAt: r.dead_lettered_at,
+      deliveredAt: r.delivered_at,
+      mappingVersion: r.mapping_version,
+      outcome: (await this.decodeJson(r.outcome_payload, r.outcome_key_id, ref('deliveries', 'outcome', r.id))) as Record<string, unknown> | null,
+      createdAt: r.created_at,
+      updatedAt: r.updated_at,
+      sourceMessageId: (await this.decodeText(r.source_id_payload, r.source_id_key_id, ref('messages', 'source_id', r.message_id))) ?? '',
+      messageKind: r.kind,
+    };
+  }
+
+  private toDeliveries(rows: DeliveryRow[]): Promise<DeliveryRecord[]> {
+    return Promise.all(rows.map((r) => this.toDelivery(r)));
+  }
+
+  /**
+   * Rows written before encryption existed keep identifiers in plaintext columns: replace them by
+   * their blind index (and the source id by its ciphertext), in batches. Run at start; returns
+   * how many rows changed.
+   */
+  async indexLegacyIdentifiers(batch = 500): Promise<number> {
+    let changed = 0;
+    for (;;) {
+      const rows = await this.pool.query<{ id: string; source_message_id: string; dedup_key: string | null; conversation_id: string | null }>(
+        'SELECT id, source_message_id, dedup_key, conversation_id FROM messages WHERE source_message_id IS NOT NULL LIMIT $1',
+        [batch],
+      );
+      for (const r of rows.rows) {
+        const src = await this.encode(r.source_message_id, ref('messages', 'source_id', r.id));
+        await this.pool.query(
+          `UPDATE messages SET source_index = $2, dedup_index = $3, conversation_index = $4, source_id_payload = $5, source_id_key_id = $6,
+             source_message_id = NULL, dedup_key = NULL, conversation_id = NULL WHERE id = $1`,
+          [
+            r.id,
+            this.codec.index(indexKinds.sourceId, r.source_message_id),
+            this.codec.index(indexKinds.dedup, r.dedup_key ?? r.source_message_id),
+            r.conversation_id === null ? null : this.codec.index(indexKinds.conversation, r.conversation_id),
+            src.bytes,
+            src.keyId,
+          ],
+        );
+      }
+      changed += rows.rows.length;
+      if (rows.rows.length < batch) break;
+    }
+    for (;;) {
+      const rows = await this.pool.query<{ id: string; source_message_id: string }>(
+        'SELECT id, source_message_id FROM message_statuses WHERE source_message_id IS NOT NULL LIMIT $1',
+        [batch],
+      );
+      for (const r of rows.rows) {
+        await this.pool.query('UPDATE message_statuses SET source_index = $2, source_message_id = NULL WHERE id = $1', [r.id, this.codec.index(indexKinds.sourceId, r.source_message_id)]);
+      }
+      changed += rows.rows.length;
+      if (rows.rows.length < batch) break;
+    }
+    return changed;
+  }
+
   async ping(): Promise<void> {
     await this.pool.query('SELECT 1');
   }
@@ -159,7 +229,7 @@ export class MessageStore {
   /** Stores the raw event; once this resolves the event is durable (committed). */
   async recordInboundEvent(e: { channelId: string; receivedAt: Date; contentType: string | undefined; raw: Buffer }): Promise<string> {
     const id = randomUUID();
-    const enc = this.codec.encode(e.raw);
+    const enc = await this.encode(e.raw, ref('inbound_events', 'raw', id));
     await this.pool.query(
       'INSERT INTO inbound_events (id, channel_id, received_at, content_type, raw_payload, raw_key_id) VALUES ($1, $2, $3, $4, $5, $6)',
       [id, e.channelId, e.receivedAt, e.contentType ?? null, enc.bytes, enc.keyId],
@@ -174,7 +244,7 @@ export class MessageStore {
     );
     const r = res.rows[0];
     if (!r) return null;
-    return { id: r.id, channelId: r.channel_id, receivedAt: r.received_at, raw: this.codec.decode(r.raw_payload, r.raw_key_id), state: r.state };
+    return { id: r.id, channelId: r.channel_id, receivedAt: r.received_at, raw: await this.codec.decode(r.raw_payload, r.raw_key_id, ref('inbound_events', 'raw', r.id)), state: r.state };
   }
 
   /** Events stored but not ingested, older than `olderThanMs`: the outbox to re-enqueue. */
@@ -188,7 +258,8 @@ export class MessageStore {
   }
 
   async markEventFailed(id: string, code: string, message: string): Promise<void> {
-    await this.pool.query(`UPDATE inbound_events SET state = 'failed', error_code = $2, error_message = $3 WHERE id = $1`, [id, code, message]);
+    const enc = await this.encode(message, ref('inbound_events', 'error', id));
+    await this.pool.query(`UPDATE inbound_events SET state = 'failed', error_code = $2, error_payload = $3, error_key_id = $4 WHERE id = $1`, [id, code, enc.bytes, enc.keyId]);
   }
 
   /**
@@ -200,16 +271,36 @@ export class MessageStore {
     return this.tx(async (c) => {
       const messageIds: string[] = [];
       for (const { message, destinations, filtered } of plan.messages) {
-        const enc = this.codec.encode(Buffer.from(JSON.stringify(message)));
+        const newId = randomUUID();
+        const enc = await this.encode(JSON.stringify(message), ref('messages', 'canonical', newId));
+        const src = await this.encode(message.id, ref('messages', 'source_id', newId));
+        const dedupIndex = this.codec.index(indexKinds.dedup, message.dedup_key);
         const inserted = await c.query<{ id: string }>(
-          `INSERT INTO messages (id, channel_id, event_id, source_kind, source_message_id, dedup_key, kind, sent_at, received_at, canonical_payload, canonical_key_id, filtered, conversation_id)
-           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
-           ON CONFLICT (channel_id, dedup_key) DO NOTHING RETURNING id`,
-          [randomUUID(), channelId, eventId, message.source.kind, message.id, message.dedup_key, message.kind, message.sent_at, message.received_at, enc.bytes, enc.keyId, filtered, message.conversation_id],
+          `INSERT INTO messages (id, channel_id, event_id, source_kind, source_index, source_id_payload, source_id_key_id, dedup_index, kind, sent_at, received_at,
+             canonical_payload, canonical_key_id, filtered, conversation_index)
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)
+           ON CONFLICT (channel_id, dedup_index) DO NOTHING RETURNING id`,
+          [
+            newId,
+            channelId,
+            eventId,
+            message.source.kind,
+            this.codec.index(indexKinds.sourceId, message.id),
+            src.bytes,
+            src.keyId,
+            dedupIndex,
+            message.kind,
+            message.sent_at,
+            message.received_at,
+            enc.bytes,
+            enc.keyId,
+            filtered,
+            this.codec.index(indexKinds.conversation, message.conversation_id),
+          ],
         );
         let messageId = inserted.rows[0]?.id;
         if (messageId === undefined) {
-          const existing = await c.query<{ id: string }>('SELECT id FROM messages WHERE channel_id = $1 AND dedup_key = $2', [channelId, message.dedup_key]);
+          const existing = await c.query<{ id: string }>('SELECT id FROM messages WHERE channel_id = $1 AND dedup_index = $2', [channelId, dedupIndex]);
           messageId = existing.rows[0]?.id;
           if (messageId === undefined) throw new Error('message vanished during ingest');
         } else {
@@ -223,12 +314,14 @@ export class MessageStore {
         }
         messageIds.push(messageId);
       }
-      for (const s of plan.statuses) {
-        const detail = this.codec.encode(Buffer.from(JSON.stringify({ errors: s.errors, recipient_id: s.recipient_id, source_status: s.source_status })));
+      const statusIds = await this.nextIds(c, 'message_statuses', plan.statuses.length);
+      for (const [i, s] of plan.statuses.entries()) {
+        const id = statusIds[i]!;
+        const detail = await this.encode(JSON.stringify({ errors: s.errors, recipient_id: s.recipient_id, source_status: s.source_status }), ref('message_statuses', 'detail', id));
         await c.query(
-          `INSERT INTO message_statuses (channel_id, event_id, source_message_id, status, status_rank, occurred_at, detail_payload, detail_key_id)
-           VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (channel_id, source_message_id, status) DO NOTHING`,
-          [channelId, eventId, s.message_id, s.status, statusRank[s.status], s.occurred_at, detail.bytes, detail.keyId],
+          `INSERT INTO message_statuses (id, channel_id, event_id, source_index, status, status_rank, occurred_at, detail_payload, detail_key_id)
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (channel_id, source_index, status) DO NOTHING`,
+          [id, channelId, eventId, this.codec.index(indexKinds.sourceId, s.message_id), s.status, statusRank[s.status], s.occurred_at, detail.bytes, detail.keyId],
         );
       }
       await c.query(`UPDATE inbound_events SET state = 'ingested', ingested_at = now() WHERE id = $1`, [eventId]);
@@ -260,8 +353,8 @@ export class MessageStore {
     );
     const r = res.rows[0];
     if (!r || r.state !== 'pending') return null;
-    const message = canonicalMessageSchema.parse(JSON.parse(this.codec.decode(r.canonical_payload, r.canonical_key_id).toString('utf8')));
-    return { delivery: toDelivery(r), message };
+    const message = canonicalMessageSchema.parse(await this.decodeJson(r.canonical_payload, r.canonical_key_id, ref('messages', 'canonical', r.message_id)));
+    return { delivery: await this.toDelivery(r), message };
   }
 
   async recordAttempt(a: {
@@ -276,42 +369,46 @@ export class MessageStore {
     response?: unknown;
   }): Promise<void> {
     await this.tx(async (c) => {
-      const response = a.response === undefined ? null : this.codec.encode(Buffer.from(JSON.stringify(a.response)));
+      const [attemptId] = await this.nextIds(c, 'delivery_attempts', 1);
+      const at = (column: string) => ref('delivery_attempts', column, attemptId!);
+      const optional = async (v: string | undefined, r: PayloadRef) => (v === undefined ? null : await this.encode(v, r));
+      const response = await optional(a.response === undefined ? undefined : JSON.stringify(a.response), at('response'));
+      const error = await optional(a.error?.message, at('error'));
+      const detail = await optional(a.detail === undefined ? undefined : JSON.stringify(a.detail), at('detail'));
       await c.query(
-        `INSERT INTO delivery_attempts (delivery_id, generation, attempt, started_at, result, error_code, error_message, retry_after_ms, mapping_version, detail, response_payload, response_key_id)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)`,
+        `INSERT INTO delivery_attempts (id, delivery_id, generation, attempt, started_at, result, error_code, error_payload, error_key_id, retry_after_ms, mapping_version,
+           detail_payload, detail_key_id, response_payload, response_key_id)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)`,
         [
+          attemptId,
           a.deliveryId,
           a.generation,
           a.attempt,
           a.startedAt,
           a.result,
           a.error?.code ?? null,
-          a.error?.message ?? null,
+          error?.bytes ?? null,
+          error?.keyId ?? null,
           a.error?.retryAfterMs ?? null,
           a.mappingVersion,
-          a.detail === undefined ? null : JSON.stringify(a.detail),
+          detail?.bytes ?? null,
+          detail?.keyId ?? null,
           response?.bytes ?? null,
           response?.keyId ?? null,
         ],
       );
       const state: DeliveryState = a.result === 'retry' ? 'pending' : a.result;
+      const lastError = await optional(a.error?.message, ref('deliveries', 'last_error', a.deliveryId));
+      const outcome = a.result === 'delivered' || a.result === 'dropped' ? await this.encode(JSON.stringify(a.detail ?? {}), ref('deliveries', 'outcome', a.deliveryId)) : null;
       await c.query(
         `UPDATE deliveries SET state = $2, attempts = attempts + 1, updated_at = now(),
-           last_error_code = $3, last_error_message = $4, mapping_version = COALESCE($5, mapping_version),
-           outcome = COALESCE($6, outcome),
+           last_error_code = $3, last_error_payload = $4, last_error_key_id = $5, mapping_version = COALESCE($6, mapping_version),
+           outcome_payload = CASE WHEN $7::bytea IS NULL THEN outcome_payload ELSE $7 END,
+           outcome_key_id = CASE WHEN $7::bytea IS NULL THEN outcome_key_id ELSE $8 END,
            delivered_at = CASE WHEN $2 IN ('delivered', 'dropped') THEN now() ELSE delivered_at END,
            dead_lettered_at = CASE WHEN $2 = 'dead_lettered' THEN now() ELSE dead_lettered_at END
-         WHERE id = $1 AND state = 'pending' AND generation = $7`,
-        [
-          a.deliveryId,
-          state,
-          a.error?.code ?? null,
-          a.error?.message ?? null,
-          a.mappingVersion,
-          a.result === 'delivered' || a.result === 'dropped' ? JSON.stringify(a.detail ?? {}) : null,
-          a.generation,
-        ],
+         WHERE id = $1 AND state = 'pending' AND generation = $9`,
+        [a.deliveryId, state, a.error?.code ?? null, lastError?.bytes ?? null, lastError?.keyId ?? null, a.mappingVersion, outcome?.bytes ?? null, outcome?.keyId ?? null, a.generation],
       );
     });
   }
@@ -321,35 +418,40 @@ export class MessageStore {
     const r = res.rows[0];
     if (!r) return null;
     const attempts = await this.pool.query<{
+      id: string;
       generation: number;
       attempt: number;
       started_at: Date;
       finished_at: Date;
       result: AttemptRecord['result'];
       error_code: string | null;
-      error_message: string | null;
+      error_payload: Buffer | null;
+      error_key_id: string | null;
       retry_after_ms: number | null;
       mapping_version: string | null;
-      detail: Record<string, unknown> | null;
+      detail_payload: Buffer | null;
+      detail_key_id: string | null;
       response_payload: Buffer | null;
       response_key_id: string | null;
     }>('SELECT * FROM delivery_attempts WHERE delivery_id = $1 ORDER BY id', [id]);
-    return {
-      ...toDelivery(r),
-      history: attempts.rows.map((a) => ({
+    const history: AttemptRecord[] = [];
+    for (const a of attempts.rows) {
+      const at = (column: string) => ref('delivery_attempts', column, a.id);
+      history.push({
         generation: a.generation,
         attempt: a.attempt,
         startedAt: a.started_at,
         finishedAt: a.finished_at,
         result: a.result,
         errorCode: a.error_code,
-        errorMessage: a.error_message,
+        errorMessage: await this.decodeText(a.error_payload, a.error_key_id, at('error')),
         retryAfterMs: a.retry_after_ms,
         mappingVersion: a.mapping_version,
-        detail: a.detail,
-        response: a.response_payload === null ? null : (JSON.parse(this.codec.decode(a.response_payload, a.response_key_id).toString('utf8')) as unknown),
-      })),
-    };
+        detail: (await this.decodeJson(a.detail_payload, a.detail_key_id, at('detail'))) as Record<string, unknown> | null,
+        response: await this.decodeJson(a.response_payload, a.response_key_id, at('response')),
+      });
+    }
+    return { ...(await this.toDelivery(r)), history };
   }
 
   async countDeadLetters(f: Omit<DeadLetterFilter, 'limit' | 'after'>): Promise<number> {
@@ -370,7 +472,7 @@ export class MessageStore {
        WHERE ${where.join(' AND ')} ORDER BY d.dead_lettered_at, d.id LIMIT $${args.length}`,
       args,
     );
-    return res.rows.map(toDelivery);
+    return this.toDeliveries(res.rows);
   }
 
   /**
@@ -401,7 +503,6 @@ export class MessageStore {
     });
   }
 
-  /** A message's deliveries and latest status, found by the source's message id. PHI-free. */
   /**
    * What the store knows about a source message id: the inbound message (null when only statuses
    * are known, e.g. receipts for messages the business sent), its deliveries and statuses.
@@ -414,18 +515,19 @@ export class MessageStore {
     deliveries: DeliveryRecord[];
     statuses: { status: string; occurredAt: Date }[];
   } | null> {
+    const sourceIndex = this.codec.index(indexKinds.sourceId, sourceMessageId);
     const m = await this.pool.query<{ id: string; kind: string; received_at: Date; filtered: boolean }>(
-      'SELECT id, kind, received_at, filtered FROM messages WHERE channel_id = $1 AND source_message_id = $2 ORDER BY created_at LIMIT 1',
-      [channelId, sourceMessageId],
+      'SELECT id, kind, received_at, filtered FROM messages WHERE channel_id = $1 AND source_index = $2 ORDER BY created_at LIMIT 1',
+      [channelId, sourceIndex],
     );
     const row = m.rows[0];
     const statuses = await this.pool.query<{ status: string; occurred_at: Date }>(
-      'SELECT status, occurred_at FROM message_statuses WHERE channel_id = $1 AND source_message_id = $2 ORDER BY status_rank',
-      [channelId, sourceMessageId],
+      'SELECT status, occurred_at FROM message_statuses WHERE channel_id = $1 AND source_index = $2 ORDER BY status_rank',
+      [channelId, sourceIndex],
     );
     if (!row && statuses.rows.length === 0) return null;
     const deliveries = row
-      ? (await this.pool.query<DeliveryRow>(`SELECT ${deliveryColumns} FROM deliveries d JOIN messages m ON m.id = d.message_id WHERE d.message_id = $1 ORDER BY d.destination`, [row.id])).rows.map(toDelivery)
+      ? await this.toDeliveries((await this.pool.query<DeliveryRow>(`SELECT ${deliveryColumns} FROM deliveries d JOIN messages m ON m.id = d.message_id WHERE d.message_id = $1 ORDER BY d.destination`, [row.id])).rows)
       : [];
     return {
       id: row?.id ?? null,
@@ -444,7 +546,7 @@ export class MessageStore {
   async hasEarlierPending(deliveryId: string): Promise<boolean> {
     const res = await this.pool.query(
       `SELECT 1 FROM deliveries me JOIN messages mm ON mm.id = me.message_id
-       JOIN messages m ON m.channel_id = mm.channel_id AND m.conversation_id = mm.conversation_id
+       JOIN messages m ON m.channel_id = mm.channel_id AND m.conversation_index = mm.conversation_index
          AND (m.sent_at, m.created_at, m.id) < (mm.sent_at, mm.created_at, mm.id)
        JOIN deliveries d ON d.message_id = m.id AND d.destination = me.destination AND d.state = 'pending'
        WHERE me.id = $1 LIMIT 1`,
@@ -455,7 +557,7 @@ export class MessageStore {
 
   /** Replaces a message's canonical form (e.g. after its media was downloaded and stored). */
   async updateCanonical(messageId: string, message: CanonicalMessage): Promise<void> {
-    const enc = this.codec.encode(Buffer.from(JSON.stringify(message)));
+    const enc = await this.encode(JSON.stringify(message), ref('messages', 'canonical', messageId));
     await this.pool.query('UPDATE messages SET canonical_payload = $2, canonical_key_id = $3 WHERE id = $1', [messageId, enc.bytes, enc.keyId]);
   }
 
@@ -479,6 +581,13 @@ export class MessageStore {
       `SELECT channel_id, destination, count(*) AS n FROM deliveries WHERE state = 'dead_lettered' GROUP BY channel_id, destination`,
     );
     return res.rows.map((r) => ({ channelId: r.channel_id, destination: r.destination, count: Number(r.n) }));
+  }
+
+  /** Ids of bigserial rows, taken before the insert so the ciphertext can be bound to its row. */
+  private async nextIds(c: PoolClient, table: string, n: number): Promise<string[]> {
+    if (n === 0) return [];
+    const res = await c.query<{ id: string }>(`SELECT nextval(pg_get_serial_sequence($1, 'id'))::text AS id FROM generate_series(1, $2)`, [table, n]);
+    return res.rows.map((r) => r.id);
   }
 
   private async tx<T>(fn: (c: PoolClient) => Promise<T>): Promise<T> {

@@ -139,6 +139,54 @@ ALTER TABLE messages ADD COLUMN conversation_id text;
 CREATE INDEX messages_conversation ON messages (channel_id, conversation_id, sent_at);
 `,
   },
+  {
+    version: 4,
+    name: 'encryption at rest',
+    // Data keys, wrapped by a key-encryption key; every column that can hold PHI becomes an
+    // encryptable payload; identifiers become keyed blind indexes (computed by the application at
+    // start for rows written before this migration, which then clears the plaintext columns).
+    sql: `
+CREATE TABLE encryption_keys (
+  id         text PRIMARY KEY,
+  purpose    text NOT NULL CHECK (purpose IN ('data', 'index')),
+  kek_id     text NOT NULL,
+  wrapped    bytea NOT NULL,
+  created_at timestamptz NOT NULL DEFAULT now(),
+  seq        bigserial NOT NULL UNIQUE
+);
+
+ALTER TABLE inbound_events ADD COLUMN error_payload bytea, ADD COLUMN error_key_id text;
+UPDATE inbound_events SET error_payload = convert_to(error_message, 'UTF8') WHERE error_message IS NOT NULL;
+ALTER TABLE inbound_events DROP COLUMN error_message;
+
+ALTER TABLE messages
+  ADD COLUMN source_id_payload bytea, ADD COLUMN source_id_key_id text,
+  ADD COLUMN source_index bytea, ADD COLUMN dedup_index bytea, ADD COLUMN conversation_index bytea,
+  ALTER COLUMN source_message_id DROP NOT NULL, ALTER COLUMN dedup_key DROP NOT NULL;
+CREATE UNIQUE INDEX messages_dedup_index ON messages (channel_id, dedup_index);
+CREATE INDEX messages_source_index ON messages (channel_id, source_index);
+CREATE INDEX messages_conversation_index ON messages (channel_id, conversation_index, sent_at);
+DROP INDEX messages_source_id;
+DROP INDEX messages_conversation;
+
+ALTER TABLE message_statuses ADD COLUMN source_index bytea, ALTER COLUMN source_message_id DROP NOT NULL;
+CREATE UNIQUE INDEX message_statuses_source_index ON message_statuses (channel_id, source_index, status);
+
+ALTER TABLE deliveries
+  ADD COLUMN last_error_payload bytea, ADD COLUMN last_error_key_id text,
+  ADD COLUMN outcome_payload bytea, ADD COLUMN outcome_key_id text;
+UPDATE deliveries SET last_error_payload = convert_to(last_error_message, 'UTF8') WHERE last_error_message IS NOT NULL;
+UPDATE deliveries SET outcome_payload = convert_to(outcome::text, 'UTF8') WHERE outcome IS NOT NULL;
+ALTER TABLE deliveries DROP COLUMN last_error_message, DROP COLUMN outcome;
+
+ALTER TABLE delivery_attempts
+  ADD COLUMN error_payload bytea, ADD COLUMN error_key_id text,
+  ADD COLUMN detail_payload bytea, ADD COLUMN detail_key_id text;
+UPDATE delivery_attempts SET error_payload = convert_to(error_message, 'UTF8') WHERE error_message IS NOT NULL;
+UPDATE delivery_attempts SET detail_payload = convert_to(detail::text, 'UTF8') WHERE detail IS NOT NULL;
+ALTER TABLE delivery_attempts DROP COLUMN error_message, DROP COLUMN detail;
+`,
+  },
 ];
 
 const LOCK_KEY = 0x5b_0a_2d_01; // arbitrary, stable: "switchboard migrations"

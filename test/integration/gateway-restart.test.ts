@@ -3,6 +3,7 @@
  * delivered exactly once. Real processes, real Redis, real PostgreSQL, a real FHIR server behind a
  * proxy that slows Communication writes so work is in flight when the process dies.
  */
+import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startFhirSandbox, type FhirSandbox } from '../../src/sandbox/fhir-sandbox.js';
 import { createTestDatabase, redisUrl, uniquePrefix } from '../support/services.js';
@@ -56,6 +57,7 @@ describe.skipIf(redis === null)('restart of the gateway mid-flight', () => {
       WHATSAPP_VERIFY_TOKEN: TEST_VERIFY_TOKEN,
       ADMIN_TOKEN: 'restart-test-admin-token',
       SWITCHBOARD_ENV: 'production',
+      ENCRYPTION_KEYS: `restart-test:${randomBytes(32).toString('base64')}`,
       // Recover a dead process's jobs in seconds rather than the default half-minute.
       JOB_LOCK_MS: '3000',
     };

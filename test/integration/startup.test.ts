@@ -35,6 +35,18 @@ describe('start-up refusal', () => {
     expect(r.code).toBe(1);
     expect(r.output).toMatch(/whatsapp-to-ehr\.yaml:\d+:\d+: .*WHATSAPP_APP_SECRET/);
   });
+
+  it('refuses to start in production without encryption keys, naming the variables', async () => {
+    const r = await runGatewayToExit({
+      SWITCHBOARD_ENV: 'production',
+      FHIR_BASE_URL: 'http://127.0.0.1:9/fhir',
+      WHATSAPP_APP_SECRET: 'x'.repeat(20),
+      WHATSAPP_VERIFY_TOKEN: 'y'.repeat(20),
+      DATA_DIR: await mkdtemp(path.join(os.tmpdir(), 'sb-')),
+    });
+    expect(r.code).toBe(1);
+    expect(r.output).toContain('refusing to start: SWITCHBOARD_ENV=production needs encryption keys: set ENCRYPTION_KEYS or ENCRYPTION_KEYS_FILE');
+  });
 });
 
 describe.skipIf(redis === null)('outbox and logs', () => {

@@ -140,6 +140,7 @@ export async function deploy(env: FaultEnvironment, o: { name: string; queue: 'r
     CHANNELS_DIR: env.channelsDir,
     DATA_DIR: dataDir,
     SWITCHBOARD_ENV: 'production',
+    ENCRYPTION_KEYS: `faults:${randomBytes(32).toString('base64')}`,
     WHATSAPP_APP_SECRET: TEST_APP_SECRET,
     WHATSAPP_VERIFY_TOKEN: TEST_VERIFY_TOKEN,
     ADMIN_TOKEN,

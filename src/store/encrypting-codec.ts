@@ -1,0 +1,117 @@
+/**
+ * Envelope encryption for the store. Data keys (random 32 bytes) encrypt values; each is kept in
+ * table `encryption_keys` only wrapped by a key-encryption key from the KeyProvider. The newest
+ * data key is active; older ones stay for reading until `switchboard keys reencrypt` has moved
+ * every row. One separate key (purpose `index`) computes blind indexes of identifiers.
+ *
+ * Another process (the `keys rotate` command) may add a data key at any time: the codec reloads
+ * the key table every `refreshMs` and whenever it meets an unknown key id.
+ */
+import { randomBytes } from 'node:crypto';
+import type { Pool } from 'pg';
+import { KEY_BYTES, open, seal } from '../crypto/aead.js';
+import { MissingKeyError, type KeyProvider } from '../crypto/key-provider.js';
+import { blindIndex, type PayloadCodec, type PayloadRef } from './payload-codec.js';
+
+const KEYS_LOCK = 0x5b_0a_2d_02; // "switchboard data keys"
+
+export interface DataKeyRow {
+  id: string;
+  purpose: 'data' | 'index';
+  kek_id: string;
+  wrapped: Buffer;
+  created_at: Date;
+}
+
+export const wrapContext = (purpose: string, id: string) => `${purpose}:${id}`;
+
+export function newDataKeyId(purpose: 'data' | 'index', now = new Date()): string {
+  return `${purpose === 'data' ? 'dk' : 'ix'}-${now.toISOString().replace(/[-:T]/g, '').slice(0, 14)}-${randomBytes(3).toString('hex')}`;
+}
+
+/** Inserts a new data key wrapped under the provider's newest KEK. */
+export async function createDataKey(q: Pick<Pool, 'query'>, provider: KeyProvider, purpose: 'data' | 'index'): Promise<string> {
+  const id = newDataKeyId(purpose);
+  const { kekId, wrapped } = await provider.wrap(randomBytes(KEY_BYTES), wrapContext(purpose, id));
+  await q.query('INSERT INTO encryption_keys (id, purpose, kek_id, wrapped) VALUES ($1, $2, $3, $4)', [id, purpose, kekId, wrapped]);
+  return id;
+}
+
+/** Creates the first data key and the index key if the database has none (safe under concurrency). */
+export async function ensureDataKeys(pool: Pool, provider: KeyProvider): Promise<void> {
+  const c = await pool.connect();
+  try {
+    await c.query('BEGIN');
+    await c.query('SELECT pg_advisory_xact_lock($1)', [KEYS_LOCK]);
+    const have = await c.query<{ purpose: string }>('SELECT DISTINCT purpose FROM encryption_keys');
+    const purposes = new Set(have.rows.map((r) => r.purpose));
+    if (!purposes.has('data')) await createDataKey(c, provider, 'data');
+    if (!purposes.has('index')) await createDataKey(c, provider, 'index');
+    await c.query('COMMIT');
+  } catch (err) {
+    await c.query('ROLLBACK').catch(() => undefined);
+    throw err;
+  } finally {
+    c.release();
+  }
+}
+
+export async function loadDataKeyRows(q: Pick<Pool, 'query'>): Promise<DataKeyRow[]> {
+  return (await q.query<DataKeyRow>('SELECT id, purpose, kek_id, wrapped, created_at FROM encryption_keys ORDER BY seq DESC')).rows;
+}
+
+export function payloadAad(ref: PayloadRef, keyId: string): Buffer {
+  return Buffer.from(`switchboard:v1:${ref.table}.${ref.column}:${ref.rowId}:${keyId}`);
+}
+
+export interface EncryptingCodec extends PayloadCodec {
+  /** Reloads the key table (picks up a rotation done by another process). */
+  refresh(): Promise<void>;
+  close(): void;
+}
+
+export async function openEncryptingCodec(pool: Pool, provider: KeyProvider, o: { refreshMs?: number } = {}): Promise<EncryptingCodec> {
+  await ensureDataKeys(pool, provider);
+  const keys = new Map<string, Buffer>();
+  let active = '';
+  let indexKey: Buffer = Buffer.alloc(0);
+
+  async function refresh(): Promise<void> {
+    const rows = await loadDataKeyRows(pool);
+    for (const r of rows) {
+      if (!keys.has(r.id)) keys.set(r.id, await provider.unwrap(r.kek_id, r.wrapped, wrapContext(r.purpose, r.id)));
+    }
+    const newestData = rows.find((r) => r.purpose === 'data');
+    const oldestIndex = rows.filter((r) => r.purpose === 'index').at(-1);
+    if (!newestData || !oldestIndex) throw new Error('encryption_keys has no data key or no index key');
+    active = newestData.id;
+    indexKey = keys.get(oldestIndex.id)!;
+  }
+  await refresh();
+
+  let refreshing: Promise<void> | undefined;
+  const refreshOnce = () => (refreshing ??= refresh().finally(() => (refreshing = undefined)));
+  const timer = setInterval(() => void refreshOnce().catch(() => undefined), o.refreshMs ?? 5000);
+  timer.unref();
+
+  return {
+    async encode(plain, ref) {
+      const keyId = active;
+      return { bytes: seal(keys.get(keyId)!, plain, payloadAad(ref, keyId)), keyId };
+    },
+    async decode(bytes, keyId, ref) {
+      if (keyId === null) return bytes;
+      let key = keys.get(keyId);
+      if (!key) {
+        await refreshOnce();
+        key = keys.get(keyId);
+      }
+      if (!key) throw new MissingKeyError(keyId, 'no data key with this id in table encryption_keys');
+      return open(key, bytes, payloadAad(ref, keyId));
+    },
+    index: (kind, value) => blindIndex(indexKey, kind, value),
+    activeKeyId: () => active,
+    refresh: refreshOnce,
+    close: () => clearInterval(timer),
+  };
+}

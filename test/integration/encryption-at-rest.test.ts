@@ -1,0 +1,215 @@
+/**
+ * Encryption at rest, tried the way the issue was found: unique markers for text, sender name and
+ * phone go through a whole gateway (embedded PostgreSQL under DATA_DIR, debug logs written under
+ * DATA_DIR, a real FHIR server, sandbox MLLP peers), on success and failure paths, on Redis (its
+ * own redis-server with its files in a temporary folder) and on BullMQ's PostgreSQL backend.
+ * Afterwards no file under DATA_DIR and no Redis file contains any marker, while a plaintext
+ * control (the channel id) is found, so the scan does read the files.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { randomBytes, randomInt } from 'node:crypto';
+import { createWriteStream } from 'node:fs';
+import { chmod, mkdtemp, readdir, readFile, stat } from 'node:fs/promises';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { inject } from 'vitest';
+import { Redis } from 'ioredis';
+import { createSwitchboard, type Switchboard } from '../../src/app.js';
+import { createConnectorRegistry } from '../../src/connectors/registry.js';
+import { createLogger } from '../../src/core/logger.js';
+import { startFhirSandbox, type FhirSandbox } from '../../src/sandbox/fhir-sandbox.js';
+import { startFaultProxy, type FaultProxy } from '../support/fault-proxy.js';
+import { repoRoot, waitFor } from '../support/gateway.js';
+import { uniquePrefix } from '../support/services.js';
+import { TEST_APP_SECRET, TEST_VERIFY_TOKEN, newWamid, postWebhook } from '../support/whatsapp-webhook.js';
+import { whatsappTextEvent } from '../../src/sandbox/whatsapp-sample-events.js';
+
+const redisBinary = inject('redisServerBinary');
+
+async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = net.createServer();
+    s.listen(0, '127.0.0.1', () => {
+      const a = s.address();
+      s.close(() => (typeof a === 'object' && a ? resolve(a.port) : reject(new Error('no port'))));
+    });
+  });
+}
+
+async function filesUnder(dir: string): Promise<string[]> {
+  const out: string[] = [];
+  for (const e of await readdir(dir, { withFileTypes: true })) {
+    const p = path.join(dir, e.name);
+    if (e.isDirectory()) out.push(...(await filesUnder(p)));
+    else if (e.isFile()) out.push(p);
+  }
+  return out;
+}
+
+/** Every file under `dir` that contains `needle` (as bytes), relative to `dir`. */
+async function filesContaining(dir: string, needles: readonly string[]): Promise<Record<string, string[]>> {
+  const found: Record<string, string[]> = {};
+  for (const file of await filesUnder(dir)) {
+    if ((await stat(file)).size === 0) continue;
+    const bytes = await readFile(file);
+    for (const n of needles) {
+      if (bytes.includes(Buffer.from(n))) (found[n] ??= []).push(path.relative(dir, file));
+    }
+  }
+  return found;
+}
+
+interface Markers {
+  text: string;
+  failText: string;
+  name: string;
+  /** wa_id digits (the phone is +digits). */
+  phone: string;
+}
+
+function newMarkers(): Markers {
+  const tag = randomBytes(5).toString('hex').toUpperCase();
+  return {
+    text: `MKTXT${tag}`,
+    failText: `MKFAIL${tag}`,
+    name: `MKNAME${tag}`,
+    phone: `1999${String(randomInt(10_000_000, 99_999_999))}`,
+  };
+}
+
+async function runGateway(o: { redisUrl?: string; dataDir: string; fhir: FaultProxy; markers: Markers }): Promise<void> {
+  const logFile = path.join(o.dataDir, 'gateway.log');
+  const logStream = createWriteStream(logFile);
+  const app: Switchboard = createSwitchboard({
+    role: 'all',
+    port: 0,
+    host: '127.0.0.1',
+    dataDir: o.dataDir,
+    channelsDir: path.join(repoRoot, 'channels'),
+    databaseUrl: undefined,
+    redisUrl: o.redisUrl,
+    queuePrefix: uniquePrefix(),
+    env: { WHATSAPP_APP_SECRET: TEST_APP_SECRET, WHATSAPP_VERIFY_TOKEN: TEST_VERIFY_TOKEN },
+    fhirBaseUrl: o.fhir.url,
+    fhirSandboxPort: 0,
+    adminToken: `test-admin-token-${uniquePrefix()}`,
+    registry: createConnectorRegistry(),
+    logger: createLogger({ level: 'debug', destination: logStream }),
+    shutdownTimeoutMs: 5000,
+    jobLockMs: 5000,
+    queueDurability: 'warn',
+    outboxGraceMs: 0,
+    sweepIntervalMs: 60_000,
+    watch: false,
+  });
+  try {
+    const started = await app.start();
+    const base = `http://127.0.0.1:${started.port}`;
+    const store = app.internals.store!;
+    const m = o.markers;
+    const send = async (channel: string, text: string) => {
+      const wamid = newWamid();
+      const event = whatsappTextEvent({ wamid, from: m.phone, profileName: `Patient ${m.name}`, text });
+      expect((await postWebhook(`${base}/webhooks/${channel}`, event)).status).toBe(200);
+      return wamid;
+    };
+    const settled = (channel: string, wamid: string) =>
+      waitFor(`deliveries of ${wamid}`, async () => {
+        const found = await store.findMessage(channel, wamid);
+        return found && found.deliveries.length > 0 && found.deliveries.every((d) => d.state !== 'pending') ? found : undefined;
+      }, 30_000);
+
+    // Success: to the EHR, and through the care-routing channel to the lab and the insurer (HL7).
+    const ok = await send('whatsapp-to-ehr', `Hello ${m.text}`);
+    const routed = await send('whatsapp-care-routing', `lab results and insurance question ${m.text}`);
+    expect((await settled('whatsapp-to-ehr', ok)).deliveries.map((d) => d.state)).toEqual(['delivered']);
+    expect((await settled('whatsapp-care-routing', routed)).deliveries.map((d) => d.state).sort()).toEqual(['delivered', 'delivered', 'delivered']);
+
+    // Failure: the FHIR server rejects with an OperationOutcome that echoes the message text.
+    o.fhir.setRule((req) =>
+      req.method === 'POST' && req.url.startsWith('/fhir/R4/Communication')
+        ? {
+            kind: 'respond',
+            status: 422,
+            headers: { 'content-type': 'application/fhir+json' },
+            body: JSON.stringify({ resourceType: 'OperationOutcome', issue: [{ severity: 'error', code: 'business-rule', diagnostics: `rejected "${m.failText}" from ${m.name} +${m.phone}` }] }),
+          }
+        : { kind: 'pass' },
+    );
+    const failed = await send('whatsapp-to-ehr', `Please help ${m.failText}`);
+    const dead = await settled('whatsapp-to-ehr', failed);
+    expect(dead.deliveries[0]?.state).toBe('dead_lettered');
+    // The store still reads its own ciphertext back: the answer and the error are there.
+    const full = await store.getDelivery(dead.deliveries[0]!.id);
+    expect(JSON.stringify(full?.history[0]?.response)).toContain(m.failText);
+    o.fhir.setRule(() => ({ kind: 'pass' }));
+  } finally {
+    await app.stop();
+    await new Promise<void>((r) => logStream.end(r));
+  }
+}
+
+describe('no PHI in plaintext at rest', () => {
+  let fhir: FhirSandbox;
+  let proxy: FaultProxy;
+  beforeAll(async () => {
+    fhir = await startFhirSandbox({ port: 0, seed: true });
+    proxy = await startFaultProxy(fhir.baseUrl);
+  });
+  afterAll(async () => {
+    await proxy?.close();
+    await fhir?.close();
+  });
+
+  const newDataDir = async () => {
+    const dir = await mkdtemp(path.join(os.tmpdir(), 'switchboard-at-rest-'));
+    await chmod(dir, 0o755); // as root, PostgreSQL runs as 'postgres' and must enter it
+    return dir;
+  };
+
+  it.skipIf(redisBinary === null)('on Redis: markers are in no file under DATA_DIR and in no Redis file', async () => {
+    const markers = newMarkers();
+    const dataDir = await newDataDir();
+    const redisDir = await mkdtemp(path.join(os.tmpdir(), 'switchboard-redis-'));
+    const port = await freePort();
+    const redis: ChildProcess = spawn(redisBinary!, ['--port', String(port), '--bind', '127.0.0.1', '--appendonly', 'yes', '--appendfsync', 'always', '--save', '60 1', '--maxmemory-policy', 'noeviction', '--dir', redisDir], { stdio: 'ignore' });
+    const url = `redis://127.0.0.1:${port}`;
+    try {
+      await waitFor('redis', async () => {
+        const c = new Redis(url, { lazyConnect: true, maxRetriesPerRequest: 0 });
+        c.on('error', () => undefined);
+        try {
+          await c.connect();
+          return (await c.ping()) === 'PONG';
+        } catch {
+          return false;
+        } finally {
+          c.disconnect();
+        }
+      });
+      await runGateway({ redisUrl: url, dataDir, fhir: proxy, markers });
+      const c = new Redis(url);
+      await c.save(); // an RDB snapshot too, beside the AOF
+      c.disconnect();
+    } finally {
+      redis.kill('SIGTERM');
+      await new Promise((r) => redis.once('exit', r));
+    }
+    const needles = [markers.text, markers.failText, markers.name, markers.phone];
+    expect(await filesContaining(dataDir, needles)).toEqual({});
+    expect(await filesContaining(redisDir, needles)).toEqual({});
+    // Controls: the scan reads the database files and the Redis files.
+    expect((await filesContaining(dataDir, ['whatsapp-to-ehr']))['whatsapp-to-ehr']?.some((f) => f.startsWith('postgres'))).toBe(true);
+    expect(Object.keys(await filesContaining(redisDir, ['deliver'])).length).toBeGreaterThan(0);
+  }, 180_000);
+
+  it('on the PostgreSQL queue backend: markers are in no file under DATA_DIR', async () => {
+    const markers = newMarkers();
+    const dataDir = await newDataDir();
+    await runGateway({ dataDir, fhir: proxy, markers });
+    expect(await filesContaining(dataDir, [markers.text, markers.failText, markers.name, markers.phone])).toEqual({});
+    expect((await filesContaining(dataDir, ['whatsapp-to-ehr']))['whatsapp-to-ehr']?.some((f) => f.startsWith('postgres'))).toBe(true);
+  }, 180_000);
+});
