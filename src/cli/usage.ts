@@ -1,4 +1,5 @@
 /** Help texts of the commands, kept apart from the commands so that `--help` loads nothing heavy. */
+import { gatewayOptionsUsage } from './gateway-client.js';
 
 export const lintUsage = `Usage: switchboard lint [paths...] [options]
 
@@ -49,23 +50,39 @@ Exit codes: 0 all passed, 1 a case failed or a test file cannot run, 2 usage err
 `;
 
 export const mapUsage = `Usage: switchboard map -m <mapping> -i <input> [options]
+       switchboard map --channel <channel file> [--destination <name>] -i <input> [options]
 
-Evaluates a mapping on one sample and prints the output (JSON, or the text it returns).
+Evaluates a mapping on one sample as the gateway would and prints the output.
+
+The input is a canonical message (JSON or YAML with schema_version), or a raw webhook body:
+a WhatsApp Cloud, Twilio or Rocket.Chat webhook is recognised by itself, any other needs
+--source or --channel. When it cannot tell, map refuses (exit 2) and says which flag to give.
+
+The output is checked for its destination: map looks for the channel destination that uses the
+mapping (--channel, else the first file in channels/ or CHANNELS_DIR that names it) and renders
+the message through it, with that destination's bindings ($identifier_system, $control_id, ...)
+and checks (a FHIR R4 Communication, a built and re-parsed HL7 v2 message). Without a channel a
+FHIR resource is checked against its resourceType; anything else is printed with a warning that
+it was not validated. Problems name the mapping's file:line:column.
 
 Options:
-  -m, --mapping <file>    the .jsonata mapping
-  -i, --input <file>      the sample: a canonical message (JSON or YAML), or with --source a raw webhook
+  -m, --mapping <file>    the .jsonata mapping (default with --channel: its destination's)
+  -i, --input <file>      the sample: a canonical message, or a raw webhook
+  --channel <file>        map for this channel: its source parses raw webhooks, its destination
+                          that uses the mapping renders and checks the output
+  --destination <name>    with --channel: which destination (when several could be meant)
   --source <kind>         the input is a raw webhook of this source kind (e.g. whatsapp_cloud)
-  --message <n>           with --source: which message of the webhook (0-based)
+  --message <n>           which message of a raw webhook that holds several (0-based)
   --now <iso>             the mapping clock for $now() and $millis() (default: now)
   --binding <name=json>   a $name variable, e.g. --binding 'patient={"reference":"Patient/1"}'
                           (repeatable; a value that is not JSON is a string)
-  --fhir <type>           also check the output is a valid FHIR R4 resource of this type
-  --hl7 <type>            also check the output is an HL7 v2 message of this type (e.g. ORM^O01)
-  -w, --watch             re-run whenever the mapping, the input or a code table is saved
+  --fhir <type>           check the output as a FHIR R4 resource of this type (no channel lookup)
+  --hl7 <type>            check the output as ER7 text of this HL7 v2 type, e.g. ORM^O01 (no channel lookup)
+  -w, --watch             re-run whenever the mapping, the input, the channel or a code table is saved
   -h, --help              show this help
 
-Exit codes: 0 output printed, 1 the mapping failed or the output is invalid, 2 usage error.
+Exit codes: 0 valid output printed (or the mapping drops the message), 1 the mapping failed or
+the output is invalid, 2 usage error (including an input it cannot tell apart).
 In --watch mode it runs until interrupted (Ctrl-C).
 `;
 
@@ -124,8 +141,7 @@ Works on a running gateway's dead-letter queue through its admin API.
   dlq discard <delivery-id>... --reason R
 
 Options:
-  --url <url>           gateway base URL (default SWITCHBOARD_URL, else http://127.0.0.1:$PORT or :8080)
-  --token <token>       admin token (default ADMIN_TOKEN, else DATA_DIR/admin-token)
+${gatewayOptionsUsage}
   --format <text|json>  output format (default text)
   -h, --help            show this help
 

@@ -64,6 +64,12 @@ export interface SwitchboardErrorOptions {
   pauseDestination?: boolean;
   /** Structured, PHI-free details for the dead-letter entry (status code, OperationOutcome issue codes...). */
   details?: Record<string, unknown>;
+  /**
+   * What the destination would have sent and refused to (invalid mapping output) or was refused
+   * (a server's 4xx). Message content (PHI): kept out of `details`, logs and JSON; the store
+   * keeps it with the dead letter for the content view only.
+   */
+  rejectedOutput?: unknown;
   cause?: unknown;
 }
 
@@ -73,6 +79,8 @@ export class SwitchboardError extends Error {
   readonly retryAfterMs: number | undefined;
   readonly details: Record<string, unknown>;
   readonly pauseDestination: boolean;
+  /** See SwitchboardErrorOptions.rejectedOutput; not enumerable, so no serializer picks it up. */
+  declare readonly rejectedOutput: unknown;
 
   constructor(code: ErrorCode, message: string, options: SwitchboardErrorOptions = {}) {
     super(message, options.cause === undefined ? undefined : { cause: options.cause });
@@ -82,7 +90,14 @@ export class SwitchboardError extends Error {
     this.retryAfterMs = options.retryAfterMs;
     this.details = options.details ?? {};
     this.pauseDestination = options.pauseDestination ?? false;
+    attachRejectedOutput(this, options.rejectedOutput);
   }
+}
+
+/** Keeps what was rejected with the error, out of every serializer (see SwitchboardErrorOptions.rejectedOutput). */
+export function attachRejectedOutput<E extends SwitchboardError>(err: E, output: unknown): E {
+  Object.defineProperty(err, 'rejectedOutput', { value: output, enumerable: false, configurable: true });
+  return err;
 }
 
 /** A position in a file, 1-based, for errors an analyst can fix. */

@@ -5,7 +5,8 @@
 import { createHash } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import jsonata from 'jsonata';
-import { ConfigError, SwitchboardError, type ConfigIssue } from '../core/errors.js';
+import { ConfigError, SwitchboardError, type ConfigIssue, type SourcePosition } from '../core/errors.js';
+import { lineColumnAt, locateOutputElement } from './output-position.js';
 import { mappingFunctions } from './functions/library.js';
 import { TableCache, TableError } from './functions/lookup-table.js';
 
@@ -28,6 +29,11 @@ export interface CompiledMapping {
   /** Absolute paths of the other files this mapping read when compiled (its code tables); watch them too. */
   readonly dependencies?: readonly string[];
   evaluate(input: unknown, options?: EvaluateOptions): Promise<unknown>;
+  /**
+   * Where in the mapping file the key that builds an output element is (`Communication.status`
+   * → the `'status':` key), when one fits; for problems with the output.
+   */
+  locate?(elementPath: string): SourcePosition | undefined;
 }
 
 interface JsonataErrorShape {
@@ -39,20 +45,6 @@ interface JsonataErrorShape {
 
 function isJsonataError(err: unknown): err is JsonataErrorShape {
   return typeof err === 'object' && err !== null && 'code' in err && typeof (err as { code: unknown }).code === 'string';
-}
-
-/** 1-based line and column of a character offset. */
-export function lineColumnAt(text: string, offset: number): { line: number; column: number } {
-  const clamped = Math.max(0, Math.min(offset, text.length));
-  let line = 1;
-  let lineStart = 0;
-  for (let i = 0; i < clamped; i++) {
-    if (text.charCodeAt(i) === 10) {
-      line++;
-      lineStart = i + 1;
-    }
-  }
-  return { line, column: clamped - lineStart + 1 };
 }
 
 const DEADLINE = '__switchboard_deadline';
@@ -141,6 +133,10 @@ export function compileMapping(file: string, source: string): CompiledMapping {
     file,
     version,
     ...(usedTables.length === 0 ? {} : { dependencies: usedTables.map((t) => t.file) }),
+    locate(elementPath) {
+      const at = locateOutputElement(source, elementPath);
+      return at === undefined ? undefined : { file, ...at };
+    },
     async evaluate(input, options = {}) {
       const now = options.now ?? new Date();
       const bindings: Record<string, unknown> = {

@@ -18,7 +18,7 @@ import type { RuntimeChannel } from '../pipeline/runtime-channel.js';
 import { checkExpectation, describeFailure, type MappingSource, type Outcome } from './mapping-test-expect.js';
 import { effectiveChannelEnv, envMode } from './mapping-test-env.js';
 import { testedFileCandidates } from './mapping-test-files.js';
-import { InputError, describeParse, resolveBody, type InputContext } from './mapping-test-input.js';
+import { InputError, decodeRawBody, describeParse, resolveBody, type InputContext } from './mapping-test-input.js';
 import { defaultFixturesDir, shown, type TestFileResult, type TestRunOptions } from './mapping-test-runner.js';
 import { channelTestFileSchema, type ChannelTestCase, type ChannelTestFile } from './mapping-test-schema.js';
 import { describeSchemaIssues, type PositionedYaml } from './mapping-test-yaml.js';
@@ -118,24 +118,6 @@ function lowerCaseHeaders(headers: Record<string, string> | undefined): Record<s
   return Object.fromEntries(Object.entries(headers ?? {}).map(([k, v]) => [k.toLowerCase(), v]));
 }
 
-/** The body as the edge decodes it before checkEnvelope, or a refusal reason. */
-function decodeBody(source: SourceInstance, raw: Buffer): { ok: true; value: unknown } | { ok: false; reason: string } {
-  const text = raw.toString('utf8');
-  if (source.bodyFormat === 'form') {
-    const record: Record<string, string | string[]> = {};
-    for (const [key, value] of new URLSearchParams(text)) {
-      const existing = record[key];
-      record[key] = existing === undefined ? value : Array.isArray(existing) ? [...existing, value] : [existing, value];
-    }
-    return { ok: true, value: record };
-  }
-  try {
-    return { ok: true, value: JSON.parse(text) as unknown };
-  } catch {
-    return { ok: false, reason: 'the body is not JSON' };
-  }
-}
-
 function responseReason(status: number, body: string | undefined): string {
   return `${status}${body !== undefined && body !== '' ? ` ${body.length > 200 ? `${body.slice(0, 200)}…` : body}` : ''}`;
 }
@@ -177,7 +159,7 @@ async function runChannelCase(testCase: ChannelTestCase, index: number, ctx: Cha
   if (body.raw.length > source.maxBodyBytes) refusal = { status: 413, body: `the body is larger than max_body_bytes (${source.maxBodyBytes})` };
   refusal ??= source.authenticate(request) ?? undefined;
   if (refusal === undefined) {
-    const decoded = decodeBody(source, body.raw);
+    const decoded = decodeRawBody(source, body.raw);
     const reason = decoded.ok ? source.checkEnvelope(decoded.value) : decoded.reason;
     if (reason !== null) refusal = { status: 400, body: reason };
   }

@@ -10,7 +10,7 @@ import { compileMapping } from './jsonata-mapping.js';
 import { diffContains, diffEquals, formatDifferences, normaliseText, show } from './mapping-test-diff.js';
 import { checkHl7Message } from './mapping-test-hl7.js';
 import { evaluateHint } from './mapping-test-hints.js';
-import { locateOutputElement } from './mapping-test-locate.js';
+import { locateOutputElement } from './output-position.js';
 import type { Expectation } from './mapping-test-schema.js';
 import type { YamlPath } from './mapping-test-yaml.js';
 

@@ -96,21 +96,66 @@ export function sourceForParsing(registry: ConnectorRegistry, kind: string, chan
   if (connector === undefined) {
     throw new InputError(`unknown source kind "${kind}"; known: ${registry.sources.map((s) => s.kind).join(', ')}`);
   }
+  // Required settings get placeholders; if the source still refuses (e.g. a token that is
+  // required only together with another setting), its optional secrets get placeholders too.
+  let parsed = connector.configSchema.safeParse(placeholderConfig(connector, false));
+  if (!parsed.success) parsed = connector.configSchema.safeParse(placeholderConfig(connector, true));
+  if (!parsed.success) {
+    throw new InputError(`the ${kind} source needs settings to parse; test raw ${kind} bodies in a channel test (channels/<name>.test.yaml), or give map --channel`);
+  }
+  return connector.create(parsed.data, { channelId });
+}
+
+function placeholderConfig(connector: SourceConnector, withOptionalSecrets: boolean): Record<string, unknown> {
   const config: Record<string, unknown> = {};
   for (const [key, field] of Object.entries(connector.configSchema.shape as Record<string, z.ZodType>)) {
     const { inner, optional } = unwrapOptional(field);
-    if (optional) continue;
+    if (optional && !(withOptionalSecrets && inner instanceof z.ZodString && /(secret|token|password|key)$/.test(key))) continue;
     if (inner instanceof z.ZodLiteral) config[key] = [...(inner.values as Set<unknown>)][0];
     else if (inner instanceof z.ZodString) config[key] = 'switchboard-test-placeholder';
     else if (inner instanceof z.ZodNumber) config[key] = 1;
     else if (inner instanceof z.ZodBoolean) config[key] = false;
     else if (inner instanceof z.ZodEnum) config[key] = (inner.options as unknown[])[0];
   }
-  const parsed = connector.configSchema.safeParse(config);
-  if (!parsed.success) {
-    throw new InputError(`the ${kind} source needs settings to parse; test raw ${kind} bodies in a channel test (channels/<name>.test.yaml)`);
+  return config;
+}
+
+/** A raw body as the edge decodes it before a source's envelope check: JSON, or a form. */
+export function decodeRawBody(source: Pick<SourceInstance, 'bodyFormat'>, raw: Buffer): { ok: true; value: unknown } | { ok: false; reason: string } {
+  const text = raw.toString('utf8');
+  if (source.bodyFormat === 'form') {
+    const record: Record<string, string | string[]> = {};
+    for (const [key, value] of new URLSearchParams(text)) {
+      const existing = record[key];
+      record[key] = existing === undefined ? value : Array.isArray(existing) ? [...existing, value] : [existing, value];
+    }
+    return { ok: true, value: record };
   }
-  return connector.create(parsed.data, { channelId });
+  try {
+    return { ok: true, value: JSON.parse(text) as unknown };
+  } catch {
+    return { ok: false, reason: 'the body is not JSON' };
+  }
+}
+
+/**
+ * The source kinds whose edge would accept this raw body (its envelope check passes), among the
+ * sources that can parse without a channel. A canonical message matches none of them.
+ */
+export function detectSources(registry: ConnectorRegistry, raw: Buffer): { kind: string; source: SourceInstance }[] {
+  const found: { kind: string; source: SourceInstance }[] = [];
+  for (const connector of registry.sources) {
+    let source: SourceInstance;
+    try {
+      source = sourceForParsing(registry, connector.kind);
+    } catch {
+      continue; // needs real settings (e.g. a JSONata extract): only a channel can tell
+    }
+    if (source.path === undefined) continue; // pull sources have no webhook bodies
+    const decoded = decodeRawBody(source, raw);
+    if (decoded.ok && source.checkEnvelope(decoded.value) === null) found.push({ kind: connector.kind, source });
+  }
+  return found;
 }
 
 /** "3 messages (order, sticker, interactive)", "no message (1 status)". */

@@ -3,10 +3,9 @@
  * gateway: list with filters, show one with its attempt history, replay one, many or all that
  * match (with progress), discard with a reason.
  */
-import { existsSync, readFileSync } from 'node:fs';
-import path from 'node:path';
 import { z } from 'zod';
 import { UsageError, parseCommandArgs } from '../args.js';
+import { answerReason, connectGateway, gatewayOptions } from '../gateway-client.js';
 import { EXIT_FAILURES, EXIT_OK, type CliIo } from '../io.js';
 
 const deadLetterSchema = z.object({
@@ -24,41 +23,6 @@ const listSchema = z.object({ items: z.array(deadLetterSchema), next: z.object({
 const countSchema = z.object({ count: z.number() });
 const replaySchema = z.object({ replayed: z.number() });
 
-interface Api {
-  get(p: string): Promise<Response>;
-  post(p: string, body: unknown): Promise<Response>;
-}
-
-function api(io: CliIo, url: string | undefined, token: string | undefined): Api {
-  const base = (url ?? io.env['SWITCHBOARD_URL'] ?? `http://127.0.0.1:${io.env['PORT'] ?? '8080'}`).replace(/\/$/, '');
-  const tokenFile = path.resolve(io.cwd, io.env['DATA_DIR'] ?? '.data', 'admin-token');
-  const bearer = token ?? io.env['ADMIN_TOKEN'] ?? (existsSync(tokenFile) ? readFileSync(tokenFile, 'utf8').trim() : undefined);
-  if (!bearer) throw new UsageError('no admin token: pass --token, set ADMIN_TOKEN, or run where DATA_DIR/admin-token exists');
-  const headers = { authorization: `Bearer ${bearer}`, 'content-type': 'application/json' };
-  const call = async (p: string, init: RequestInit) => {
-    try {
-      return await fetch(`${base}${p}`, { ...init, headers, signal: io.signal ?? AbortSignal.timeout(60_000) });
-    } catch (err) {
-      throw new Error(`cannot reach the gateway at ${base}: ${(err as Error).message}`);
-    }
-  };
-  return { get: (p) => call(p, { method: 'GET' }), post: (p, body) => call(p, { method: 'POST', body: JSON.stringify(body) }) };
-}
-
-async function expectOk(r: Response, what: string): Promise<unknown> {
-  const text = await r.text();
-  if (!r.ok) {
-    let reason = text;
-    try {
-      reason = (JSON.parse(text) as { error?: { message?: string } }).error?.message ?? text;
-    } catch {
-      /* keep the raw text */
-    }
-    throw new Error(`${what}: HTTP ${r.status}: ${reason}`);
-  }
-  return text === '' ? {} : (JSON.parse(text) as unknown);
-}
-
 function filterQuery(v: { channel?: string | undefined; destination?: string | undefined; code?: string | undefined; since?: string | undefined; until?: string | undefined }): URLSearchParams {
   const q = new URLSearchParams();
   if (v.channel) q.set('channel', v.channel);
@@ -72,8 +36,7 @@ function filterQuery(v: { channel?: string | undefined; destination?: string | u
 export async function run(argv: readonly string[], io: CliIo): Promise<number> {
   const [sub, ...rest] = argv;
   const { values, positionals } = parseCommandArgs(rest, {
-    url: { type: 'string' },
-    token: { type: 'string' },
+    ...gatewayOptions,
     format: { type: 'string', default: 'text' },
     channel: { type: 'string' },
     destination: { type: 'string' },
@@ -86,7 +49,7 @@ export async function run(argv: readonly string[], io: CliIo): Promise<number> {
   });
   if (values.format !== 'text' && values.format !== 'json') throw new UsageError('--format is text or json');
   const json = values.format === 'json';
-  const client = api(io, values.url, values.token);
+  const client = connectGateway(io, values);
   const out = (text: string) => io.stdout(text.endsWith('\n') ? text : `${text}\n`);
   const filters = filterQuery(values);
 
@@ -94,7 +57,7 @@ export async function run(argv: readonly string[], io: CliIo): Promise<number> {
     switch (sub) {
       case 'list': {
         if (values.limit) filters.set('limit', values.limit);
-        const body = listSchema.parse(await expectOk(await client.get(`/admin/dead-letters?${filters}`), 'list'));
+        const body = listSchema.parse(await client.getJson(`/admin/dead-letters?${filters}`, 'list'));
         if (json) out(JSON.stringify(body, null, 2));
         else if (body.items.length === 0) out('no dead letters match');
         else {
@@ -108,25 +71,26 @@ export async function run(argv: readonly string[], io: CliIo): Promise<number> {
       }
       case 'show': {
         if (positionals.length !== 1) throw new UsageError('dlq show takes one delivery id');
-        const body = await expectOk(await client.get(`/admin/deliveries/${encodeURIComponent(positionals[0]!)}`), 'show');
+        const body = await client.getJson(`/admin/deliveries/${encodeURIComponent(positionals[0]!)}`, 'show');
         out(JSON.stringify(body, null, 2));
         return EXIT_OK;
       }
       case 'replay': {
         if (values.all) {
           if (positionals.length > 0) throw new UsageError('give delivery ids or --all, not both');
-          const total = countSchema.parse(await expectOk(await client.get(`/admin/dead-letters/count?${filters}`), 'count')).count;
+          const total = countSchema.parse(await client.getJson(`/admin/dead-letters/count?${filters}`, 'count')).count;
           let done = 0;
           while (done < total) {
             const r = replaySchema.parse(
-              await expectOk(
-                await client.post('/admin/dead-letters/replay', {
+              await client.postJson(
+                '/admin/dead-letters/replay',
+                {
                   ...(values.channel && { channel: values.channel }),
                   ...(values.destination && { destination: values.destination }),
                   ...(values.code && { code: values.code }),
                   ...(values.reason && { reason: values.reason }),
                   max: Math.min(500, total - done),
-                }),
+                },
                 'replay',
               ),
             );
@@ -144,7 +108,7 @@ export async function run(argv: readonly string[], io: CliIo): Promise<number> {
           if (r.ok) out(`${id}: replayed`);
           else {
             failed++;
-            out(`${id}: not replayed (HTTP ${r.status}: ${await r.text()})`);
+            out(`${id}: not replayed (HTTP ${r.status}: ${await answerReason(r)})`);
           }
         }
         return failed === 0 ? EXIT_OK : EXIT_FAILURES;
@@ -158,7 +122,7 @@ export async function run(argv: readonly string[], io: CliIo): Promise<number> {
           if (r.ok) out(`${id}: discarded`);
           else {
             failed++;
-            out(`${id}: not discarded (HTTP ${r.status}: ${await r.text()})`);
+            out(`${id}: not discarded (HTTP ${r.status}: ${await answerReason(r)})`);
           }
         }
         return failed === 0 ? EXIT_OK : EXIT_FAILURES;

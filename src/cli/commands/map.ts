@@ -1,25 +1,40 @@
 /** `switchboard map -m <mapping> -i <input>`: evaluates a mapping on a sample, optionally on every save. */
-import { watch, type FSWatcher } from 'node:fs';
+import { readdirSync, watch, type FSWatcher } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { createConnectorRegistry } from '../../connectors/registry.js';
-import { ConfigError } from '../../core/errors.js';
+import type { CanonicalMessage } from '../../core/canonical-message.js';
+import { didYouMean } from '../../core/did-you-mean.js';
+import { ConfigError, SwitchboardError } from '../../core/errors.js';
+import type { SourceInstance } from '../../connectors/types.js';
 import { validateFhirResource } from '../../fhir/validate-resource.js';
-import { compileMapping } from '../../mapping/jsonata-mapping.js';
+import { compileMapping, type CompiledMapping } from '../../mapping/jsonata-mapping.js';
+import { locateIssues } from '../../mapping/mapping-output-error.js';
 import { describeFailure } from '../../mapping/mapping-test-expect.js';
 import { checkHl7Message } from '../../mapping/mapping-test-hl7.js';
 import { compileHint } from '../../mapping/mapping-test-hints.js';
-import { InputError, checkCanonical, pickMessage, resolveBody, sourceForParsing } from '../../mapping/mapping-test-input.js';
-import { locateOutputElement } from '../../mapping/mapping-test-locate.js';
+import {
+  InputError,
+  checkCanonical,
+  decodeRawBody,
+  detectSources,
+  pickMessage,
+  resolveBody,
+  sourceForParsing,
+} from '../../mapping/mapping-test-input.js';
 import { parseBindings, parseCommandArgs, parseNow, UsageError } from '../args.js';
 import { relative } from '../common.js';
 import { EXIT_FAILURES, EXIT_OK, type CliIo } from '../io.js';
+import { buildMapTarget, channelsUsing, MapTargetError, type MapTarget } from '../map-target.js';
 
 
 interface MapOptions {
-  mapping: string;
+  /** Unset only with --channel (the destination's mapping is used). */
+  mapping: string | undefined;
   input: string;
   source?: string | undefined;
+  channel?: string | undefined;
+  destination?: string | undefined;
   message?: number | undefined;
   now?: Date | undefined;
   bindings: Record<string, unknown>;
@@ -31,75 +46,201 @@ interface RunResult {
   ok: boolean;
   /** Extra files the mapping read (code tables), to watch too. */
   dependencies: readonly string[];
+  /** The mapping file in use (from --channel when -m is not given). */
+  mapping?: string;
+}
+
+/** Prints a rendered or raw output: JSON, or text (HL7 segments one per line). */
+function printOutput(io: CliIo, output: unknown): void {
+  if (typeof output === 'string') io.stdout(`${output.replace(/\r\n?/g, '\n').replace(/\n+$/, '')}\n`);
+  else io.stdout(`${JSON.stringify(output, null, 2) ?? 'undefined'}\n`);
+}
+
+/** Output problems, each with the mapping position of the key that builds the element. */
+function printIssues(io: CliIo, mapping: CompiledMapping, heading: string, issues: readonly string[]): void {
+  io.stderr(`✗ ${heading}:\n`);
+  for (const { issue, at } of locateIssues(mapping, issues)) {
+    io.stderr(`  ${at === undefined ? '' : `${relative(io, mapping.file)}:${at.line}:${at.column}: `}${issue}\n`);
+  }
+}
+
+/** The channel destination to map for: --channel, else the first channel file that uses the mapping. */
+async function chooseTarget(options: MapOptions, io: CliIo, notes: string[]): Promise<MapTarget | 'failed' | undefined> {
+  const ctx = { registry: createConnectorRegistry(), env: io.env, shown: (f: string) => relative(io, f) };
+  if (options.channel !== undefined) {
+    try {
+      return await buildMapTarget(options.channel, options.mapping, options.destination, ctx);
+    } catch (err) {
+      if (!(err instanceof MapTargetError)) throw err;
+      for (const issue of err.issues) io.stderr(`${relative(io, issue.file)}:${issue.line}:${issue.column}: error: ${issue.message}\n`);
+      io.stderr(`--channel: ${err.message}\n`);
+      return 'failed';
+    }
+  }
+  if (options.fhir !== undefined || options.hl7 !== undefined || options.mapping === undefined) return undefined;
+  const channelsDir = path.resolve(io.cwd, io.env['CHANNELS_DIR'] ?? 'channels');
+  const uses = channelsUsing(channelsDir, options.mapping);
+  const first = uses[0];
+  if (first === undefined) return undefined;
+  try {
+    const target = await buildMapTarget(first.file, options.mapping, first.destination, ctx);
+    if (uses.length > 1) notes.push(`also used by ${uses.slice(1).map((u) => `${u.destination} of ${relative(io, u.file)}`).join(', ')}; --channel to map for another`);
+    return target;
+  } catch (err) {
+    if (!(err instanceof MapTargetError)) throw err;
+    notes.push(`${err.message}${err.issues.length > 0 ? ` (switchboard lint shows why)` : ''}: the output is checked by its shape only`);
+    return undefined;
+  }
+}
+
+type PickedInput = { kind: 'message'; value: unknown; from: string } | { kind: 'none'; reason: string };
+
+/** The canonical message to map: parsed from a raw webhook (given, detected, or by the channel's source), or as written. */
+async function pickInput(options: MapOptions, io: CliIo, target: MapTarget | undefined, now: Date): Promise<PickedInput> {
+  const registry = createConnectorRegistry();
+  const body = await resolveBody({ file: options.input }, { testFile: path.join(io.cwd, 'input'), fixturesDir: io.cwd });
+  const fromSource = async (source: SourceInstance, label: string): Promise<PickedInput> => {
+    const picked = pickMessage(await source.parse(body.raw, { channelId: target?.channel.id ?? 'map', receivedAt: now }), options.message, body.origin);
+    return picked.kind === 'no_message' ? { kind: 'none', reason: picked.reason } : { kind: 'message', value: picked.value, from: `${label}, ${picked.origin}` };
+  };
+  if (options.source !== undefined) return fromSource(sourceForParsing(registry, options.source), `a raw ${options.source} webhook (--source)`);
+  const value = body.value;
+  if (typeof value === 'object' && value !== null && 'schema_version' in value) {
+    if (options.message !== undefined) throw new UsageError('--message picks a message of a raw webhook; the input is a canonical message');
+    return { kind: 'message', value: checkCanonical(value, body.origin), from: `a canonical message, ${body.origin}` };
+  }
+  const detected = detectSources(registry, body.raw);
+  if (target !== undefined && (detected.length === 0 || detected.some((d) => d.kind === target.sourceKind))) {
+    const decoded = decodeRawBody(target.channel.source, body.raw);
+    const refusal = decoded.ok ? target.channel.source.checkEnvelope(decoded.value) : decoded.reason;
+    if (refusal !== null) {
+      throw new UsageError(
+        `cannot tell what ${relative(io, options.input)} is: it is not a canonical message (no schema_version), and the ${target.sourceKind} source of ${relative(io, target.channel.file)} ` +
+          `would refuse it (400: ${refusal}). Give --source <kind> for another source's webhook, or --channel <channel file> for another channel`,
+      );
+    }
+    return fromSource(target.channel.source, `a raw ${target.sourceKind} webhook (the source of ${relative(io, target.channel.file)})`);
+  }
+  const only = detected.length === 1 ? detected[0] : undefined;
+  if (only !== undefined) return fromSource(only.source, `a raw ${only.kind} webhook (detected; --source to say otherwise)`);
+  const kinds = registry.sources
+    .filter((s) => {
+      try {
+        return sourceForParsing(registry, s.kind).path !== undefined;
+      } catch {
+        return false;
+      }
+    })
+    .map((s) => s.kind)
+    .join(', ');
+  throw new UsageError(
+    detected.length > 1
+      ? `${relative(io, options.input)} could be a webhook of ${detected.map((d) => d.kind).join(' or ')}: say which with --source <kind>`
+      : `cannot tell what ${relative(io, options.input)} is: it is not a canonical message (no schema_version) and not a webhook body Switchboard recognises. ` +
+        `Give --source <kind> (${kinds}) for a raw webhook, or --channel <channel file> to parse it with that channel's source (chat_webhook needs its channel's extract)`,
+  );
 }
 
 /** One evaluation: prints the output (stdout) or the problem (stderr). */
 async function evaluateOnce(options: MapOptions, io: CliIo): Promise<RunResult> {
+  const notes: string[] = [];
+  const target = await chooseTarget(options, io, notes);
+  if (target === 'failed') return { ok: false, dependencies: [] };
+  try {
+    return await evaluateWith(options, io, target, notes);
+  } finally {
+    await target?.close();
+  }
+}
+
+async function evaluateWith(options: MapOptions, io: CliIo, target: MapTarget | undefined, notes: string[]): Promise<RunResult> {
+  const mappingFile = options.mapping ?? target?.destination.mapping.file;
+  if (mappingFile === undefined) throw new UsageError('give the mapping with -m, or --channel with one destination');
   let source: string;
   try {
-    source = await readFile(options.mapping, 'utf8');
+    source = await readFile(mappingFile, 'utf8');
   } catch {
-    io.stderr(`${relative(io, options.mapping)}: mapping file not found\n`);
+    io.stderr(`${relative(io, mappingFile)}: mapping file not found${mappingSuggestion(mappingFile)}\n`);
     return { ok: false, dependencies: [] };
   }
   let mapping;
   try {
-    mapping = compileMapping(options.mapping, source);
+    mapping = compileMapping(mappingFile, source);
   } catch (err) {
     if (!(err instanceof ConfigError)) throw err;
     for (const issue of err.issues) {
       const hint = /JSONata S0/.test(issue.message) ? ` — ${compileHint(issue.message)}` : '';
       io.stderr(`${relative(io, issue.file)}:${issue.line}:${issue.column}: error: ${issue.message}${hint}\n`);
     }
-    return { ok: false, dependencies: [] };
+    return { ok: false, dependencies: [], mapping: mappingFile };
   }
   const dependencies = mapping.dependencies ?? [];
+  const result = (ok: boolean): RunResult => ({ ok, dependencies, mapping: mappingFile });
   const now = options.now ?? new Date();
   let input: unknown;
   try {
-    const body = await resolveBody({ file: options.input }, { testFile: path.join(io.cwd, 'input'), fixturesDir: io.cwd });
-    if (options.source !== undefined) {
-      const picked = pickMessage(await sourceForParsing(createConnectorRegistry(), options.source).parse(body.raw, { channelId: 'map', receivedAt: now }), options.message, body.origin);
-      if (picked.kind === 'no_message') {
-        io.stderr(`nothing to map: ${picked.reason}\n`);
-        return { ok: true, dependencies };
-      }
-      input = picked.value;
-    } else {
-      input = checkCanonical(body.value, body.origin);
+    const picked = await pickInput(options, io, target, now);
+    if (picked.kind === 'none') {
+      io.stderr(`nothing to map: ${picked.reason}\n`);
+      return result(true);
     }
+    io.stderr(`input: ${picked.from}\n`);
+    input = picked.value;
   } catch (err) {
     if (err instanceof InputError) {
       io.stderr(`input: ${err.message}\n`);
-      return { ok: false, dependencies };
+      return result(false);
     }
     throw err;
   }
+  for (const note of notes) io.stderr(`note: ${note}\n`);
+
+  if (target !== undefined) {
+    // As the gateway would: the destination's own bindings, rendering and checks.
+    try {
+      const rendered = await target.destination.render(input as CanonicalMessage, { now, bindings: options.bindings, deliveryId: 'switchboard-map' });
+      if (rendered.dropped) {
+        io.stderr(`(nothing: the mapping returned no value, so ${target.destination.name} is not sent this message)\n`);
+        return result(true);
+      }
+      printOutput(io, rendered.body);
+      io.stderr(`✓ valid for ${target.label}\n`);
+      return result(true);
+    } catch (err) {
+      if (err instanceof SwitchboardError && (err.code === 'MAPPING_OUTPUT_INVALID' || err.code === 'HL7_BUILD_INVALID')) {
+        if (err.rejectedOutput !== undefined) printOutput(io, err.rejectedOutput);
+        const issues = Array.isArray(err.details['issues']) ? (err.details['issues'] as unknown[]).map(String) : [err.message];
+        printIssues(io, mapping, `not valid for ${target.label} (${err.code})`, issues);
+        return result(false);
+      }
+      io.stderr(`${describeFailure(err, { file: mappingFile, source })}\n`);
+      return result(false);
+    }
+  }
+
   let output: unknown;
   try {
     output = await mapping.evaluate(input, { now, bindings: options.bindings });
   } catch (err) {
-    io.stderr(`${describeFailure(err, { file: options.mapping, source })}\n`);
-    return { ok: false, dependencies };
+    io.stderr(`${describeFailure(err, { file: mappingFile, source })}\n`);
+    return result(false);
   }
   if (output === undefined) {
     io.stderr('(nothing: the mapping returned no value, so this message is dropped)\n');
-    return { ok: true, dependencies };
+    return result(true);
   }
-  const json = JSON.stringify(output, null, 2);
-  const plain = typeof output === 'string' ? output : json === undefined ? undefined : (JSON.parse(json) as unknown);
-  io.stdout(typeof output === 'string' ? `${output.replace(/\r/g, '\n').replace(/\n+$/, '')}\n` : `${json ?? 'undefined'}\n`);
+  const json = JSON.stringify(output);
+  const plain = typeof output === 'string' || json === undefined ? output : (JSON.parse(json) as unknown);
+  printOutput(io, plain);
+  const resourceType = (plain as { resourceType?: unknown } | null)?.resourceType;
+  const fhirType = options.fhir ?? (options.hl7 === undefined && typeof resourceType === 'string' ? resourceType : undefined);
   let ok = true;
-  if (options.fhir !== undefined) {
-    const verdict = validateFhirResource(plain, options.fhir);
-    if (verdict.ok) io.stderr(`✓ valid FHIR R4 ${options.fhir}\n`);
+  if (fhirType !== undefined) {
+    const verdict = validateFhirResource(plain, fhirType);
+    if (verdict.ok) io.stderr(`✓ valid FHIR R4 ${fhirType}\n`);
     else {
       ok = false;
-      io.stderr(`✗ not a valid FHIR R4 ${options.fhir}:\n`);
-      for (const issue of verdict.issues) {
-        const at = locateOutputElement(source, issue.split(':')[0] ?? '');
-        io.stderr(`  ${at === undefined ? '' : `${relative(io, options.mapping)}:${at.line}:${at.column}: `}${issue}\n`);
-      }
+      printIssues(io, mapping, `not a valid FHIR R4 ${fhirType}`, verdict.issues);
     }
   }
   if (options.hl7 !== undefined) {
@@ -110,7 +251,25 @@ async function evaluateOnce(options: MapOptions, io: CliIo): Promise<RunResult> 
       io.stderr(`✗ not a valid HL7 v2 ${options.hl7}:\n${issues.map((i) => `  ${i}\n`).join('')}`);
     }
   }
-  return { ok, dependencies };
+  if (fhirType === undefined && options.hl7 === undefined) {
+    io.stderr(
+      '⚠ output not validated: no channel in the channels folder uses this mapping and the output is not a FHIR resource; ' +
+        'give --channel <channel file> to render it as its destination would, or --fhir <type> / --hl7 <type>\n',
+    );
+  }
+  return result(ok);
+}
+
+/** " (did you mean mappings/x.jsonata?)" for a mapping file that does not exist. */
+function mappingSuggestion(file: string): string {
+  let names: string[];
+  try {
+    names = readdirSync(path.dirname(file)).filter((n) => n.endsWith('.jsonata'));
+  } catch {
+    return ' (and its folder does not exist)';
+  }
+  const hint = didYouMean(path.basename(file), names);
+  return hint === '' && names.length > 0 ? ` (mappings there: ${names.join(', ')})` : hint;
 }
 
 /** Re-runs on every save of the watched files (debounced) until io.signal aborts. */
@@ -138,19 +297,31 @@ async function watchLoop(options: MapOptions, io: CliIo, first: RunResult): Prom
       }),
     );
   };
+  const watched = (r: RunResult): string[] => [
+    ...(r.mapping === undefined ? [] : [r.mapping]),
+    options.input,
+    ...(options.channel === undefined ? [] : [options.channel]),
+    ...r.dependencies,
+  ];
   const rerun = (): void => {
     running = running.then(async () => {
       const names = [...changed].map((f) => relative(io, f)).join(', ');
       changed.clear();
       const started = performance.now();
       io.stderr(`\n── ${new Date().toLocaleTimeString()} ${names} changed\n`);
-      const result = await evaluateOnce(options, io);
+      let result: RunResult = first;
+      try {
+        result = await evaluateOnce(options, io);
+      } catch (err) {
+        if (!(err instanceof UsageError)) throw err;
+        io.stderr(`${err.message}\n`);
+      }
       io.stderr(`── ${Math.round(performance.now() - started)} ms · watching (Ctrl-C to stop)\n`);
-      watchFiles([options.mapping, options.input, ...result.dependencies]);
+      watchFiles(watched(result));
     });
   };
 
-  watchFiles([options.mapping, options.input, ...first.dependencies]);
+  watchFiles(watched(first));
   io.stderr('── watching the mapping, the input and code tables (Ctrl-C to stop)\n');
   await new Promise<void>((resolve) => {
     if (signal === undefined) return; // runs until the process ends
@@ -168,6 +339,8 @@ export async function run(argv: readonly string[], io: CliIo): Promise<number> {
     mapping: { type: 'string', short: 'm' },
     input: { type: 'string', short: 'i' },
     source: { type: 'string' },
+    channel: { type: 'string' },
+    destination: { type: 'string' },
     message: { type: 'string' },
     now: { type: 'string' },
     binding: { type: 'string', multiple: true },
@@ -176,17 +349,23 @@ export async function run(argv: readonly string[], io: CliIo): Promise<number> {
     watch: { type: 'boolean', short: 'w' },
   });
   if (positionals.length > 0) throw new UsageError(`unexpected argument ${positionals[0] ?? ''}: give the files with -m and -i`);
-  if (values.mapping === undefined || values.input === undefined) throw new UsageError('both -m <mapping> and -i <input> are required');
+  if (values.input === undefined) throw new UsageError('-i <input> is required (a canonical message, or a raw webhook)');
+  if (values.mapping === undefined && values.channel === undefined) throw new UsageError('-m <mapping> is required (or --channel <channel file> to use its destination\'s mapping)');
+  if (values.destination !== undefined && values.channel === undefined) throw new UsageError('--destination needs --channel (it picks a destination of that channel)');
+  if (values.channel !== undefined && (values.fhir !== undefined || values.hl7 !== undefined)) {
+    throw new UsageError('--channel checks the output as its destination does; leave out --fhir / --hl7');
+  }
   let message: number | undefined;
   if (values.message !== undefined) {
     if (!/^\d+$/.test(values.message)) throw new UsageError(`--message ${values.message}: a message number, 0 or more`);
-    if (values.source === undefined) throw new UsageError('--message needs --source (it picks a message of a raw webhook)');
     message = Number(values.message);
   }
   const options: MapOptions = {
-    mapping: path.resolve(io.cwd, values.mapping),
+    mapping: values.mapping === undefined ? undefined : path.resolve(io.cwd, values.mapping),
     input: path.resolve(io.cwd, values.input),
     source: values.source,
+    channel: values.channel === undefined ? undefined : path.resolve(io.cwd, values.channel),
+    destination: values.destination,
     message,
     now: parseNow(values.now),
     bindings: parseBindings(values.binding),

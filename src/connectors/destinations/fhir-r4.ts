@@ -11,7 +11,8 @@
 import { z } from 'zod';
 import type { Client as FhirKitClient, FhirResource } from 'fhir-kit-client';
 import type { CanonicalMessage } from '../../core/canonical-message.js';
-import { SwitchboardError, parseRetryAfter, type ErrorCode } from '../../core/errors.js';
+import { SwitchboardError, attachRejectedOutput, parseRetryAfter, type ErrorCode } from '../../core/errors.js';
+import { mappingOutputInvalid } from '../../mapping/mapping-output-error.js';
 import { loadFhirDefinitions, validateFhirResource } from '../../fhir/validate-resource.js';
 import type {
   DeliveryContext,
@@ -465,12 +466,6 @@ export async function matchPatientByPhone(
 // The destination
 // ---------------------------------------------------------------------------------------------
 
-function mappingInvalid(issues: string[], mappingVersion: string, file: string): SwitchboardError {
-  return new SwitchboardError('MAPPING_OUTPUT_INVALID', `${file}: the mapping output is not a valid Communication (${issues.length} issue${issues.length === 1 ? '' : 's'})`, {
-    details: { issues, mapping_version: mappingVersion, mapping_file: file },
-  });
-}
-
 /** `identifier=<system>|<value>`, each part percent-encoded so `+`, `,` and `&` survive. */
 export function ifNoneExistFor(system: string, value: string): string {
   return `identifier=${encodeURIComponent(system)}|${encodeURIComponent(value)}`;
@@ -521,16 +516,16 @@ function createFhirR4Destination(config: FhirR4Config, ctx: DestinationCreateCon
     if (output === undefined) return undefined;
     // JSONata results can carry sequence markers and undefined members: keep plain JSON only.
     const json = JSON.stringify(output);
-    if (json === undefined) throw mappingInvalid(['(root): the mapping returned something that is not JSON (a function?)'], mapping.version, mapping.file);
+    if (json === undefined) throw mappingOutputInvalid(mapping, ['(root): the mapping returned something that is not JSON (a function?)'], { what: 'Communication' });
     const resource: unknown = JSON.parse(json);
     const verdict = validateFhirResource(resource, 'Communication');
-    if (!verdict.ok) throw mappingInvalid(verdict.issues, mapping.version, mapping.file);
+    if (!verdict.ok) throw mappingOutputInvalid(mapping, verdict.issues, { what: 'Communication', output: resource });
     const communication = resource as fhir4.Communication;
     const identifier = communication.identifier?.find(
       (id) => id.system === config.identifier_system && typeof id.value === 'string' && id.value !== '',
     );
     if (!identifier?.value) {
-      throw mappingInvalid([`Communication.identifier: no identifier with the destination's identifier_system`], mapping.version, mapping.file);
+      throw mappingOutputInvalid(mapping, [`Communication.identifier: no identifier with the destination's identifier_system`], { what: 'Communication', output: resource });
     }
     return { communication, identifierValue: identifier.value };
   }
@@ -569,7 +564,9 @@ function createFhirR4Destination(config: FhirR4Config, ctx: DestinationCreateCon
         signal(),
       );
     } catch (err) {
-      throw classifyFhirError(err, 'conditional-create');
+      const failure = classifyFhirError(err, 'conditional-create');
+      // What the server refused, for the dead letter's content view.
+      throw failure.disposition === 'permanent' ? attachRejectedOutput(failure, communication) : failure;
     }
     const location = response.headers.get('location') ?? undefined;
     const parsed = createdCommunicationSchema.safeParse(response.body);

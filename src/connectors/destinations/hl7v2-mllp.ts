@@ -25,6 +25,7 @@ import { z } from 'zod';
 import type { CanonicalMessage } from '../../core/canonical-message.js';
 import { ConfigError, SwitchboardError } from '../../core/errors.js';
 import type { Ack, AckCode } from '../../hl7/ack.js';
+import { mappingOutputInvalid } from '../../mapping/mapping-output-error.js';
 import { Hl7BuildError, ackConditions, buildMessage, type BuildOptions, type BuiltMessage } from '../../hl7/build-message.js';
 import { controlIdFor } from '../../hl7/control-id.js';
 import { charsets, ftLineBreaks, otherLineBreaks, txLineBreaks, wireEncoding } from '../../hl7/escape.js';
@@ -325,14 +326,14 @@ function createHl7v2MllpDestination(config: Hl7v2MllpConfig, ctx: DestinationCre
     const json = JSON.stringify(output);
     const parsed = messageSpecSchema.safeParse(json === undefined ? undefined : JSON.parse(json));
     if (!parsed.success) {
-      const issues = formatSpecIssues(parsed.error);
-      throw new SwitchboardError('MAPPING_OUTPUT_INVALID', `${mapping.file}: the mapping output is not an HL7 message spec (${issues.length} issue${issues.length === 1 ? '' : 's'})`, {
-        details: { issues, mapping_version: mapping.version, mapping_file: mapping.file },
-      });
+      throw mappingOutputInvalid(mapping, formatSpecIssues(parsed.error), { what: 'HL7 message spec', output: json === undefined ? undefined : JSON.parse(json) });
     }
     try {
       return buildMessage(parsed.data, buildOptions(controlId, now));
     } catch (err) {
+      if (err instanceof Hl7BuildError) {
+        throw mappingOutputInvalid(mapping, err.issues, { what: `HL7 ${parsed.data.message_type} message`, code: 'HL7_BUILD_INVALID', output: parsed.data });
+      }
       const e = classifyHl7Failure({ kind: 'thrown', error: err }, endpoint);
       e.details['mapping_version'] = mapping.version;
       e.details['mapping_file'] = mapping.file;

@@ -5,7 +5,20 @@
  * fits, there is no position and the element path alone is reported.
  */
 import jsonata from 'jsonata';
-import { lineColumnAt } from './jsonata-mapping.js';
+
+/** 1-based line and column of a character offset. */
+export function lineColumnAt(text: string, offset: number): { line: number; column: number } {
+  const clamped = Math.max(0, Math.min(offset, text.length));
+  let line = 1;
+  let lineStart = 0;
+  for (let i = 0; i < clamped; i++) {
+    if (text.charCodeAt(i) === 10) {
+      line++;
+      lineStart = i + 1;
+    }
+  }
+  return { line, column: clamped - lineStart + 1 };
+}
 
 interface KeyedPair {
   chain: string[];
