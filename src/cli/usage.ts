@@ -129,15 +129,19 @@ Exit codes: 0 written or up to date, 1 stale (--check), 2 usage error.
 
 export const dlqUsage = `Usage: switchboard dlq <list|show|replay|discard> [options]
 
-Works on a running gateway's dead-letter queue through its admin API.
+Works on a running gateway's dead-letter queue through its admin API. Every view leads with the
+reason in one line; for a mapping problem it starts with the mapping's file:line:column.
 
   dlq list [--channel C] [--destination D] [--code CODE] [--since ISO] [--until ISO] [--limit N]
-  dlq show <delivery-id>                 one dead letter with every attempt and the server's answers
-  dlq replay <delivery-id>... [--reason R]
+  dlq show <delivery-id>                 the reason, every attempt and the server's answers
+  dlq show <delivery-id> --output        the output that was refused (message content)
+  dlq replay <delivery-id>... [--reason R] [--no-wait] [--timeout-ms MS]
+                                         replay and wait for the new outcome (default up to 30 s):
+                                         delivered, or dead-lettered again with the reason
   dlq replay --all [--channel C] [--destination D] [--code CODE] [--reason R]
-                                         replay many (with progress); the current mapping is used,
-                                         and idempotency keys are kept (no duplicate Communication,
-                                         same HL7 MSH-10)
+                                         replay many (with progress, without waiting); the current
+                                         mapping is used, and idempotency keys are kept (no duplicate
+                                         Communication, same HL7 MSH-10)
   dlq discard <delivery-id>... --reason R
 
 Options:
@@ -145,5 +149,6 @@ ${gatewayOptionsUsage}
   --format <text|json>  output format (default text)
   -h, --help            show this help
 
-Exit codes: 0 ok, 1 something failed or was not found, 2 usage.
+Exit codes: 0 ok (replay: every replayed delivery was delivered or dropped), 1 something failed,
+was not found, was dead-lettered again or was still pending when the wait ended, 2 usage.
 `;

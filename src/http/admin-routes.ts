@@ -82,6 +82,20 @@ async function jsonBody<T>(ctx: Context, schema: z.ZodType<T>): Promise<T | unde
   return parsed.data;
 }
 
+/**
+ * The reason a delivery failed, in one line, first in every view: the error message's first
+ * line, which for a mapping problem starts with the mapping's file:line:column.
+ */
+export function failureReason(d: { lastErrorCode: string | null; lastErrorMessage: string | null }): string | null {
+  const line = d.lastErrorMessage?.split('\n')[0]?.trim();
+  if (line) return d.lastErrorCode === null ? line : `${d.lastErrorCode}: ${line}`;
+  return d.lastErrorCode;
+}
+
+function withReason<T extends { lastErrorCode: string | null; lastErrorMessage: string | null }>(d: T): { reason: string | null } & T {
+  return { reason: failureReason(d), ...d };
+}
+
 export function createAdminRouter(deps: AdminDeps): Router {
   const router = new Router({ prefix: '/admin' });
   const expected = digest(deps.adminToken);
@@ -169,7 +183,7 @@ export function createAdminRouter(deps: AdminDeps): Router {
     });
     const last = items.at(-1);
     ctx.body = {
-      items,
+      items: items.map(withReason),
       next: last && items.length === (f.limit ?? 100) ? { after_at: last.deadLetteredAt?.toISOString(), after_id: last.id } : null,
     };
   });
@@ -194,7 +208,18 @@ export function createAdminRouter(deps: AdminDeps): Router {
     if (!id.success) return bad(ctx, 400, 'ID_INVALID', 'delivery ids are UUIDs');
     const d = await deps.store.getDelivery(id.data);
     if (!d) return bad(ctx, 404, 'NOT_FOUND', 'no such delivery');
-    ctx.body = d;
+    ctx.body = withReason(d);
+  });
+
+  // The content view of a dead letter: the output its destination refused to send (an invalid
+  // mapping output) or that a server refused. Message content: behind the admin token today, and
+  // behind the permission to see content once roles are in place.
+  router.get('/deliveries/:id/rejected-output', async (ctx) => {
+    const id = z.uuid().safeParse(ctx.params['id']);
+    if (!id.success) return bad(ctx, 400, 'ID_INVALID', 'delivery ids are UUIDs');
+    const r = await deps.store.getRejectedOutput(id.data);
+    if (!r) return bad(ctx, 404, 'NOT_FOUND', 'no rejected output is kept for this delivery (it was not refused for its content)');
+    ctx.body = { delivery_id: id.data, generation: r.generation, attempt: r.attempt, at: r.at, error_code: r.errorCode, output: r.output };
   });
 
   router.post('/dead-letters/:id/replay', async (ctx) => {

@@ -6,6 +6,7 @@ import { createHash } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import jsonata from 'jsonata';
 import { ConfigError, SwitchboardError, type ConfigIssue, type SourcePosition } from '../core/errors.js';
+import { shownFile } from './mapping-output-error.js';
 import { lineColumnAt, locateOutputElement } from './output-position.js';
 import { mappingFunctions } from './functions/library.js';
 import { TableCache, TableError } from './functions/lookup-table.js';
@@ -150,7 +151,7 @@ export function compileMapping(file: string, source: string): CompiledMapping {
       } catch (err) {
         if (isJsonataError(err)) {
           const at = typeof err.position === 'number' ? lineColumnAt(source, runtimeOffset(source, err)) : { line: 1, column: 1 };
-          const where = `${file}:${at.line}:${at.column}`;
+          const where = `${shownFile(file)}:${at.line}:${at.column}`;
           if (err.code === 'SB0001') {
             throw new SwitchboardError('MAPPING_TIMEOUT', `${where}: ${err.message ?? 'runaway mapping'}`, {
               details: { file, line: at.line, column: at.column, mapping_version: version },
@@ -160,7 +161,7 @@ export function compileMapping(file: string, source: string): CompiledMapping {
             details: { file, line: at.line, column: at.column, jsonata_code: err.code, mapping_version: version },
           });
         }
-        throw new SwitchboardError('MAPPING_EVALUATE', `${file}: ${err instanceof Error ? err.message : String(err)}`, {
+        throw new SwitchboardError('MAPPING_EVALUATE', `${shownFile(file)}: ${err instanceof Error ? err.message : String(err)}`, {
           details: { file, mapping_version: version },
           cause: err,
         });

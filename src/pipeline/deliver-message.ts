@@ -103,6 +103,7 @@ export async function deliverOnce(
       detail,
       error: c,
       response,
+      rejected: err instanceof SwitchboardError ? err.rejectedOutput : undefined,
     });
     if (final) {
       log.warn({ attempt: attemptNo, code: c.code, disposition: c.disposition, exhausted, ageMs: age }, 'delivery dead-lettered');

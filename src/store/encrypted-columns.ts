@@ -24,4 +24,5 @@ export const encryptedColumns: readonly EncryptedColumn[] = [
   col('delivery_attempts', 'response'),
   col('delivery_attempts', 'error'),
   col('delivery_attempts', 'detail'),
+  col('delivery_attempts', 'rejected'),
 ];

@@ -367,6 +367,8 @@ export class MessageStore {
     detail?: Record<string, unknown> | undefined;
     error?: Classification | undefined;
     response?: unknown;
+    /** What the destination refused to send or was refused (PHI; encrypted; content view only). */
+    rejected?: unknown;
   }): Promise<void> {
     await this.tx(async (c) => {
       const [attemptId] = await this.nextIds(c, 'delivery_attempts', 1);
@@ -375,10 +377,11 @@ export class MessageStore {
       const response = await optional(a.response === undefined ? undefined : JSON.stringify(a.response), at('response'));
       const error = await optional(a.error?.message, at('error'));
       const detail = await optional(a.detail === undefined ? undefined : JSON.stringify(a.detail), at('detail'));
+      const rejected = await optional(a.rejected === undefined ? undefined : JSON.stringify(a.rejected), at('rejected'));
       await c.query(
         `INSERT INTO delivery_attempts (id, delivery_id, generation, attempt, started_at, result, error_code, error_payload, error_key_id, retry_after_ms, mapping_version,
-           detail_payload, detail_key_id, response_payload, response_key_id)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)`,
+           detail_payload, detail_key_id, response_payload, response_key_id, rejected_payload, rejected_key_id)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)`,
         [
           attemptId,
           a.deliveryId,
@@ -395,6 +398,8 @@ export class MessageStore {
           detail?.keyId ?? null,
           response?.bytes ?? null,
           response?.keyId ?? null,
+          rejected?.bytes ?? null,
+          rejected?.keyId ?? null,
         ],
       );
       const state: DeliveryState = a.result === 'retry' ? 'pending' : a.result;
@@ -452,6 +457,27 @@ export class MessageStore {
       });
     }
     return { ...(await this.toDelivery(r)), history };
+  }
+
+  /**
+   * The content view of a delivery: what its latest attempt that kept one refused to send or was
+   * refused (message content: for roles allowed to see it). Null when no attempt kept any.
+   */
+  async getRejectedOutput(deliveryId: string): Promise<{ generation: number; attempt: number; at: Date; errorCode: string | null; output: unknown } | null> {
+    const res = await this.pool.query<{ id: string; generation: number; attempt: number; finished_at: Date; error_code: string | null; rejected_payload: Buffer; rejected_key_id: string | null }>(
+      `SELECT id, generation, attempt, finished_at, error_code, rejected_payload, rejected_key_id FROM delivery_attempts
+        WHERE delivery_id = $1 AND rejected_payload IS NOT NULL ORDER BY id DESC LIMIT 1`,
+      [deliveryId],
+    );
+    const a = res.rows[0];
+    if (!a) return null;
+    return {
+      generation: a.generation,
+      attempt: a.attempt,
+      at: a.finished_at,
+      errorCode: a.error_code,
+      output: await this.decodeJson(a.rejected_payload, a.rejected_key_id, ref('delivery_attempts', 'rejected', a.id)),
+    };
   }
 
   async countDeadLetters(f: Omit<DeadLetterFilter, 'limit' | 'after'>): Promise<number> {

@@ -187,6 +187,15 @@ UPDATE delivery_attempts SET detail_payload = convert_to(detail::text, 'UTF8') W
 ALTER TABLE delivery_attempts DROP COLUMN error_message, DROP COLUMN detail;
 `,
   },
+  {
+    version: 30,
+    name: 'rejected output of an attempt',
+    // What a destination refused to send (invalid mapping output) or was refused (a server's
+    // 4xx), kept encrypted with the attempt for the dead letter's content view.
+    sql: `
+ALTER TABLE delivery_attempts ADD COLUMN rejected_payload bytea, ADD COLUMN rejected_key_id text;
+`,
+  },
 ];
 
 const LOCK_KEY = 0x5b_0a_2d_01; // arbitrary, stable: "switchboard migrations"
