@@ -5,6 +5,7 @@
  * ConfigError is thrown, so one `validate` run shows everything.
  */
 import { didYouMean } from '../core/did-you-mean.js';
+import { describeIndentation } from '../core/yaml-indentation.js';
 import type { Dirent } from 'node:fs';
 import { readdir, readFile, stat } from 'node:fs/promises';
 import path from 'node:path';
@@ -50,6 +51,29 @@ export interface LoadedChannel {
   config: LoadedChannelConfig;
   /** Destination name → absolute path of its JSONata mapping (checked to exist and compile). */
   mappingFiles: Record<string, string>;
+  /** Loads, but should be written differently (e.g. an old spelling); lint shows them as warnings. */
+  warnings?: readonly ChannelIssue[];
+}
+
+/**
+ * \`auth: { type: bearer }\` was the spelling before every block named its variant with \`kind\`:
+ * renamed in place (so old files keep loading); returns the paths of the blocks renamed.
+ */
+function renameLegacyAuthType(data: unknown): YamlPath[] {
+  const renamed: YamlPath[] = [];
+  const fix = (block: unknown, at: YamlPath) => {
+    if (!isRecord(block) || !isRecord(block['auth'])) return;
+    const auth = block['auth'];
+    if (!('type' in auth) || 'kind' in auth) return;
+    const { type, ...rest } = auth;
+    block['auth'] = { kind: type, ...rest };
+    renamed.push([...at, 'auth']);
+  };
+  if (!isRecord(data)) return renamed;
+  fix(data['source'], ['source']);
+  const destinations = data['destinations'];
+  if (Array.isArray(destinations)) destinations.forEach((d: unknown, i) => fix(d, ['destinations', i]));
+  return renamed;
 }
 
 /** Loads one channel file; throws a ConfigError listing every problem found. */
@@ -116,6 +140,8 @@ interface FileResult {
   issues: ChannelIssue[];
   /** Problems located in mapping files. */
   mappingIssues: ChannelIssue[];
+  /** What loads but should be written differently (old spellings). */
+  warnings: ChannelIssue[];
   channel?: LoadedChannel;
   /** Whether `id:` is written in the file (else it comes from the file name). */
   idWritten?: boolean;
@@ -135,7 +161,7 @@ interface ParsedFile {
 }
 
 async function loadOne(file: string, loader: Loader): Promise<FileResult> {
-  const result: FileResult = { file, issues: [], mappingIssues: [] };
+  const result: FileResult = { file, issues: [], mappingIssues: [], warnings: [] };
   const issue = (at: LineColumn, message: string, code: ErrorCode = 'CONFIG_INVALID'): void => {
     result.issues.push({ file, ...at, message, code });
   };
@@ -177,6 +203,14 @@ async function loadOne(file: string, loader: Loader): Promise<FileResult> {
     return result;
   }
   coerceBareReferences(loader.schema, data, interpolation.scalars);
+  for (const at of renameLegacyAuthType(data)) {
+    result.warnings.push({
+      file,
+      ...nodePosition(locate(doc, [...at, 'type']).nearest, lineCounter),
+      message: `${at.map((p) => (typeof p === 'number' ? `[${p}]` : `.${p}`)).join('').slice(1)}: "type" is the old spelling; write "kind" (every block names its variant with kind, like source.kind and destinations[].kind)`,
+      code: 'CONFIG_INVALID',
+    });
+  }
   const parsed: ParsedFile = { file, source, doc, lineCounter, data, written };
 
   // 3. The schema. Scalars whose interpolation failed were reported already.
@@ -248,7 +282,7 @@ async function loadOne(file: string, loader: Loader): Promise<FileResult> {
   result.sourcePathAt = nodePosition(sourcePath.node ?? sourcePath.nearest, lineCounter);
 
   if (result.issues.length === 0 && result.mappingIssues.length === 0) {
-    result.channel = { id, file: path.resolve(file), config: { ...config, id }, mappingFiles };
+    result.channel = { id, file: path.resolve(file), config: { ...config, id }, mappingFiles, warnings: result.warnings };
   }
   return result;
 }
@@ -374,6 +408,9 @@ function yamlIssue(err: YAMLError, file: string, source: string): ChannelIssue {
     message = `duplicate key${key ? ` "${key.replace(/^["']|["']$/g, '')}"` : ''}: a key may appear only once in a mapping; remove or merge the repeated one`;
   } else if (err.code === 'MULTIPLE_DOCS') {
     message = 'a channel file holds one YAML document: remove the second "---" or move that channel to its own file';
+  } else if (describeIndentation(err, source) !== undefined) {
+    const indentation = describeIndentation(err, source)!;
+    return { file, line: indentation.line, column: indentation.column, message: indentation.message, code: 'CONFIG_INVALID' };
   } else {
     message = `YAML ${err.name === 'YAMLWarning' ? 'warning' : 'syntax error'}: ${message}`;
     const lineText = source.split('\n')[start.line - 1] ?? '';

@@ -120,7 +120,9 @@ export async function lintProject(paths: readonly string[], options: LintOptions
   const loaded: LoadedChannel[] = [];
   for (const file of files.channels) {
     try {
-      loaded.push(await loadChannelFile(file, { registry: options.registry, env }));
+      const channel = await loadChannelFile(file, { registry: options.registry, env });
+      loaded.push(channel);
+      for (const warning of channel.warnings ?? []) add('warning', warning);
     } catch (err) {
       if (!(err instanceof ConfigError)) throw err;
       for (const issue of err.issues) {

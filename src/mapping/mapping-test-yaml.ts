@@ -3,6 +3,7 @@
  * problems become ConfigIssues at file:line:column, like channel files.
  */
 import { didYouMean } from '../core/did-you-mean.js';
+import { describeIndentation } from '../core/yaml-indentation.js';
 import { isAlias, isMap, isPair, isScalar, isSeq, LineCounter, parseDocument, type Document, type Node, type Pair, type YAMLMap } from 'yaml';
 import { z } from 'zod';
 import type { ConfigIssue } from '../core/errors.js';
@@ -26,6 +27,11 @@ export function parseYamlWithPositions(file: string, source: string): ParsedYaml
   const issues: ConfigIssue[] = [];
   const firstSyntax = doc.errors.find((e) => e.code !== 'DUPLICATE_KEY');
   for (const err of doc.errors.filter((e) => e.code === 'DUPLICATE_KEY' || e === firstSyntax)) {
+    const indentation = err.code === 'DUPLICATE_KEY' ? undefined : describeIndentation({ code: err.code, linePos: [lineCounter.linePos(err.pos[0])] }, source);
+    if (indentation !== undefined) {
+      issues.push({ file, line: indentation.line, column: indentation.column, message: indentation.message });
+      continue;
+    }
     const { line, col } = lineCounter.linePos(err.pos[0]);
     const message =
       err.code === 'DUPLICATE_KEY'

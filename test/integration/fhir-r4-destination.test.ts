@@ -409,13 +409,13 @@ describe('fhir_r4 destination through a fault-injecting proxy', () => {
         'www-authenticate': 'Bearer',
       });
     const msg = message();
-    const outcome = await destination({ base_url: proxy.baseUrl, auth: { type: 'bearer', token: 's3cret-token' } }).deliver(msg, ctx(msg));
+    const outcome = await destination({ base_url: proxy.baseUrl, auth: { kind: 'bearer', token: 's3cret-token' } }).deliver(msg, ctx(msg));
     expect(outcome.detail).toMatchObject({ created: true, patient_match: 'matched' });
     expect(proxy.seen.length).toBeGreaterThanOrEqual(2); // patient search(es) + create
     expect(proxy.seen.every((r) => r.authorization === 'Bearer s3cret-token')).toBe(true);
 
     const refused = message();
-    const err = await failure(destination({ base_url: proxy.baseUrl, auth: { type: 'bearer', token: 'wrong' } }).deliver(refused, ctx(refused)));
+    const err = await failure(destination({ base_url: proxy.baseUrl, auth: { kind: 'bearer', token: 'wrong' } }).deliver(refused, ctx(refused)));
     expect(err.code).toBe('FHIR_AUTH');
     expect(err.details).toMatchObject({ http_status: 401 });
     expect(err.message).not.toContain('wrong');
@@ -423,7 +423,7 @@ describe('fhir_r4 destination through a fault-injecting proxy', () => {
 
   it('sends HTTP Basic credentials', async () => {
     const msg = message();
-    await destination({ base_url: proxy.baseUrl, auth: { type: 'basic', username: 'switchboard', password: 'pa:ss' } }).deliver(msg, ctx(msg));
+    await destination({ base_url: proxy.baseUrl, auth: { kind: 'basic', username: 'switchboard', password: 'pa:ss' } }).deliver(msg, ctx(msg));
     const expected = `Basic ${Buffer.from('switchboard:pa:ss').toString('base64')}`;
     expect(proxy.seen.length).toBeGreaterThan(0);
     expect(proxy.seen.every((r) => r.authorization === expected)).toBe(true);

@@ -78,7 +78,7 @@ beforeAll(async () => {
     chatWebhookConfigSchema.parse({
       kind: 'chat_webhook',
       platform: 'acme-chat',
-      auth: { type: 'bearer', token: 't' },
+      auth: { kind: 'bearer', token: 't' },
       extract: `{ 'id': id, 'sent_at': at, 'sender': { 'platform_id': from.id, 'display_name': from.name, 'phone': from.phone }, 'author_role': 'patient', 'text': text, 'media': file.{ 'kind': 'document', 'url': url, 'mime_type': mime, 'filename': name } }`,
     }),
     { channelId: 'acme' },

@@ -71,7 +71,7 @@ function source(over: Record<string, unknown> = {}): SourceInstance {
   const config = chatWebhookConfigSchema.parse({
     kind: 'chat_webhook',
     platform: 'acme-chat',
-    auth: { type: 'hmac_sha256', secret: SECRET, header: 'X-Acme-Signature', prefix: 'sha256=' },
+    auth: { kind: 'hmac_sha256', secret: SECRET, header: 'X-Acme-Signature', prefix: 'sha256=' },
     extract: ACME_EXTRACT,
     ...over,
   });
@@ -105,13 +105,13 @@ describe('authentication over the raw bytes', () => {
   });
 
   it('HMAC-SHA256, base64, no prefix', () => {
-    const s = tracked(source({ auth: { type: 'hmac_sha256', secret: SECRET, header: 'x-signature', encoding: 'base64' } }));
+    const s = tracked(source({ auth: { kind: 'hmac_sha256', secret: SECRET, header: 'x-signature', encoding: 'base64' } }));
     expect(s.authenticate(request(body, { 'x-signature': b64 }))).toBeNull();
     expect(s.authenticate(request(body, { 'x-signature': hex }))?.status).toBe(403);
   });
 
   it('bearer token', () => {
-    const s = tracked(source({ auth: { type: 'bearer', token: 'tok-123456' } }));
+    const s = tracked(source({ auth: { kind: 'bearer', token: 'tok-123456' } }));
     expect(s.authenticate(request(body, { authorization: 'Bearer tok-123456' }))).toBeNull();
     expect(s.authenticate(request(body, { authorization: 'bearer tok-123456' }))).toBeNull();
     expect(s.authenticate(request(body, { authorization: 'Bearer tok-123457' }))?.status).toBe(403);
@@ -208,7 +208,7 @@ describe('syntax errors at channel load', () => {
 
   it('the schema names the line and column inside the expression', () => {
     expect(jsonataSyntaxError(`{ 'id': id,\n  'text': body ]`)).toMatchObject({ line: 2, column: 16 });
-    const r = chatWebhookConfigSchema.safeParse({ kind: 'chat_webhook', platform: 'x', auth: { type: 'bearer', token: 't' }, extract: '{ "a": }' });
+    const r = chatWebhookConfigSchema.safeParse({ kind: 'chat_webhook', platform: 'x', auth: { kind: 'bearer', token: 't' }, extract: '{ "a": }' });
     expect(r.success).toBe(false);
     expect(r.error?.issues[0]?.message).toMatch(/^JSONata S0\d{3} at line 1, column \d+ of the extract expression/);
     expect(r.error?.issues[0]?.path).toEqual(['extract']);
@@ -224,7 +224,7 @@ describe('syntax errors at channel load', () => {
         '  kind: chat_webhook',
         '  platform: acme-chat',
         '  auth:',
-        '    type: bearer',
+        '    kind: bearer',
         '    token: ${CHAT_WEBHOOK_TOKEN}',
         '  extract: |',
         "    { 'id': id,",

@@ -37,19 +37,19 @@ const absoluteUri = z
   .refine((value) => URL.canParse(value), 'an absolute URI such as https://your-domain/sid/whatsapp-message-id');
 
 const authSchema = z
-  .discriminatedUnion('type', [
-    z.strictObject({ type: z.literal('none').describe('No Authorization header.') }),
+  .discriminatedUnion('kind', [
+    z.strictObject({ kind: z.literal('none').describe('No Authorization header.') }),
     z.strictObject({
-      type: z.literal('bearer').describe('A static bearer token: `Authorization: Bearer <token>`.'),
+      kind: z.literal('bearer').describe('A static bearer token: `Authorization: Bearer <token>`.'),
       token: z.string().min(1).describe('The access token. Use ${ENV_VAR}, never a literal.'),
     }),
     z.strictObject({
-      type: z.literal('basic').describe('HTTP Basic: `Authorization: Basic base64(username:password)`.'),
+      kind: z.literal('basic').describe('HTTP Basic: `Authorization: Basic base64(username:password)`.'),
       username: z.string().min(1).describe('User name or client id.'),
       password: z.string().describe('Password or client secret. Use ${ENV_VAR}, never a literal.'),
     }),
   ])
-  .default({ type: 'none' })
+  .default({ kind: 'none' })
   .describe('How requests authenticate to the FHIR server. Default: none.');
 
 const unmatchedPolicy = z.enum(['unlinked', 'dead_letter']);
@@ -177,7 +177,7 @@ export interface FhirTransport {
 }
 
 export function authHeaders(auth: FhirR4Config['auth']): Record<string, string> {
-  switch (auth.type) {
+  switch (auth.kind) {
     case 'bearer':
       return { authorization: `Bearer ${auth.token}` };
     case 'basic':

@@ -37,7 +37,7 @@ export const chatWebhookErrorCodes = {
 } as const;
 
 const hmacAuthSchema = z.strictObject({
-  type: z.literal('hmac_sha256').describe('HMAC-SHA256 of the exact raw body with a shared secret.'),
+  kind: z.literal('hmac_sha256').describe('HMAC-SHA256 of the exact raw body with a shared secret.'),
   secret: z.string().min(1).describe('The shared signing secret. Use ${CHAT_WEBHOOK_SECRET}.'),
   header: z
     .string()
@@ -49,7 +49,7 @@ const hmacAuthSchema = z.strictObject({
 });
 
 const bearerAuthSchema = z.strictObject({
-  type: z.literal('bearer').describe('A static token in Authorization: Bearer <token>.'),
+  kind: z.literal('bearer').describe('A static token in Authorization: Bearer <token>.'),
   token: z.string().min(1).describe('The expected token. Use ${CHAT_WEBHOOK_TOKEN}.'),
 });
 
@@ -65,7 +65,7 @@ export const chatWebhookConfigSchema = z
       .string()
       .regex(/^[a-z][a-z0-9_-]{0,62}$/, 'lower-case letters, digits, _ and -, starting with a letter')
       .describe('Names the platform, e.g. "mattermost": source.account_id and the conversation id prefix.'),
-    auth: z.discriminatedUnion('type', [hmacAuthSchema, bearerAuthSchema]).describe('How requests are authenticated.'),
+    auth: z.discriminatedUnion('kind', [hmacAuthSchema, bearerAuthSchema]).describe('How requests are authenticated.'),
     extract: z
       .string()
       .min(1)
@@ -238,7 +238,7 @@ export function createChatWebhookSource(config: ChatWebhookConfig, ctx: { channe
   const auth = config.auth;
 
   function authenticate(req: InboundRequest): EdgeResponse | null {
-    if (auth.type === 'bearer') {
+    if (auth.kind === 'bearer') {
       const header = req.headers['authorization'];
       if (header === undefined || header.trim() === '') return reply(401, 'TOKEN_MISSING', 'The Authorization header is missing.');
       const m = /^Bearer\s+(.+)$/i.exec(header.trim());
