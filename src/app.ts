@@ -10,7 +10,8 @@ import Router from '@koa/router';
 import pg from 'pg';
 import type { ConnectorRegistry } from './channels/channel-schema.js';
 import type { Logger } from './core/logger.js';
-import { createAdminRouter } from './http/admin-routes.js';
+import { bootstrapPrincipal, createAdminRouter } from './http/admin-routes.js';
+import { AuditStore } from './store/audit-store.js';
 import { createMediaRouter } from './http/media-route.js';
 import { createFileMediaStore } from './media/media-store.js';
 import { startHttpServer, type RunningHttpServer } from './http/http-server.js';
@@ -106,7 +107,7 @@ export interface Switchboard {
   start(): Promise<StartedSwitchboard>;
   stop(): Promise<void>;
   /** For tests and the fault suite: the store and pipeline of a started instance. */
-  readonly internals: { store: MessageStore | undefined; pipeline: Pipeline | undefined };
+  readonly internals: { store: MessageStore | undefined; pipeline: Pipeline | undefined; audit: AuditStore | undefined };
 }
 
 async function adminTokenFrom(dataDir: string): Promise<{ token: string; generated: boolean }> {
@@ -120,7 +121,7 @@ async function adminTokenFrom(dataDir: string): Promise<{ token: string; generat
 
 export function createSwitchboard(o: SwitchboardOptions): Switchboard {
   const stops: (() => Promise<void>)[] = [];
-  const internals: Switchboard['internals'] = { store: undefined, pipeline: undefined };
+  const internals: Switchboard['internals'] = { store: undefined, pipeline: undefined, audit: undefined };
   const log = o.logger;
 
   async function start(): Promise<StartedSwitchboard> {
@@ -185,6 +186,8 @@ export function createSwitchboard(o: SwitchboardOptions): Switchboard {
     stops.push(async () => codec.close());
     const store = new MessageStore(pool, codec);
     internals.store = store;
+    const audit = new AuditStore(pool, codec);
+    internals.audit = audit;
     const indexed = await store.indexLegacyIdentifiers();
     if (indexed > 0) log.info({ rows: indexed }, 'identifiers of rows stored before encryption replaced by their blind index');
 
@@ -243,11 +246,22 @@ export function createSwitchboard(o: SwitchboardOptions): Switchboard {
     const routers: Router[] = [];
     const middleware: Koa.Middleware[] = [];
     if (o.role !== 'worker') {
-      routers.push(createMediaRouter({ store: mediaStore, tokens: [o.mediaToken ?? '', token.token], logger: log }));
+      routers.push(
+        createMediaRouter({
+          store: mediaStore,
+          tokens: [
+            { token: o.mediaToken ?? '', principal: { kind: 'token', id: 'MEDIA_TOKEN', display: 'MEDIA_TOKEN', role: null } },
+            { token: token.token, principal: bootstrapPrincipal },
+          ],
+          logger: log,
+          audit,
+        }),
+      );
       middleware.push(createWebhookMiddleware({ store, logger: log, channels, metrics, enqueueIngest: (id) => pipeline.enqueueIngest(id) }));
       routers.push(
         createAdminRouter({
           store,
+          audit,
           adminToken: token.token,
           channels,
           reloadStatus: () => runtime.status(),

@@ -152,3 +152,38 @@ ${gatewayOptionsUsage}
 Exit codes: 0 ok (replay: every replayed delivery was delivered or dropped), 1 something failed,
 was not found, was dead-lettered again or was still pending when the wait ended, 2 usage.
 `;
+
+const storeAccessNote = `Works on the store directly: DATABASE_URL, else the embedded PostgreSQL under DATA_DIR
+(the running gateway's, or started for the command), with the gateway's keys: ENCRYPTION_KEYS,
+ENCRYPTION_KEYS_FILE, else DATA_DIR/encryption-keys.`;
+
+export const auditUsage = `Usage: switchboard audit <verify|export> [options]
+
+The audit trail (table audit_events): append-only, hash-chained, recorded by default.
+
+  audit verify                 walk the chain; exit 0 when intact, 1 naming the first entry
+                               that was altered, removed or inserted
+  audit export [--since T] [--until T] [--format ndjson|fhir] [-o FILE]
+                               entries recorded in [since, until), one JSON per line;
+                               fhir: FHIR R4 AuditEvent resources (NDJSON). Audited itself.
+
+T: a date (2025-01-31, UTC midnight) or an ISO 8601 date-time with a zone.
+${storeAccessNote}
+
+Exit codes: 0 ok, 1 chain broken (verify), 2 usage error.
+`;
+
+export const keysUsage = `Usage: switchboard keys <status|rotate|reencrypt> [options]
+
+  keys status [--format text|json]   key-encryption keys, data keys, and how many stored values
+                                     each data key protects (plaintext: rows from before encryption)
+  keys rotate                        a new active data key; data keys re-wrapped under the newest
+                                     ENCRYPTION_KEYS entry (put a new KEK first to rotate it)
+  keys reencrypt [--batch N]         rewrite every value not under the active key (and plaintext
+                                     rows) online, N rows a batch (default 500), with progress;
+                                     Ctrl-C stops after the batch, running it again resumes
+
+${storeAccessNote}
+
+Exit codes: 0 ok, 1 interrupted or values left, 2 usage error.
+`;

@@ -55,3 +55,13 @@ export interface AuditRecorder {
   /** Durable once resolved. Fails loudly: an action whose audit entry cannot be written must not proceed silently. */
   record(entry: AuditEntry): Promise<void>;
 }
+
+/** An entry as the trail holds it: numbered, timed and chained. */
+export interface RecordedAuditEntry extends AuditEntry {
+  seq: number;
+  recordedAt: Date;
+  /** Hex of the previous entry's hash (64 zeros for the first). */
+  prevHash: string;
+  /** Hex HMAC-SHA256 of this entry's content and prevHash under the audit key. */
+  hash: string;
+}

@@ -88,6 +88,8 @@ export async function resolveKeyring(o: {
   keysFile?: string | undefined;
   dataDir: string;
   production: boolean;
+  /** False for tools (the CLI): never generate a keyring, say what to set instead. */
+  generate?: boolean;
 }): Promise<ResolvedKeyring> {
   if (o.keys !== undefined && o.keys.trim() !== '') {
     return { provider: createKeyringProvider(parseKeyring(o.keys, 'ENCRYPTION_KEYS'), 'ENCRYPTION_KEYS'), source: 'ENCRYPTION_KEYS' };
@@ -108,6 +110,9 @@ export async function resolveKeyring(o: {
   if (existsSync(file)) {
     const entries = parseKeyring(await readFile(file, 'utf8'), file);
     return { provider: createKeyringProvider(entries, file), source: 'DATA_DIR' };
+  }
+  if (o.generate === false) {
+    throw new KeyringError(`no encryption keys: set ENCRYPTION_KEYS or ENCRYPTION_KEYS_FILE, or run where ${file} exists (DATA_DIR)`);
   }
   await mkdir(path.resolve(o.dataDir), { recursive: true });
   await writeFile(file, formatKeyring([newKeyringEntry()]), { mode: 0o600, flag: 'wx' }).catch(async (err: NodeJS.ErrnoException) => {

@@ -11,6 +11,8 @@ import type { MessageStore, PendingDelivery } from '../store/message-store.js';
 import type { RuntimeChannel } from '../pipeline/runtime-channel.js';
 import type { ReloadStatus } from '../channels/channel-runtime.js';
 import { errorBody } from './webhook-route.js';
+import type { AuditAction, AuditOutcome, AuditRecorder, AuditResource } from '../core/audit.js';
+import { principalLabel, type Principal } from '../core/principal.js';
 
 export interface AdminDeps {
   store: MessageStore;
@@ -23,6 +25,16 @@ export interface AdminDeps {
   destinations(): Promise<{ channel: string; destination: string; paused: boolean; counts: Record<string, number> }[]>;
   pauseDestination(channel: string, destination: string, reason: string): Promise<void>;
   resumeDestination(channel: string, destination: string): Promise<void>;
+  /** Every PHI access and action is recorded; a failed write fails the request. */
+  audit: AuditRecorder;
+}
+
+/** The principal of the bootstrap admin token (until a request carries its own). */
+export const bootstrapPrincipal: Principal = { kind: 'bootstrap', id: 'ADMIN_TOKEN', display: 'ADMIN_TOKEN', role: 'admin' };
+
+/** The principal the authentication middleware put on the request, else the bootstrap token's. */
+export function principalOf(ctx: Context): Principal {
+  return (ctx.state as { principal?: Principal }).principal ?? bootstrapPrincipal;
 }
 
 const digest = (s: string) => createHash('sha256').update(s).digest();
@@ -99,6 +111,14 @@ function withReason<T extends { lastErrorCode: string | null; lastErrorMessage: 
 export function createAdminRouter(deps: AdminDeps): Router {
   const router = new Router({ prefix: '/admin' });
   const expected = digest(deps.adminToken);
+  const audit = (
+    ctx: Context,
+    action: AuditAction,
+    outcome: AuditOutcome,
+    resources: readonly AuditResource[] = [],
+    detail: Record<string, string | number | boolean | null> = {},
+  ) => deps.audit.record({ action, principal: principalOf(ctx), outcome, resources, detail, sourceAddress: ctx.ip });
+  const deliveryResource = (id: string): AuditResource => ({ type: 'delivery', id });
 
   router.use(async (ctx: Context, next: Next) => {
     const header = ctx.get('authorization');
@@ -117,6 +137,7 @@ export function createAdminRouter(deps: AdminDeps): Router {
 
   router.post('/channels/reload', async (ctx) => {
     const status = await deps.reload();
+    await audit(ctx, 'channels.reloaded', status.ok ? 'success' : 'failure');
     ctx.status = status.ok ? 200 : 422;
     ctx.body = { reload: status };
   });
@@ -157,6 +178,7 @@ export function createAdminRouter(deps: AdminDeps): Router {
     const body = await jsonBody(ctx, z.object({ reason: z.string().min(1).max(500) }).strict());
     if (!body) return;
     await deps.pauseDestination(channel!, destination!, body.reason);
+    await audit(ctx, 'destination.paused', 'success', [{ type: 'destination', id: `${channel}/${destination}` }], { reason: body.reason });
     ctx.body = { paused: true };
   });
 
@@ -164,6 +186,7 @@ export function createAdminRouter(deps: AdminDeps): Router {
     const { channel, destination } = ctx.params;
     if (!knownDestination(channel, destination)) return bad(ctx, 404, 'NOT_FOUND', 'no such channel destination');
     await deps.resumeDestination(channel!, destination!);
+    await audit(ctx, 'destination.resumed', 'success', [{ type: 'destination', id: `${channel}/${destination}` }]);
     ctx.body = { paused: false };
   });
 
@@ -180,6 +203,12 @@ export function createAdminRouter(deps: AdminDeps): Router {
       ...(f.until !== undefined && { until: new Date(f.until) }),
       ...(f.limit !== undefined && { limit: f.limit }),
       ...(f.after_at !== undefined && f.after_id !== undefined && { after: { at: new Date(f.after_at), id: f.after_id } }),
+    });
+    await audit(ctx, 'message.searched', 'success', items.map((d) => deliveryResource(d.id)), {
+      listed: items.length,
+      channel: f.channel ?? null,
+      destination: f.destination ?? null,
+      code: f.code ?? null,
     });
     const last = items.at(-1);
     ctx.body = {
@@ -207,7 +236,11 @@ export function createAdminRouter(deps: AdminDeps): Router {
     const id = z.uuid().safeParse(ctx.params['id']);
     if (!id.success) return bad(ctx, 400, 'ID_INVALID', 'delivery ids are UUIDs');
     const d = await deps.store.getDelivery(id.data);
-    if (!d) return bad(ctx, 404, 'NOT_FOUND', 'no such delivery');
+    if (!d) {
+      await audit(ctx, 'delivery.viewed', 'failure', [deliveryResource(id.data)], { reason: 'not_found' });
+      return bad(ctx, 404, 'NOT_FOUND', 'no such delivery');
+    }
+    await audit(ctx, 'delivery.viewed', 'success', [deliveryResource(d.id), { type: 'message', id: d.messageId }]);
     ctx.body = withReason(d);
   });
 
@@ -218,7 +251,11 @@ export function createAdminRouter(deps: AdminDeps): Router {
     const id = z.uuid().safeParse(ctx.params['id']);
     if (!id.success) return bad(ctx, 400, 'ID_INVALID', 'delivery ids are UUIDs');
     const r = await deps.store.getRejectedOutput(id.data);
-    if (!r) return bad(ctx, 404, 'NOT_FOUND', 'no rejected output is kept for this delivery (it was not refused for its content)');
+    if (!r) {
+      await audit(ctx, 'delivery.viewed', 'failure', [deliveryResource(id.data)], { view: 'rejected_output', reason: 'not_found' });
+      return bad(ctx, 404, 'NOT_FOUND', 'no rejected output is kept for this delivery (it was not refused for its content)');
+    }
+    await audit(ctx, 'delivery.viewed', 'success', [deliveryResource(id.data)], { view: 'rejected_output' });
     ctx.body = { delivery_id: id.data, generation: r.generation, attempt: r.attempt, at: r.at, error_code: r.errorCode, output: r.output };
   });
 
@@ -227,9 +264,13 @@ export function createAdminRouter(deps: AdminDeps): Router {
     if (!id.success) return bad(ctx, 400, 'ID_INVALID', 'delivery ids are UUIDs');
     const body = await jsonBody(ctx, replayBody);
     if (!body) return;
-    const pending = await deps.store.requeue(id.data, 'admin-token', body.reason);
-    if (!pending) return bad(ctx, 409, 'NOT_DEAD_LETTERED', 'the delivery is not in the dead-letter queue');
+    const pending = await deps.store.requeue(id.data, principalLabel(principalOf(ctx)), body.reason);
+    if (!pending) {
+      await audit(ctx, 'delivery.replayed', 'failure', [deliveryResource(id.data)], { reason: 'not_dead_lettered' });
+      return bad(ctx, 409, 'NOT_DEAD_LETTERED', 'the delivery is not in the dead-letter queue');
+    }
     await deps.enqueueDeliveries(pending.channelId, [pending]);
+    await audit(ctx, 'delivery.replayed', 'success', [deliveryResource(pending.deliveryId)], { generation: pending.generation, reason: body.reason ?? null });
     ctx.status = 202;
     ctx.body = { replayed: 1, delivery_id: pending.deliveryId, generation: pending.generation };
   });
@@ -238,6 +279,7 @@ export function createAdminRouter(deps: AdminDeps): Router {
     const body = await jsonBody(ctx, bulkReplayBody);
     if (!body) return;
     let replayed = 0;
+    const ids: string[] = [];
     while (replayed < body.max) {
       // Requeued rows leave the dead-letter state, so each page starts from the top again.
       const page = await deps.store.listDeadLetters({
@@ -248,13 +290,22 @@ export function createAdminRouter(deps: AdminDeps): Router {
       });
       if (page.length === 0) break;
       for (const d of page) {
-        const pending = await deps.store.requeue(d.id, 'admin-token', body.reason);
+        const pending = await deps.store.requeue(d.id, principalLabel(principalOf(ctx)), body.reason);
         if (pending) {
           await deps.enqueueDeliveries(pending.channelId, [pending]);
+          ids.push(pending.deliveryId);
           replayed++;
         }
       }
     }
+    await audit(ctx, 'delivery.bulk_replayed', 'success', ids.map(deliveryResource), {
+      replayed,
+      max: body.max,
+      channel: body.channel ?? null,
+      destination: body.destination ?? null,
+      code: body.code ?? null,
+      reason: body.reason ?? null,
+    });
     ctx.status = 202;
     ctx.body = { replayed };
   });
@@ -264,7 +315,8 @@ export function createAdminRouter(deps: AdminDeps): Router {
     if (!id.success) return bad(ctx, 400, 'ID_INVALID', 'delivery ids are UUIDs');
     const body = await jsonBody(ctx, discardBody);
     if (!body) return;
-    const ok = await deps.store.discard(id.data, 'admin-token', body.reason);
+    const ok = await deps.store.discard(id.data, principalLabel(principalOf(ctx)), body.reason);
+    await audit(ctx, 'delivery.discarded', ok ? 'success' : 'failure', [deliveryResource(id.data)], { reason: body.reason });
     if (!ok) return bad(ctx, 409, 'NOT_DEAD_LETTERED', 'the delivery is not in the dead-letter queue');
     ctx.body = { discarded: 1 };
   });
@@ -273,7 +325,11 @@ export function createAdminRouter(deps: AdminDeps): Router {
     const q = z.object({ channel: z.string().min(1), source_id: z.string().min(1) }).strict().safeParse(ctx.query);
     if (!q.success) return bad(ctx, 400, 'QUERY_INVALID', 'give channel and source_id');
     const m = await deps.store.findMessage(q.data.channel, q.data.source_id);
-    if (!m) return bad(ctx, 404, 'NOT_FOUND', 'no message with that source id in that channel');
+    if (!m) {
+      await audit(ctx, 'message.viewed', 'failure', [], { channel: q.data.channel, reason: 'not_found' });
+      return bad(ctx, 404, 'NOT_FOUND', 'no message with that source id in that channel');
+    }
+    await audit(ctx, 'message.viewed', 'success', [...(m.id ? [{ type: 'message', id: m.id }] : []), ...m.deliveries.map((d) => deliveryResource(d.id))], { channel: q.data.channel });
     ctx.body = m;
   });
 

@@ -25,4 +25,5 @@ export const encryptedColumns: readonly EncryptedColumn[] = [
   col('delivery_attempts', 'error'),
   col('delivery_attempts', 'detail'),
   col('delivery_attempts', 'rejected'),
+  col('delivery_attempts', 'rejected'),
 ];

@@ -17,27 +17,31 @@ const KEYS_LOCK = 0x5b_0a_2d_02; // "switchboard data keys"
 
 export interface DataKeyRow {
   id: string;
-  purpose: 'data' | 'index';
+  purpose: KeyPurpose;
   kek_id: string;
   wrapped: Buffer;
   created_at: Date;
 }
 
+export type KeyPurpose = 'data' | 'index' | 'audit';
+
 export const wrapContext = (purpose: string, id: string) => `${purpose}:${id}`;
 
-export function newDataKeyId(purpose: 'data' | 'index', now = new Date()): string {
-  return `${purpose === 'data' ? 'dk' : 'ix'}-${now.toISOString().replace(/[-:T]/g, '').slice(0, 14)}-${randomBytes(3).toString('hex')}`;
+const idPrefix: Record<KeyPurpose, string> = { data: 'dk', index: 'ix', audit: 'au' };
+
+export function newDataKeyId(purpose: KeyPurpose, now = new Date()): string {
+  return `${idPrefix[purpose]}-${now.toISOString().replace(/[-:T]/g, '').slice(0, 14)}-${randomBytes(3).toString('hex')}`;
 }
 
 /** Inserts a new data key wrapped under the provider's newest KEK. */
-export async function createDataKey(q: Pick<Pool, 'query'>, provider: KeyProvider, purpose: 'data' | 'index'): Promise<string> {
+export async function createDataKey(q: Pick<Pool, 'query'>, provider: KeyProvider, purpose: KeyPurpose): Promise<string> {
   const id = newDataKeyId(purpose);
   const { kekId, wrapped } = await provider.wrap(randomBytes(KEY_BYTES), wrapContext(purpose, id));
   await q.query('INSERT INTO encryption_keys (id, purpose, kek_id, wrapped) VALUES ($1, $2, $3, $4)', [id, purpose, kekId, wrapped]);
   return id;
 }
 
-/** Creates the first data key and the index key if the database has none (safe under concurrency). */
+/** Creates the first data key, the index key and the audit key if the database has none (safe under concurrency). */
 export async function ensureDataKeys(pool: Pool, provider: KeyProvider): Promise<void> {
   const c = await pool.connect();
   try {
@@ -47,6 +51,7 @@ export async function ensureDataKeys(pool: Pool, provider: KeyProvider): Promise
     const purposes = new Set(have.rows.map((r) => r.purpose));
     if (!purposes.has('data')) await createDataKey(c, provider, 'data');
     if (!purposes.has('index')) await createDataKey(c, provider, 'index');
+    if (!purposes.has('audit')) await createDataKey(c, provider, 'audit');
     await c.query('COMMIT');
   } catch (err) {
     await c.query('ROLLBACK').catch(() => undefined);
@@ -65,6 +70,10 @@ export function payloadAad(ref: PayloadRef, keyId: string): Buffer {
 }
 
 export interface EncryptingCodec extends PayloadCodec {
+  /** The audit key (HMAC-SHA256 of audit entries) and its id. */
+  auditKey(): { id: string; key: Buffer };
+  /** Any known key by id (audit verification of entries written under an older audit key). */
+  keyById(id: string): Promise<Buffer>;
   /** Reloads the key table (picks up a rotation done by another process). */
   refresh(): Promise<void>;
   close(): void;
@@ -75,6 +84,7 @@ export async function openEncryptingCodec(pool: Pool, provider: KeyProvider, o: 
   const keys = new Map<string, Buffer>();
   let active = '';
   let indexKey: Buffer = Buffer.alloc(0);
+  let audit: { id: string; key: Buffer } = { id: '', key: Buffer.alloc(0) };
 
   async function refresh(): Promise<void> {
     const rows = await loadDataKeyRows(pool);
@@ -83,9 +93,11 @@ export async function openEncryptingCodec(pool: Pool, provider: KeyProvider, o: 
     }
     const newestData = rows.find((r) => r.purpose === 'data');
     const oldestIndex = rows.filter((r) => r.purpose === 'index').at(-1);
-    if (!newestData || !oldestIndex) throw new Error('encryption_keys has no data key or no index key');
+    const newestAudit = rows.find((r) => r.purpose === 'audit');
+    if (!newestData || !oldestIndex || !newestAudit) throw new Error('encryption_keys lacks a data, index or audit key');
     active = newestData.id;
     indexKey = keys.get(oldestIndex.id)!;
+    audit = { id: newestAudit.id, key: keys.get(newestAudit.id)! };
   }
   await refresh();
 
@@ -94,20 +106,26 @@ export async function openEncryptingCodec(pool: Pool, provider: KeyProvider, o: 
   const timer = setInterval(() => void refreshOnce().catch(() => undefined), o.refreshMs ?? 5000);
   timer.unref();
 
+  async function keyById(keyId: string): Promise<Buffer> {
+    let key = keys.get(keyId);
+    if (!key) {
+      await refreshOnce();
+      key = keys.get(keyId);
+    }
+    if (!key) throw new MissingKeyError(keyId, 'no data key with this id in table encryption_keys');
+    return key;
+  }
+
   return {
+    auditKey: () => audit,
+    keyById,
     async encode(plain, ref) {
       const keyId = active;
       return { bytes: seal(keys.get(keyId)!, plain, payloadAad(ref, keyId)), keyId };
     },
     async decode(bytes, keyId, ref) {
       if (keyId === null) return bytes;
-      let key = keys.get(keyId);
-      if (!key) {
-        await refreshOnce();
-        key = keys.get(keyId);
-      }
-      if (!key) throw new MissingKeyError(keyId, 'no data key with this id in table encryption_keys');
-      return open(key, bytes, payloadAad(ref, keyId));
+      return open(await keyById(keyId), bytes, payloadAad(ref, keyId));
     },
     index: (kind, value) => blindIndex(indexKey, kind, value),
     activeKeyId: () => active,

@@ -188,6 +188,48 @@ ALTER TABLE delivery_attempts DROP COLUMN error_message, DROP COLUMN detail;
 `,
   },
   {
+    version: 5,
+    name: 'audit trail',
+    // Append-only and hash-chained: each entry carries the previous entry's hash; the hash is an
+    // HMAC under the audit key (wrapped in encryption_keys), so an entry cannot be forged or
+    // re-chained by someone who can write to the database but does not hold the keys. Partitioned
+    // by year so retention drops whole partitions (src/store/audit-store.ts creates them).
+    sql: `
+ALTER TABLE encryption_keys DROP CONSTRAINT encryption_keys_purpose_check;
+ALTER TABLE encryption_keys ADD CONSTRAINT encryption_keys_purpose_check CHECK (purpose IN ('data', 'index', 'audit'));
+
+CREATE TABLE audit_events (
+  seq               bigint NOT NULL,
+  recorded_at       timestamptz NOT NULL,
+  action            text NOT NULL,
+  outcome           text NOT NULL CHECK (outcome IN ('success', 'failure')),
+  principal_kind    text,
+  principal_id      text,
+  principal_display text,
+  principal_role    text,
+  source_address    text,
+  resources         jsonb NOT NULL DEFAULT '[]',
+  detail            jsonb NOT NULL DEFAULT '{}',
+  key_id            text NOT NULL,
+  prev_hash         bytea NOT NULL,
+  hash              bytea NOT NULL,
+  PRIMARY KEY (seq, recorded_at)
+) PARTITION BY RANGE (recorded_at);
+CREATE INDEX audit_events_recorded ON audit_events (recorded_at);
+
+CREATE FUNCTION audit_events_append_only() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+  RAISE EXCEPTION 'audit_events is append-only: % refused', TG_OP USING ERRCODE = 'insufficient_privilege';
+END;
+$$;
+CREATE TRIGGER audit_events_no_update_delete BEFORE UPDATE OR DELETE ON audit_events
+  FOR EACH ROW EXECUTE FUNCTION audit_events_append_only();
+CREATE TRIGGER audit_events_no_truncate BEFORE TRUNCATE ON audit_events
+  FOR EACH STATEMENT EXECUTE FUNCTION audit_events_append_only();
+REVOKE UPDATE, DELETE, TRUNCATE ON audit_events FROM PUBLIC;
+`,
+  },
+  {
     version: 30,
     name: 'rejected output of an attempt',
     // What a destination refused to send (invalid mapping output) or was refused (a server's

@@ -126,7 +126,7 @@ describe('encrypting message store', () => {
     await expect(store.loadEvent(id)).rejects.toThrow(/encryption key "dk-gone" is not available/);
   });
 
-  it('processes opening at once create one data key and one index key', async () => {
+  it('processes opening at once create one data key, one index key and one audit key', async () => {
     const fresh = new pg.Pool({ connectionString: await createTestDatabase() });
     try {
       await runMigrations(fresh);
@@ -135,6 +135,7 @@ describe('encrypting message store', () => {
       codecs.forEach((c) => c.close());
       expect(new Set(codecs.map((c) => c.activeKeyId())).size).toBe(1);
       expect((await fresh.query('SELECT purpose, count(*)::int AS n FROM encryption_keys GROUP BY purpose ORDER BY purpose')).rows).toEqual([
+        { purpose: 'audit', n: 1 },
         { purpose: 'data', n: 1 },
         { purpose: 'index', n: 1 },
       ]);

@@ -31,6 +31,8 @@ export async function startGateway(o: {
   outboxGraceMs?: number;
   /** Extra environment for `${VAR}` interpolation in channel files (e.g. LAB_MLLP_URL). */
   env?: Record<string, string>;
+  /** ENCRYPTION_KEYS (default: a keyring generated into the gateway's temporary DATA_DIR). */
+  encryptionKeys?: string;
 }): Promise<TestGateway> {
   const dataDir = await mkdtemp(path.join(os.tmpdir(), 'switchboard-gw-'));
   const adminToken = `test-admin-token-${uniquePrefix()}`;
@@ -47,6 +49,7 @@ export async function startGateway(o: {
     fhirBaseUrl: o.fhirBaseUrl,
     fhirSandboxPort: 0,
     adminToken,
+    encryptionKeys: o.encryptionKeys,
     registry: createConnectorRegistry(),
     logger: createLogger({ level: 'info', ...(o.logStream ? { destination: o.logStream } : { level: 'silent' }) }),
     shutdownTimeoutMs: 5000,
