@@ -187,3 +187,16 @@ ${storeAccessNote}
 
 Exit codes: 0 ok, 1 interrupted or values left, 2 usage error.
 `;
+
+export const storeUsage = `Usage: switchboard store prune [--dry-run]
+
+Retention by dropping whole time partitions, never row by row: the audit trail's yearly
+partitions wholly older than AUDIT_RETENTION_YEARS (default 6). Each drop is recorded in the
+trail first (store.pruned, with the last removed entry's hash), so audit verify still passes.
+
+  --dry-run   show what would be dropped, change nothing
+
+${storeAccessNote}
+
+Exit codes: 0 ok, 2 usage error.
+`;

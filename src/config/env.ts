@@ -43,6 +43,7 @@ export const envSchema = z.object({
   MEDIA_TOKEN: z.preprocess(emptyAsUndefined, z.string().min(16, 'must be at least 16 characters').optional()),
   ENCRYPTION_KEYS: optionalString,
   ENCRYPTION_KEYS_FILE: optionalString,
+  AUDIT_RETENTION_YEARS: z.preprocess(emptyAsUndefined, z.coerce.number().int().min(1).default(6)),
   ADMIN_TOKEN: z.preprocess(emptyAsUndefined, z.string().min(16, 'must be at least 16 characters').optional()),
   LOG_LEVEL: z.preprocess(emptyAsUndefined, z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info')),
   SWITCHBOARD_ROLE: z.preprocess(emptyAsUndefined, z.enum(['all', 'http', 'worker']).default('all')),

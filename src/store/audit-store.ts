@@ -89,6 +89,7 @@ export class AuditStore implements AuditRecorder {
   constructor(
     private readonly pool: Pool,
     private readonly keys: AuditKeys,
+    private readonly now: () => Date = () => new Date(),
   ) {}
 
   /** Yearly partitions, created when first needed (under the chain lock). */
@@ -112,7 +113,7 @@ export class AuditStore implements AuditRecorder {
         const seq = last ? Number(last.seq) + 1 : 1;
         const prev = last?.hash ?? GENESIS;
         // Time never runs backwards along the chain, even if the clock does.
-        const recordedAt = new Date(Math.max(Date.now(), last ? last.recorded_at.getTime() : 0));
+        const recordedAt = new Date(Math.max(this.now().getTime(), last ? last.recorded_at.getTime() : 0));
         await this.ensurePartition(c, recordedAt.getUTCFullYear());
         const { id: keyId, key } = this.keys.auditKey();
         const resources = entry.resources ?? [];
@@ -166,6 +167,13 @@ export class AuditStore implements AuditRecorder {
     let first: number | null = null;
     const it = this.rows({}, 1000);
     let next = (await it.next()).value as AuditRow | undefined;
+    // Retention dropped older partitions: the chain then starts where a `store.pruned` entry (itself
+    // in the chain, so verified below) says it does.
+    const anchor = next && Number(next.seq) > 1 ? (await this.pruneAnchors()).get(Number(next.seq) - 1) : undefined;
+    if (anchor) {
+      expectedPrev = Buffer.from(anchor, 'hex');
+      expectedSeq = Number(next!.seq);
+    }
     while (next) {
       const cur = next;
       next = ((await it.next()).value as AuditRow | undefined) ?? undefined;
@@ -191,5 +199,62 @@ export class AuditStore implements AuditRecorder {
       expectedSeq = seq + 1;
     }
     return { ok: true, entries: count, firstSeq: first, lastSeq: count > 0 ? expectedSeq - 1 : null };
+  }
+
+  /** through_seq -> hash of the last entry retention removed. */
+  private async pruneAnchors(): Promise<Map<number, string>> {
+    const res = await this.pool.query<{ detail: { through_seq?: number; anchor_hash?: string } }>(`SELECT detail FROM audit_events WHERE action = 'store.pruned' AND detail ? 'anchor_hash'`);
+    return new Map(res.rows.flatMap((r) => (typeof r.detail.through_seq === 'number' && typeof r.detail.anchor_hash === 'string' ? [[r.detail.through_seq, r.detail.anchor_hash] as const] : [])));
+  }
+
+  /** Yearly partitions wholly older than `cutoff`: what retention drops. */
+  async expiredPartitions(cutoff: Date): Promise<{ name: string; year: number; entries: number; firstSeq: number | null; lastSeq: number | null }[]> {
+    const parts = await this.pool.query<{ name: string }>(
+      `SELECT c.relname AS name FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid JOIN pg_class p ON p.oid = i.inhparent
+       WHERE p.relname = 'audit_events' ORDER BY c.relname`,
+    );
+    const out = [];
+    for (const { name } of parts.rows) {
+      const year = Number(/^audit_events_y(\d{4})$/.exec(name)?.[1]);
+      if (!Number.isInteger(year) || Date.UTC(year + 1, 0, 1) > cutoff.getTime()) continue;
+      const r = (await this.pool.query<{ n: string; lo: string | null; hi: string | null }>(`SELECT count(*) AS n, min(seq) AS lo, max(seq) AS hi FROM ${name}`)).rows[0]!;
+      out.push({ name, year, entries: Number(r.n), firstSeq: r.lo === null ? null : Number(r.lo), lastSeq: r.hi === null ? null : Number(r.hi) });
+    }
+    return out;
+  }
+
+  /**
+   * Drops the yearly partitions wholly older than `cutoff` (never row by row). Each drop is first
+   * recorded as a `store.pruned` entry naming the last entry it removes and that entry's hash, so
+   * `verify` can start the chain there.
+   */
+  async prune(cutoff: Date, principal: Principal, sourceAddress: string): Promise<{ name: string; entries: number }[]> {
+    const dropped = [];
+    for (const p of await this.expiredPartitions(cutoff)) {
+      const last = p.lastSeq === null ? undefined : (await this.pool.query<{ hash: Buffer }>(`SELECT hash FROM ${p.name} WHERE seq = $1`, [p.lastSeq])).rows[0];
+      await this.record({
+        action: 'store.pruned',
+        principal,
+        outcome: 'success',
+        resources: [{ type: 'partition', id: p.name }],
+        sourceAddress,
+        detail: { table: 'audit_events', entries: p.entries, ...(last && p.lastSeq !== null ? { through_seq: p.lastSeq, anchor_hash: last.hash.toString('hex') } : {}) },
+      });
+      await withClient(this.pool, async (c) => {
+        await c.query('BEGIN');
+        try {
+          await c.query('SELECT pg_advisory_xact_lock($1)', [AUDIT_LOCK]);
+          await c.query(`ALTER TABLE audit_events DETACH PARTITION ${p.name}`);
+          await c.query(`DROP TABLE ${p.name}`);
+          await c.query('COMMIT');
+        } catch (err) {
+          await c.query('ROLLBACK').catch(() => undefined);
+          throw err;
+        }
+      });
+      this.years.delete(p.year);
+      dropped.push({ name: p.name, entries: p.entries });
+    }
+    return dropped;
   }
 }

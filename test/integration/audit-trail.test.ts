@@ -140,6 +140,43 @@ describe('audit trail in the database', () => {
   });
 });
 
+describe('audit retention', () => {
+  it('drops whole yearly partitions past AUDIT_RETENTION_YEARS, records it, and the chain still verifies', async () => {
+    const t = await trailOf(0);
+    try {
+      const year = new Date().getUTCFullYear();
+      const at = (y: number) => new AuditStore(t.pool, t.codec, () => new Date(Date.UTC(y, 5, 1)));
+      const entry = { action: 'message.viewed' as const, principal: systemPrincipal('test'), outcome: 'success' as const };
+      for (const y of [year - 9, year - 9, year - 8, year - 2]) await at(y).record(entry);
+      await t.audit.record(entry);
+      const env = { DATABASE_URL: t.url, ENCRYPTION_KEYS: t.ring };
+
+      const dry = cliIo(env);
+      expect(await runCli(['store', 'prune', '--dry-run'], dry)).toBe(0);
+      expect(dry.out).toContain('retention 6 years');
+      expect(dry.out).toContain(`would drop audit_events_y${year - 9}: 2 entries (1-2)`);
+      expect(dry.out).toContain(`would drop audit_events_y${year - 8}: 1 entries (3-3)`);
+      expect(dry.out).not.toContain(`audit_events_y${year - 2}`);
+      expect((await t.pool.query('SELECT count(*)::int AS n FROM audit_events')).rows[0].n).toBe(5);
+
+      const prune = cliIo(env);
+      expect(await runCli(['store', 'prune'], prune)).toBe(0);
+      expect(prune.out).toContain(`dropped audit_events_y${year - 9}: 2 entries`);
+      expect((await t.pool.query('SELECT min(seq)::int AS lo FROM audit_events')).rows[0].lo).toBe(4);
+      const pruned = (await t.pool.query(`SELECT detail FROM audit_events WHERE action = 'store.pruned' ORDER BY seq`)).rows.map((r) => r.detail as Record<string, unknown>);
+      expect(pruned.map((d) => d['through_seq'])).toEqual([2, 3]);
+      expect((await verify(t.url, t.ring)).out).toMatch(/audit trail intact: \d+ entries \(4-/);
+
+      // The anchor is itself chained: altering it breaks verification.
+      await asSuperuser(t.pool, `UPDATE audit_events SET detail = jsonb_set(detail, '{anchor_hash}', '"00"') WHERE action = 'store.pruned' AND detail->>'through_seq' = '3'`);
+      expect((await verify(t.url, t.ring)).code).toBe(1);
+      expect(await runCli(['store', 'prune'], cliIo({ ...env, AUDIT_RETENTION_YEARS: '0' }))).toBe(2);
+    } finally {
+      await t.close();
+    }
+  });
+});
+
 const redis = redisUrl();
 
 describe.skipIf(redis === null)('audit trail of a running gateway', () => {
