@@ -37,6 +37,8 @@ export interface SutConfig {
   dataDir: string;
   /** Switchboard only: `shipped` = channels/ as it is; `ehr-only` = a copy of whatsapp-to-ehr alone. */
   channels: 'shipped' | 'ehr-only';
+  /** Switchboard only: false runs the plaintext store (the encryption-off comparison). */
+  encryption: boolean;
   /** Switchboard only: more `${VAR}` values for channel files (partners the bench points at a sink). */
   extraEnv: Record<string, string>;
 }

@@ -21,6 +21,11 @@ function verdict(p: PhaseResult): string {
   return p.pass ? 'PASS' : `FAIL: ${p.reasons.join('; ')}`;
 }
 
+function fmtBytes(n: number | null | undefined): string {
+  if (n === null || n === undefined || !Number.isFinite(n)) return 'n/a';
+  return n >= 1024 ? `${(n / 1024).toFixed(2)} KiB` : `${n.toFixed(0)} B`;
+}
+
 export function printReport(r: BenchResults, log: (line: string) => void): void {
   const o = r.options;
   log('\n================================================================================');
@@ -96,7 +101,7 @@ export function printReport(r: BenchResults, log: (line: string) => void): void 
   const readme: string[][] = [];
   for (const queue of ['redis', 'postgres'] as const) {
     const b = r.scenarios.find((s) => s.queue === queue && s.kind === 'baseline');
-    const w = r.scenarios.find((s) => s.queue === queue && s.kind === 'switchboard');
+    const w = r.scenarios.find((s) => s.queue === queue && s.kind === 'switchboard' && s.encryption);
     if (!b && !w) continue;
     const bf = fixedOf(b);
     const wf = fixedOf(w);
@@ -144,6 +149,40 @@ export function printReport(r: BenchResults, log: (line: string) => void): void 
       ]);
     }
   }
+  // ---- encryption at rest: the same gateway with a plaintext store ----
+  const encryption: string[][] = [];
+  for (const queue of ['redis', 'postgres'] as const) {
+    const on = r.scenarios.find((s) => s.queue === queue && s.kind === 'switchboard' && s.encryption);
+    const off = r.scenarios.find((s) => s.queue === queue && s.kind === 'switchboard' && !s.encryption);
+    if (!on || !off) continue;
+    const fOn = fixedOf(on);
+    const fOff = fixedOf(off);
+    log(`\n## ${queue === 'redis' ? 'Redis' : 'PostgreSQL'} backend: encryption at rest on vs off (plaintext store)`);
+    const rows: string[][] = [
+      ['max sustained msg/s (highest passing step)', fmtRate(off.maxSustained), fmtRate(on.maxSustained), ratio(on.maxSustained, off.maxSustained)],
+      ['peak delivered msg/s (any measured phase)', fmtRate(off.peakDeliveredPerS), fmtRate(on.peakDeliveredPerS), ratio(on.peakDeliveredPerS, off.peakDeliveredPerS)],
+      [`e2e latency p50 @ ${o.rate} msg/s`, fmtMs(fOff?.e2e?.p50), fmtMs(fOn?.e2e?.p50), ratio(fOn?.e2e?.p50, fOff?.e2e?.p50)],
+      [`e2e latency p99 @ ${o.rate} msg/s`, fmtMs(fOff?.e2e?.p99), fmtMs(fOn?.e2e?.p99), ratio(fOn?.e2e?.p99, fOff?.e2e?.p99)],
+      [`CPU/msg gateway process @ ${o.rate} msg/s`, fmtUs(fOff?.cpuPerMessageUs.gateway), fmtUs(fOn?.cpuPerMessageUs.gateway), ratio(fOn?.cpuPerMessageUs.gateway, fOff?.cpuPerMessageUs.gateway)],
+      [`CPU/msg gateway+queue+db @ ${o.rate} msg/s`, fmtUs(sumCpu(fOff)), fmtUs(sumCpu(fOn)), ratio(sumCpu(fOn), sumCpu(fOff))],
+      ['store bytes / msg (tables + indexes + TOAST)', fmtBytes(off.storeBytesPerMessage), fmtBytes(on.storeBytesPerMessage), ratio(on.storeBytesPerMessage, off.storeBytesPerMessage)],
+    ];
+    log(mdTable(['metric', `switchboard-${queue}-plaintext`, `switchboard-${queue}`, 'on/off'], rows));
+    encryption.push([
+      queue === 'redis' ? 'Redis' : 'PostgreSQL',
+      fmtRate(off.maxSustained),
+      fmtRate(on.maxSustained),
+      ratio(on.maxSustained, off.maxSustained),
+      ratio(fOn?.cpuPerMessageUs.gateway, fOff?.cpuPerMessageUs.gateway),
+      fmtBytes(off.storeBytesPerMessage),
+      fmtBytes(on.storeBytesPerMessage),
+    ]);
+  }
+  if (encryption.length > 0) {
+    log('\nREADME table (encryption):\n');
+    log(mdTable(['queues', 'max msg/s plaintext', 'max msg/s encrypted', 'throughput on/off', `gateway CPU/msg on/off @${o.rate}/s`, 'store bytes/msg plaintext', 'store bytes/msg encrypted'], encryption));
+  }
+
   log(
     '\nCPU per message depends on the rate on a small VM: every wake-up from idle is expensive, so a pipeline with more round trips per ' +
       'message pays more at low rates; the work counters (commands, transactions, rows, FHIR requests per message) do not depend on load ' +

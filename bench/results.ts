@@ -3,12 +3,15 @@ import type { QueueKind, SutKind, SutPhaseStats } from './protocol.js';
 import type { QueueBacklog } from './backlog-probe.js';
 import type { Percentiles } from './stats.js';
 
+/** `encryption: false`: the same gateway with a plaintext store, to measure what encryption costs. */
 export const SCENARIOS = {
-  'baseline-redis': { kind: 'baseline', queue: 'redis' },
-  'switchboard-redis': { kind: 'switchboard', queue: 'redis' },
-  'baseline-postgres': { kind: 'baseline', queue: 'postgres' },
-  'switchboard-postgres': { kind: 'switchboard', queue: 'postgres' },
-} as const satisfies Record<string, { kind: SutKind; queue: QueueKind }>;
+  'baseline-redis': { kind: 'baseline', queue: 'redis', encryption: false },
+  'switchboard-redis': { kind: 'switchboard', queue: 'redis', encryption: true },
+  'switchboard-redis-plaintext': { kind: 'switchboard', queue: 'redis', encryption: false },
+  'baseline-postgres': { kind: 'baseline', queue: 'postgres', encryption: false },
+  'switchboard-postgres': { kind: 'switchboard', queue: 'postgres', encryption: true },
+  'switchboard-postgres-plaintext': { kind: 'switchboard', queue: 'postgres', encryption: false },
+} as const satisfies Record<string, { kind: SutKind; queue: QueueKind; encryption: boolean }>;
 export type ScenarioName = keyof typeof SCENARIOS;
 
 export interface BenchOptions {
@@ -91,6 +94,8 @@ export interface ScenarioResult {
   name: ScenarioName;
   kind: SutKind;
   queue: QueueKind;
+  /** Switchboard: values encrypted at rest (false: the plaintext store, for comparison). */
+  encryption: boolean;
   description: string;
   startupMs: number;
   phases: PhaseResult[];
@@ -125,6 +130,11 @@ export interface ScenarioResult {
     fhirSearches: number | null;
     fhirCreates: number | null;
   } | null;
+  /**
+   * Growth of the message store (tables, indexes and TOAST of the public schema, queues excluded)
+   * over the scenario, divided by delivered messages. Switchboard only.
+   */
+  storeBytesPerMessage: number | null;
   error?: string;
 }
 

@@ -494,6 +494,21 @@ function phaseLine(scenario: string, p: PhaseResult): string {
  * BullMQ's PostgreSQL schema), with connections that are closed afterwards, so that the
  * gateway's start-up finds nothing to do and the database counters measure the pipeline only.
  */
+/** Bytes of the message store: every table of the public schema with its indexes and TOAST. */
+async function storeBytes(databaseUrl: string): Promise<number> {
+  const c = new pg.Client({ connectionString: databaseUrl });
+  await c.connect();
+  try {
+    const res = await c.query<{ n: string }>(
+      `SELECT coalesce(sum(pg_total_relation_size(c.oid)), 0) AS n FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+       WHERE n.nspname = 'public' AND c.relkind IN ('r', 'm')`,
+    );
+    return Number(res.rows[0]?.n ?? 0);
+  } finally {
+    await c.end();
+  }
+}
+
 async function premigrate(kind: SutKind, queue: QueueKind, databaseUrl: string): Promise<void> {
   if (kind === 'switchboard') {
     const pool = new pg.Pool({ connectionString: databaseUrl, max: 1 });
@@ -538,6 +553,8 @@ interface ScenarioRun {
   redis: RedisService | undefined;
   pg: PostgresService | undefined;
   databaseName: string;
+  /** Switchboard: the store's database and its size before the gateway started. */
+  storeDb?: { url: string; bytes0: number };
   work0: WorkCounters | undefined;
   phases: AsyncGenerator<void, void, void> | undefined;
   finished: boolean;
@@ -580,6 +597,7 @@ async function startScenario(name: ScenarioName, sh: Shared): Promise<ScenarioRu
       name,
       kind: def.kind,
       queue: def.queue,
+      encryption: def.encryption,
       description: '',
       startupMs: 0,
       phases: [],
@@ -590,6 +608,7 @@ async function startScenario(name: ScenarioName, sh: Shared): Promise<ScenarioRu
       fhir: { indexedSearches: 0, scannedSearches: 0 },
       conditions: null,
       workPerMessage: null,
+      storeBytesPerMessage: null,
     },
     t: { sentAt: new Map(), ack: new Map(), creates: new Map(), order: [] },
     startConditions: conditions(),
@@ -657,9 +676,13 @@ async function startScenario(name: ScenarioName, sh: Shared): Promise<ScenarioRu
       dataDir: path.join(sh.tmp, `gw-${name}`),
       channels: opts.channels,
       extraEnv: { LAB_MLLP_URL: sh.partnerSink, INSURER_MLLP_URL: sh.partnerSink },
+      encryption: def.encryption,
     };
     // Schemas first, so that the work counters below see the pipeline, not its migrations.
     if (databaseUrl) await premigrate(def.kind, def.queue, databaseUrl);
+    if (def.kind === 'switchboard') {
+      run.storeDb = { url: databaseUrl, bytes0: await storeBytes(databaseUrl) };
+    }
     const newProbe = () => createBacklogProbe({ kind: def.kind, queue: def.queue, ...(run.redis ? { redisUrl: run.redis.url } : {}), databaseUrl, prefix: cfg.queuePrefix });
     // What one probe sample costs Redis and PostgreSQL, measured alone, to leave the probe out of
     // the work counters.
@@ -844,6 +867,13 @@ async function finishScenario(run: ScenarioRun, opts: BenchOptions): Promise<Sce
       fhirSearches: per(work1.fhirSearches, w0.fhirSearches),
       fhirCreates: per(work1.fhirCreates, w0.fhirCreates),
     };
+  }
+  if (run.storeDb && result.workPerMessage && result.workPerMessage.messages > 0) {
+    try {
+      result.storeBytesPerMessage = ((await storeBytes(run.storeDb.url)) - run.storeDb.bytes0) / result.workPerMessage.messages;
+    } catch (err) {
+      log(`  [${name}] could not measure the store's size: ${(err as Error).message}`);
+    }
   }
   if (run.fhir) {
     result.fhir = { indexedSearches: run.fhir.repo.indexed, scannedSearches: run.fhir.repo.scanned };

@@ -50,6 +50,8 @@ function build(cfg: SutConfig, dataDir: string, channelsDir: string): Switchboar
     jobLockMs: 30_000,
     // Our redis-server runs with AOF everysec and noeviction, so the strict check passes.
     queueDurability: 'strict',
+    encryptionKeys: `bench:${Buffer.alloc(32, 7).toString('base64')}`,
+    plaintextStoreForBenchmark: !cfg.encryption,
   });
 }
 
@@ -77,7 +79,7 @@ await serveSut(async (cfg) => {
   return {
     url: `http://127.0.0.1:${started.port}`,
     webhookPath: channel.source.path,
-    description: `createSwitchboard role=all, ${started.channels.length} channel(s) [${started.channels.map((c) => c.id).join(', ')}], ${note}; queues: ${started.queues}`,
+    description: `createSwitchboard role=all, encryption at rest ${cfg.encryption ? 'on' : 'OFF (plaintext store, for comparison)'}, ${started.channels.length} channel(s) [${started.channels.map((c) => c.id).join(', ')}], ${note}; queues: ${started.queues}`,
     async stop() {
       await running.stop();
       await rm(dataDir, { recursive: true, force: true });

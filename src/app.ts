@@ -29,6 +29,7 @@ import { startEmbeddedPostgres, type EmbeddedDatabase } from './store/embedded-p
 import { MessageStore } from './store/message-store.js';
 import { runMigrations } from './store/migrations.js';
 import { openEncryptingCodec } from './store/encrypting-codec.js';
+import { createPlaintextCodec } from './store/payload-codec.js';
 import type { KeyProvider } from './crypto/key-provider.js';
 import { resolveKeyring } from './crypto/keyring.js';
 
@@ -75,6 +76,11 @@ export interface SwitchboardOptions {
   keyProvider?: KeyProvider | undefined;
   /** SWITCHBOARD_ENV=production: refuse to start without configured keys. */
   production?: boolean;
+  /**
+   * The bench's encryption-off comparison only: messages and media stored in plaintext. No
+   * environment variable or channel file reaches it (src/main.ts never sets it).
+   */
+  plaintextStoreForBenchmark?: boolean;
 }
 
 export class QueueDurabilityError extends Error {
@@ -184,7 +190,8 @@ export function createSwitchboard(o: SwitchboardOptions): Switchboard {
     // Encryption at rest: data keys in the database, wrapped by the key-encryption keys.
     const codec = await openEncryptingCodec(pool, provider);
     stops.push(async () => codec.close());
-    const store = new MessageStore(pool, codec);
+    const storeCodec = o.plaintextStoreForBenchmark === true ? createPlaintextCodec() : codec;
+    const store = new MessageStore(pool, storeCodec);
     internals.store = store;
     const audit = new AuditStore(pool, codec);
     internals.audit = audit;
@@ -207,7 +214,7 @@ export function createSwitchboard(o: SwitchboardOptions): Switchboard {
     }
     const metrics = createMetrics();
     // Media downloaded from chat platforms, content-addressed under DATA_DIR/media, served by URL.
-    const mediaStore = createFileMediaStore(path.resolve(o.dataDir, 'media'), codec);
+    const mediaStore = createFileMediaStore(path.resolve(o.dataDir, 'media'), storeCodec);
     let publicBaseUrl = o.publicBaseUrl;
     const pipeline = new Pipeline({
       metrics,

@@ -7,7 +7,7 @@
  * key); the key stays the hash of the PLAINTEXT. Nothing here logs content.
  */
 import { createHash, randomBytes } from 'node:crypto';
-import { mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { z } from 'zod';
 
@@ -140,4 +140,42 @@ async function get(key: string): Promise<{ info: StoredMediaInfo; bytes: Buffer 
     get,
     stat: readInfo,
   };
+}
+
+/**
+ * Rewrites every media file not under `activeKeyId` (plaintext files included) under it, for
+ * `switchboard keys reencrypt`. Each file is written to a temporary name and renamed, bytes before
+ * description, so a concurrent reader sees the old pair or the new one.
+ */
+export async function reencryptMediaFiles(dir: string, cipher: MediaCipher, activeKeyId: string, signal?: AbortSignal): Promise<{ rewritten: number; interrupted: boolean }> {
+  let rewritten = 0;
+  let folders: string[];
+  try {
+    folders = (await readdir(dir)).filter((f) => /^[0-9a-f]{2}$/.test(f));
+  } catch {
+    return { rewritten, interrupted: false };
+  }
+  for (const folder of folders) {
+    for (const name of await readdir(path.join(dir, folder))) {
+      if (signal?.aborted) return { rewritten, interrupted: true };
+      const key = /^([0-9a-f]{64})\.json$/.exec(name)?.[1];
+      if (!key) continue;
+      const metaFile = path.join(dir, folder, name);
+      const parsed = infoSchema.safeParse(JSON.parse(await readFile(metaFile, 'utf8')));
+      if (!parsed.success || (parsed.data.keyId ?? null) === activeKeyId) continue;
+      const bytesFile = path.join(dir, folder, key);
+      const plain = await cipher.decode(await readFile(bytesFile), parsed.data.keyId ?? null, mediaRef(key));
+      const enc = await cipher.encode(plain, mediaRef(key));
+      for (const [file, data] of [
+        [bytesFile, enc.bytes],
+        [metaFile, JSON.stringify({ ...parsed.data, keyId: enc.keyId })],
+      ] as const) {
+        const tmp = `${file}.${randomBytes(6).toString('hex')}.tmp`;
+        await writeFile(tmp, data, { mode: 0o600 });
+        await rename(tmp, file);
+      }
+      rewritten++;
+    }
+  }
+  return { rewritten, interrupted: false };
 }

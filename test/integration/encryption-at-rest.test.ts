@@ -17,6 +17,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { inject } from 'vitest';
 import { Redis } from 'ioredis';
 import { createSwitchboard, type Switchboard } from '../../src/app.js';
+import { runCli } from '../../src/cli/main.js';
 import { createConnectorRegistry } from '../../src/connectors/registry.js';
 import { createLogger } from '../../src/core/logger.js';
 import { startFhirSandbox, type FhirSandbox } from '../../src/sandbox/fhir-sandbox.js';
@@ -79,7 +80,7 @@ function newMarkers(): Markers {
   };
 }
 
-async function runGateway(o: { redisUrl?: string; dataDir: string; fhir: FaultProxy; markers: Markers }): Promise<void> {
+async function runGateway(o: { redisUrl?: string; dataDir: string; fhir: FaultProxy; markers: Markers; whileRunning?: () => Promise<void> }): Promise<void> {
   const logFile = path.join(o.dataDir, 'gateway.log');
   const logStream = createWriteStream(logFile);
   const app: Switchboard = createSwitchboard({
@@ -145,6 +146,7 @@ async function runGateway(o: { redisUrl?: string; dataDir: string; fhir: FaultPr
     const full = await store.getDelivery(dead.deliveries[0]!.id);
     expect(JSON.stringify(full?.history[0]?.response)).toContain(m.failText);
     o.fhir.setRule(() => ({ kind: 'pass' }));
+    await o.whileRunning?.();
   } finally {
     await app.stop();
     await new Promise<void>((r) => logStream.end(r));
@@ -191,6 +193,15 @@ describe('no PHI in plaintext at rest', () => {
       });
       await runGateway({ redisUrl: url, dataDir, fhir: proxy, markers });
       const c = new Redis(url);
+      // Queue jobs carry ids only.
+      const jobFields = new Set<string>();
+      for (const key of await c.keys('*')) {
+        if ((await c.type(key)) !== 'hash') continue;
+        const data = await c.hget(key, 'data');
+        if (data !== null) for (const k of Object.keys(JSON.parse(data) as object)) jobFields.add(k);
+      }
+      expect(jobFields.size).toBeGreaterThan(0);
+      for (const k of jobFields) expect(['eventId', 'deliveryId', 'generation', 'messageId', 'channelId', 'destination']).toContain(k);
       await c.save(); // an RDB snapshot too, beside the AOF
       c.disconnect();
     } finally {
@@ -208,7 +219,18 @@ describe('no PHI in plaintext at rest', () => {
   it('on the PostgreSQL queue backend: markers are in no file under DATA_DIR', async () => {
     const markers = newMarkers();
     const dataDir = await newDataDir();
-    await runGateway({ dataDir, fhir: proxy, markers });
+    // The store commands find the running gateway's embedded PostgreSQL and keyring from DATA_DIR.
+    const cli = () => {
+      const io = { out: '', err: '', stdout: (t: string) => void (io.out += t), stderr: (t: string) => void (io.err += t), cwd: os.tmpdir(), env: { DATA_DIR: dataDir } };
+      return io;
+    };
+    const status = cli();
+    await runGateway({ dataDir, fhir: proxy, markers, whileRunning: async () => void expect(await runCli(['keys', 'status'], status)).toBe(0) });
+    expect(status.out).toMatch(/every value is under the active data key/);
+    // With the gateway stopped, the command starts the embedded PostgreSQL itself.
+    const verify = cli();
+    expect(await runCli(['audit', 'verify'], verify)).toBe(0);
+    expect(verify.out).toContain('audit trail intact');
     expect(await filesContaining(dataDir, [markers.text, markers.failText, markers.name, markers.phone])).toEqual({});
     expect((await filesContaining(dataDir, ['whatsapp-to-ehr']))['whatsapp-to-ehr']?.some((f) => f.startsWith('postgres'))).toBe(true);
   }, 180_000);

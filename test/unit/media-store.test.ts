@@ -1,11 +1,12 @@
-import { createHash } from 'node:crypto';
-import { mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
+import { createHash, randomBytes } from 'node:crypto';
+import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { attachmentOf } from '../../src/media/media-fetcher.js';
 import { contentTypeAllowed, mediaPolicySchema } from '../../src/media/media-policy.js';
-import { createFileMediaStore, describeBytes } from '../../src/media/media-store.js';
+import { createFileMediaStore, describeBytes, reencryptMediaFiles, type MediaCipher } from '../../src/media/media-store.js';
+import { open, seal } from '../../src/crypto/aead.js';
 
 let dir: string;
 beforeAll(async () => {
@@ -59,5 +60,35 @@ describe('media policy', () => {
     const url = (k: string) => `https://sb.example/media/${k}`;
     expect(attachmentOf(info, bytes, mediaPolicySchema.parse({ inline_max_bytes: 100 }), { mediaUrl: url })).toEqual({ content_type: 'image/png', size: 100, hash: info.sha1Base64, data: bytes.toString('base64') });
     expect(attachmentOf(info, bytes, mediaPolicySchema.parse({ inline_max_bytes: 99 }), { mediaUrl: url })).toEqual({ content_type: 'image/png', size: 100, hash: info.sha1Base64, url: url(info.key) });
+  });
+});
+
+describe('encrypted media files', () => {
+  const keys: Record<string, Buffer> = { a: randomBytes(32), b: randomBytes(32) };
+  const aad = (r: { table: string; column: string; rowId: string }) => Buffer.from(`${r.table}.${r.column}:${r.rowId}`);
+  const cipherUnder = (active: string): MediaCipher => ({
+    encode: async (plain, r) => ({ bytes: seal(keys[active]!, plain, aad(r)), keyId: active }),
+    decode: async (bytes, keyId, r) => (keyId === null ? bytes : open(keys[keyId]!, bytes, aad(r))),
+  });
+
+  it('stores ciphertext bound to the key, re-encrypts older and plaintext files under the active key', async () => {
+    const dir = await mkdtemp(path.join(os.tmpdir(), 'switchboard-media-enc-'));
+    const secret = Buffer.from('photo of a rash: PATIENT-SECRET-BYTES');
+    const info = await createFileMediaStore(dir, cipherUnder('a')).put(secret, 'image/jpeg');
+    const legacy = await createFileMediaStore(dir).put(Buffer.from('plaintext from before encryption'), 'text/plain');
+    const onDisk = await readFile(path.join(dir, info.key.slice(0, 2), info.key));
+    expect(onDisk.includes(Buffer.from('PATIENT-SECRET'))).toBe(false);
+
+    const store = createFileMediaStore(dir, cipherUnder('b'));
+    expect((await store.get(info.key))?.bytes.equals(secret)).toBe(true);
+
+    expect(await reencryptMediaFiles(dir, cipherUnder('b'), 'b')).toEqual({ rewritten: 2, interrupted: false });
+    for (const k of [info.key, legacy.key]) {
+      const meta = JSON.parse(await readFile(path.join(dir, k.slice(0, 2), `${k}.json`), 'utf8')) as { keyId: string };
+      expect(meta.keyId).toBe('b');
+    }
+    expect((await store.get(info.key))?.bytes.equals(secret)).toBe(true);
+    expect((await store.get(legacy.key))?.bytes.toString()).toBe('plaintext from before encryption');
+    expect(await reencryptMediaFiles(dir, cipherUnder('b'), 'b')).toEqual({ rewritten: 0, interrupted: false });
   });
 });

@@ -8,6 +8,8 @@ import { UsageError, parseCommandArgs } from '../args.js';
 import { EXIT_FAILURES, EXIT_OK, type CliIo } from '../io.js';
 import { openStoreAccess } from '../store-access.js';
 import { keyStatus, reencrypt, rotateKeys } from '../../store/key-admin.js';
+import { reencryptMediaFiles } from '../../media/media-store.js';
+import path from 'node:path';
 
 export async function run(argv: readonly string[], io: CliIo): Promise<number> {
   const [sub, ...rest] = argv;
@@ -68,8 +70,17 @@ export async function run(argv: readonly string[], io: CliIo): Promise<number> {
           io.stderr(`reencrypt ${p.table}.${p.column}: ${p.rewritten}/${p.total}\n`);
         },
       });
-      await store.record({ action: 'keys.reencrypted', outcome: r.interrupted ? 'failure' : 'success', resources: [{ type: 'key', id: store.codec.activeKeyId() ?? '' }], detail: { rewritten: r.rewritten, remaining: r.remaining, interrupted: r.interrupted } });
-      if (r.interrupted) {
+      // Media files under DATA_DIR/media (the gateway's, when run where it runs).
+      const media = r.interrupted ? { rewritten: 0, interrupted: true } : await reencryptMediaFiles(path.join(store.dataDir, 'media'), store.codec, store.codec.activeKeyId()!, controller.signal);
+      if (media.rewritten > 0) io.stderr(`reencrypt media files: ${media.rewritten}\n`);
+      const interrupted = r.interrupted || media.interrupted;
+      await store.record({
+        action: 'keys.reencrypted',
+        outcome: interrupted ? 'failure' : 'success',
+        resources: [{ type: 'key', id: store.codec.activeKeyId() ?? '' }],
+        detail: { rewritten: r.rewritten, media_files: media.rewritten, remaining: r.remaining, interrupted },
+      });
+      if (interrupted) {
         io.stdout(`interrupted after ${r.rewritten} values; ${r.remaining} left: run switchboard keys reencrypt again to resume\n`);
         return EXIT_FAILURES;
       }
