@@ -230,6 +230,16 @@ REVOKE UPDATE, DELETE, TRUNCATE ON audit_events FROM PUBLIC;
 `,
   },
   {
+    version: 6,
+    name: 'legacy identifier sweep indexes',
+    // The start-up sweep that replaces plaintext identifiers of old rows by blind indexes finds
+    // them through these (empty once swept), instead of scanning the tables at every start.
+    sql: `
+CREATE INDEX messages_legacy_identifiers ON messages (id) WHERE source_message_id IS NOT NULL;
+CREATE INDEX message_statuses_legacy_identifiers ON message_statuses (id) WHERE source_message_id IS NOT NULL;
+`,
+  },
+  {
     version: 30,
     name: 'rejected output of an attempt',
     // What a destination refused to send (invalid mapping output) or was refused (a server's
