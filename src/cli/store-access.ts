@@ -15,7 +15,7 @@ import type { Principal } from '../core/principal.js';
 import type { KeyProvider } from '../crypto/key-provider.js';
 import { resolveKeyring } from '../crypto/keyring.js';
 import { AuditStore } from '../store/audit-store.js';
-import { startEmbeddedPostgres } from '../store/embedded-postgres.js';
+import { alive, startEmbeddedPostgres } from '../store/embedded-postgres.js';
 import { openEncryptingCodec, type EncryptingCodec } from '../store/encrypting-codec.js';
 import { runMigrations } from '../store/migrations.js';
 import type { CliIo } from './io.js';
@@ -39,15 +39,6 @@ export function cliPrincipal(): Principal {
     /* no passwd entry */
   }
   return { kind: 'system', id: 'cli', display: `switchboard CLI (${user})`, role: null };
-}
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
 }
 
 /** The URL of the embedded PostgreSQL a gateway is running under `dataDir`, if one is. */

@@ -27,7 +27,8 @@ async function freePort(): Promise<number> {
   });
 }
 
-function alive(pid: number): boolean {
+/** Whether a process with this id runs (signal 0 tests without sending). */
+export function alive(pid: number): boolean {
   try {
     process.kill(pid, 0);
     return true;

@@ -8,7 +8,7 @@ import { randomBytes } from 'node:crypto';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runCli } from '../../src/cli/main.js';
-import type { CliIo } from '../../src/cli/io.js';
+import { capturedIo } from '../support/cli-io.js';
 import { validateFhirResource } from '../../src/fhir/validate-resource.js';
 import { startFhirSandbox, type FhirSandbox } from '../../src/sandbox/fhir-sandbox.js';
 import { AuditStore } from '../../src/store/audit-store.js';
@@ -24,17 +24,7 @@ import { newWamid, postWebhook, textEvent } from '../support/whatsapp-webhook.js
 
 const keys = () => `audit-test:${randomBytes(32).toString('base64')}`;
 
-function cliIo(env: Record<string, string>): CliIo & { out: string; err: string } {
-  const io = {
-    out: '',
-    err: '',
-    stdout: (t: string) => void (io.out += t),
-    stderr: (t: string) => void (io.err += t),
-    cwd: process.cwd(),
-    env: { DATA_DIR: '/nonexistent-data-dir', ...env },
-  };
-  return io;
-}
+const cliIo = (env: Record<string, string>) => capturedIo(env);
 
 /** A database with `n` audit entries, and a superuser connection to tamper with it. */
 async function trailOf(n: number): Promise<{ url: string; ring: string; pool: pg.Pool; codec: EncryptingCodec; audit: AuditStore; close(): Promise<void> }> {

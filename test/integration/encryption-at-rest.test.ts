@@ -10,7 +10,6 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes, randomInt } from 'node:crypto';
 import { createWriteStream } from 'node:fs';
 import { chmod, mkdtemp, readdir, readFile, stat } from 'node:fs/promises';
-import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -24,20 +23,12 @@ import { startFhirSandbox, type FhirSandbox } from '../../src/sandbox/fhir-sandb
 import { startFaultProxy, type FaultProxy } from '../support/fault-proxy.js';
 import { repoRoot, waitFor } from '../support/gateway.js';
 import { uniquePrefix } from '../support/services.js';
+import { freePort } from '../support/free-port.js';
+import { capturedIo } from '../support/cli-io.js';
 import { TEST_APP_SECRET, TEST_VERIFY_TOKEN, newWamid, postWebhook } from '../support/whatsapp-webhook.js';
 import { whatsappTextEvent } from '../../src/sandbox/whatsapp-sample-events.js';
 
 const redisBinary = inject('redisServerBinary');
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = net.createServer();
-    s.listen(0, '127.0.0.1', () => {
-      const a = s.address();
-      s.close(() => (typeof a === 'object' && a ? resolve(a.port) : reject(new Error('no port'))));
-    });
-  });
-}
 
 async function filesUnder(dir: string): Promise<string[]> {
   const out: string[] = [];
@@ -220,10 +211,7 @@ describe('no PHI in plaintext at rest', () => {
     const markers = newMarkers();
     const dataDir = await newDataDir();
     // The store commands find the running gateway's embedded PostgreSQL and keyring from DATA_DIR.
-    const cli = () => {
-      const io = { out: '', err: '', stdout: (t: string) => void (io.out += t), stderr: (t: string) => void (io.err += t), cwd: os.tmpdir(), env: { DATA_DIR: dataDir } };
-      return io;
-    };
+    const cli = () => capturedIo({ DATA_DIR: dataDir }, { cwd: os.tmpdir() });
     const status = cli();
     await runGateway({ dataDir, fhir: proxy, markers, whileRunning: async () => void expect(await runCli(['keys', 'status'], status)).toBe(0) });
     expect(status.out).toMatch(/every value is under the active data key/);

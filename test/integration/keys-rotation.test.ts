@@ -7,7 +7,7 @@ import { randomBytes } from 'node:crypto';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runCli } from '../../src/cli/main.js';
-import type { CliIo } from '../../src/cli/io.js';
+import { capturedIo } from '../support/cli-io.js';
 import { createKeyringProvider, parseKeyring } from '../../src/crypto/keyring.js';
 import { startFhirSandbox, type FhirSandbox } from '../../src/sandbox/fhir-sandbox.js';
 import { openEncryptingCodec } from '../../src/store/encrypting-codec.js';
@@ -21,18 +21,7 @@ const SYSTEM = 'https://switchboard.example/sid/whatsapp-message-id';
 const k1 = `k1:${randomBytes(32).toString('base64')}`;
 const k2 = `k2:${randomBytes(32).toString('base64')}`;
 
-function cliIo(env: Record<string, string>, signal?: AbortSignal): CliIo & { out: string; err: string } {
-  const io: CliIo & { out: string; err: string } = {
-    out: '',
-    err: '',
-    stdout: (t: string) => void (io.out += t),
-    stderr: (t: string) => void (io.err += t),
-    cwd: process.cwd(),
-    env: { DATA_DIR: '/nonexistent-data-dir', ...env },
-    ...(signal ? { signal } : {}),
-  };
-  return io;
-}
+const cliIo = (env: Record<string, string>, signal?: AbortSignal) => capturedIo(env, signal ? { signal } : {});
 
 async function status(env: Record<string, string>): Promise<KeyStatus> {
   const io = cliIo(env);

@@ -13,6 +13,7 @@ import type { TestProject } from 'vitest/node';
 import { startEmbeddedPostgres } from '../../src/store/embedded-postgres.js';
 import { createLogger } from '../../src/core/logger.js';
 import { mllpSendAvailable, pythonHl7Available } from './python-hl7-peer.js';
+import { freePort } from './free-port.js';
 
 declare module 'vitest' {
   export interface ProvidedContext {
@@ -20,16 +21,6 @@ declare module 'vitest' {
     redisServerBinary: string | null;
     postgresUrl: string;
   }
-}
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = net.createServer();
-    s.listen(0, '127.0.0.1', () => {
-      const a = s.address();
-      s.close(() => (typeof a === 'object' && a ? resolve(a.port) : reject(new Error('no port'))));
-    });
-  });
 }
 
 async function waitForPort(port: number, ms: number): Promise<void> {
