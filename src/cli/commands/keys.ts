@@ -52,6 +52,9 @@ export async function run(argv: readonly string[], io: CliIo): Promise<number> {
       await store.record({ action: 'keys.rotated', outcome: 'success', resources: [{ type: 'key', id: r.newKeyId }], detail: { rewrapped: r.rewrapped.length, kek: store.provider.keyIds()[0] ?? null } });
       io.stdout(`new active data key ${r.newKeyId}; ${r.rewrapped.length} data keys re-wrapped under ${store.provider.keyIds()[0]}\n`);
       io.stdout('running gateways write under the new key within seconds; run switchboard keys reencrypt to move older values\n');
+      if (r.rewrapped.length > 0) {
+        io.stdout(`every gateway process must have ${store.provider.keyIds()[0]} in ENCRYPTION_KEYS (restarted with it) to read the re-wrapped keys\n`);
+      }
       return EXIT_OK;
     }
     const controller = new AbortController();
