@@ -12,6 +12,7 @@ import type { ConnectorRegistry } from './channels/channel-schema.js';
 import type { Logger } from './core/logger.js';
 import { bootstrapPrincipal, createAdminRouter } from './http/admin-routes.js';
 import { AuditStore } from './store/audit-store.js';
+import { CONSOLE_PATH, createConsoleMiddleware, defaultConsoleDir } from './http/console-route.js';
 import { createMediaRouter } from './http/media-route.js';
 import { createFileMediaStore } from './media/media-store.js';
 import { startHttpServer, type RunningHttpServer } from './http/http-server.js';
@@ -81,6 +82,10 @@ export interface SwitchboardOptions {
    * environment variable or channel file reaches it (src/main.ts never sets it).
    */
   plaintextStoreForBenchmark?: boolean;
+  /** The operator console's built assets (default: console/dist of this package). */
+  consoleDir?: string;
+  /** Console sessions end after this many idle minutes (CONSOLE_SESSION_MINUTES, default 30). */
+  consoleSessionMinutes?: number;
 }
 
 export class QueueDurabilityError extends Error {
@@ -107,6 +112,8 @@ export interface StartedSwitchboard {
   channels: readonly RuntimeChannel[];
   /** The live channel set (hot reload). */
   runtime: ChannelRuntime;
+  /** The operator console: its path on this port, and whether its assets were built. Undefined for the worker role. */
+  console: { path: string; built: boolean } | undefined;
 }
 
 export interface Switchboard {
@@ -252,7 +259,11 @@ export function createSwitchboard(o: SwitchboardOptions): Switchboard {
     // The worker role serves only /healthz and /readyz (for probes); the others add webhooks and admin.
     const routers: Router[] = [];
     const middleware: Koa.Middleware[] = [];
+    let consoleInfo: StartedSwitchboard['console'];
     if (o.role !== 'worker') {
+      const operatorConsole = await createConsoleMiddleware({ dir: o.consoleDir ?? defaultConsoleDir(), logger: log, sessionIdleMinutes: o.consoleSessionMinutes ?? 30 });
+      middleware.push(operatorConsole.middleware);
+      consoleInfo = { path: `${CONSOLE_PATH}/`, built: operatorConsole.built };
       routers.push(
         createMediaRouter({
           store: mediaStore,
@@ -332,6 +343,7 @@ export function createSwitchboard(o: SwitchboardOptions): Switchboard {
       queues: backend.description,
       channels: channels(),
       runtime,
+      console: consoleInfo,
     };
   }
 

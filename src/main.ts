@@ -39,6 +39,7 @@ async function main(): Promise<void> {
     encryptionKeys: cfg.ENCRYPTION_KEYS,
     encryptionKeysFile: cfg.ENCRYPTION_KEYS_FILE,
     production: cfg.SWITCHBOARD_ENV === 'production',
+    consoleSessionMinutes: cfg.CONSOLE_SESSION_MINUTES,
     registry: createConnectorRegistry(),
     logger,
     shutdownTimeoutMs: cfg.SHUTDOWN_TIMEOUT_MS,
@@ -87,6 +88,7 @@ async function main(): Promise<void> {
     }
     lines.push(`  health   ${base}/healthz   ready: ${base}/readyz`);
     lines.push(`  admin    ${base}/admin/dead-letters  (Authorization: Bearer <ADMIN_TOKEN>)`);
+    if (started.console) lines.push(`  console  ${base}${started.console.path}  (sign in with an API token${started.console.built ? '' : '; NOT BUILT: run npm run build:console'})`);
   } else {
     lines.push(`  role     worker (HTTP serves only ${base}/healthz and /readyz)`);
   }

@@ -45,6 +45,7 @@ export const envSchema = z.object({
   ENCRYPTION_KEYS_FILE: optionalString,
   AUDIT_RETENTION_YEARS: z.preprocess(emptyAsUndefined, z.coerce.number().int().min(1).default(6)),
   ADMIN_TOKEN: z.preprocess(emptyAsUndefined, z.string().min(16, 'must be at least 16 characters').optional()),
+  CONSOLE_SESSION_MINUTES: z.preprocess(emptyAsUndefined, z.coerce.number().int().min(1).max(24 * 60).default(30)),
   LOG_LEVEL: z.preprocess(emptyAsUndefined, z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info')),
   SWITCHBOARD_ROLE: z.preprocess(emptyAsUndefined, z.enum(['all', 'http', 'worker']).default('all')),
   SWITCHBOARD_ENV: z.preprocess(emptyAsUndefined, z.enum(['development', 'production']).default('development')),

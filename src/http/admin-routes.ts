@@ -68,6 +68,22 @@ const bulkReplayBody = z
   })
   .strict();
 
+const searchQuery = z
+  .object({
+    q: z.string().min(1).max(200).optional(),
+    phone: z.string().min(3).max(32).optional(),
+    channel: z.string().optional(),
+    destination: z.string().optional(),
+    state: z.enum(['pending', 'delivered', 'dropped', 'dead_lettered', 'discarded']).optional(),
+    code: z.string().optional(),
+    since: z.iso.datetime({ offset: true }).optional(),
+    until: z.iso.datetime({ offset: true }).optional(),
+    limit: z.coerce.number().int().min(1).max(200).optional(),
+    before_at: z.iso.datetime({ offset: true }).optional(),
+    before_id: z.uuid().optional(),
+  })
+  .strict();
+
 const discardBody = z.object({ reason: z.string().min(1).max(500) }).strict();
 const replayBody = z.object({ reason: z.string().max(500).optional() }).strict();
 
@@ -331,6 +347,65 @@ export function createAdminRouter(deps: AdminDeps): Router {
     }
     await audit(ctx, 'message.viewed', 'success', [...(m.id ? [{ type: 'message', id: m.id }] : []), ...m.deliveries.map((d) => deliveryResource(d.id))], { channel: q.data.channel });
     ctx.body = m;
+  });
+
+  // Who the caller is, for the console: what a role may not do is not offered. Identity fills
+  // the principal; until then every accepted bearer is the bootstrap admin token.
+  router.get('/whoami', (ctx) => {
+    const p = principalOf(ctx);
+    ctx.body = { principal: { kind: p.kind, display: p.display, role: p.role } };
+  });
+
+  router.get('/stats', async (ctx) => {
+    const q = z.object({ window_minutes: z.coerce.number().int().min(1).max(24 * 60).default(60) }).strict().safeParse(ctx.query);
+    if (!q.success) return bad(ctx, 400, 'QUERY_INVALID', z.prettifyError(q.error));
+    const since = new Date(Date.now() - q.data.window_minutes * 60_000);
+    const [stats, dead] = await Promise.all([deps.store.deliveryStats(since), deps.store.deadLetterCounts()]);
+    ctx.body = { since: since.toISOString(), window_minutes: q.data.window_minutes, destinations: stats, dead_letters: dead };
+  });
+
+  router.get('/messages/search', async (ctx) => {
+    const q = searchQuery.safeParse(ctx.query);
+    if (!q.success) return bad(ctx, 400, 'QUERY_INVALID', z.prettifyError(q.error));
+    const f = q.data;
+    if ((f.before_at === undefined) !== (f.before_id === undefined)) return bad(ctx, 400, 'QUERY_INVALID', 'before_at and before_id go together');
+    const phoneDigits = f.phone?.replace(/[^0-9]/g, '');
+    if (f.phone !== undefined && !phoneDigits) return bad(ctx, 400, 'QUERY_INVALID', 'phone: give the number with its country code, e.g. +15551234567');
+    const limit = f.limit ?? 25;
+    const items = await deps.store.searchMessages({
+      ...(f.q !== undefined && { sourceId: f.q.trim() }),
+      // One-to-one WhatsApp threads are keyed by the sender's number (digits, no plus), through the blind index.
+      ...(phoneDigits && { conversationId: `whatsapp:${phoneDigits}` }),
+      ...(f.channel !== undefined && { channelId: f.channel }),
+      ...(f.destination !== undefined && { destination: f.destination }),
+      ...(f.state !== undefined && { state: f.state }),
+      ...(f.code !== undefined && { errorCode: f.code }),
+      ...(f.since !== undefined && { since: new Date(f.since) }),
+      ...(f.until !== undefined && { until: new Date(f.until) }),
+      ...(f.before_at !== undefined && f.before_id !== undefined && { before: { at: new Date(f.before_at), id: f.before_id } }),
+      limit,
+    });
+    await audit(ctx, 'message.searched', 'success', items.map((m) => ({ type: 'message', id: m.id })), {
+      listed: items.length,
+      by_source_id: f.q !== undefined,
+      by_phone: f.phone !== undefined,
+      channel: f.channel ?? null,
+      state: f.state ?? null,
+    });
+    const last = items.at(-1);
+    ctx.body = { items, next: last && items.length === limit ? { before_at: last.receivedAt.toISOString(), before_id: last.id } : null };
+  });
+
+  router.get('/messages/:id/trace', async (ctx) => {
+    const id = z.uuid().safeParse(ctx.params['id']);
+    if (!id.success) return bad(ctx, 400, 'ID_INVALID', 'message ids are UUIDs');
+    const t = await deps.store.messageTrace(id.data);
+    if (!t) {
+      await audit(ctx, 'message.viewed', 'failure', [{ type: 'message', id: id.data }], { view: 'trace', reason: 'not_found' });
+      return bad(ctx, 404, 'NOT_FOUND', 'no such message');
+    }
+    await audit(ctx, 'message.viewed', 'success', [{ type: 'message', id: t.id }, ...t.deliveries.map((d) => deliveryResource(d.id))], { view: 'trace' });
+    ctx.body = { ...t, deliveries: t.deliveries.map(withReason) };
   });
 
   return router;

@@ -78,6 +78,46 @@ export interface DeadLetterFilter {
   after?: { at: Date; id: string };
 }
 
+export interface MessageSearchFilter {
+  sourceId?: string;
+  conversationId?: string;
+  channelId?: string;
+  destination?: string;
+  state?: DeliveryState;
+  errorCode?: string;
+  since?: Date;
+  until?: Date;
+  limit?: number;
+  /** Keyset pagination, newest first: received_at and id of the last row of the previous page. */
+  before?: { at: Date; id: string };
+}
+
+export interface MessageSummary {
+  id: string;
+  channelId: string;
+  kind: string;
+  sentAt: Date;
+  receivedAt: Date;
+  filtered: boolean;
+  sourceMessageId: string;
+  deliveries: { id: string; destination: string; state: DeliveryState; attempts: number; lastErrorCode: string | null }[];
+}
+
+export interface MessageTrace {
+  id: string;
+  channelId: string;
+  kind: string;
+  sourceMessageId: string;
+  sentAt: Date;
+  receivedAt: Date;
+  /** When the message was parsed and routed (its row was written). */
+  parsedAt: Date;
+  filtered: boolean;
+  event: { id: string; receivedAt: Date; ingestedAt: Date | null; state: InboundEvent['state'] };
+  statuses: { status: string; occurredAt: Date }[];
+  deliveries: (DeliveryRecord & { history: AttemptRecord[]; actions: { action: 'replay' | 'discard'; actor: string; reason: string | null; at: Date }[] })[];
+}
+
 interface DeliveryRow {
   id: string;
   message_id: string;
@@ -563,6 +603,127 @@ export class MessageStore {
       deliveries,
       statuses: statuses.rows.map((s) => ({ status: s.status, occurredAt: s.occurred_at })),
     };
+  }
+
+  /**
+   * Messages for the console's search, newest first, keyset-paged: by source id (a wamid, a
+   * Twilio SID) through its blind index, or by filters on channel and on the state, destination
+   * and error code of their deliveries. Ids, kinds, times and delivery states only: no content.
+   */
+  async searchMessages(f: MessageSearchFilter): Promise<MessageSummary[]> {
+    const where: string[] = [];
+    const args: unknown[] = [];
+    const add = (sql: string, v: unknown) => {
+      args.push(v);
+      where.push(sql.replaceAll('?', `$${args.length}`));
+    };
+    if (f.sourceId) add('m.source_index = ?', this.codec.index(indexKinds.sourceId, f.sourceId));
+    if (f.conversationId) add('m.conversation_index = ?', this.codec.index(indexKinds.conversation, f.conversationId));
+    if (f.channelId) add('m.channel_id = ?', f.channelId);
+    if (f.since) add('m.received_at >= ?', f.since);
+    if (f.until) add('m.received_at < ?', f.until);
+    const deliveryWhere: string[] = [];
+    const addDelivery = (sql: string, v: unknown) => {
+      args.push(v);
+      deliveryWhere.push(sql.replaceAll('?', `$${args.length}`));
+    };
+    if (f.destination) addDelivery('d.destination = ?', f.destination);
+    if (f.state) addDelivery('d.state = ?', f.state);
+    if (f.errorCode) addDelivery('d.last_error_code = ?', f.errorCode);
+    if (deliveryWhere.length > 0) where.push(`EXISTS (SELECT 1 FROM deliveries d WHERE d.message_id = m.id AND ${deliveryWhere.join(' AND ')})`);
+    if (f.before) {
+      args.push(f.before.at, f.before.id);
+      where.push(`(m.received_at, m.id) < ($${args.length - 1}, $${args.length})`);
+    }
+    args.push(Math.min(f.limit ?? 50, 200));
+    const res = await this.pool.query<{ id: string; channel_id: string; kind: string; sent_at: Date; received_at: Date; filtered: boolean; source_id_payload: Buffer | null; source_id_key_id: string | null }>(
+      `SELECT m.id, m.channel_id, m.kind, m.sent_at, m.received_at, m.filtered, m.source_id_payload, m.source_id_key_id FROM messages m
+       ${where.length > 0 ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY m.received_at DESC, m.id DESC LIMIT $${args.length}`,
+      args,
+    );
+    if (res.rows.length === 0) return [];
+    const deliveries = await this.pool.query<{ id: string; message_id: string; destination: string; state: DeliveryState; attempts: number; last_error_code: string | null }>(
+      'SELECT id, message_id, destination, state, attempts, last_error_code FROM deliveries WHERE message_id = ANY($1::uuid[]) ORDER BY destination',
+      [res.rows.map((r) => r.id)],
+    );
+    return Promise.all(
+      res.rows.map(async (r) => ({
+        id: r.id,
+        channelId: r.channel_id,
+        kind: r.kind,
+        sentAt: r.sent_at,
+        receivedAt: r.received_at,
+        filtered: r.filtered,
+        sourceMessageId: (await this.decodeText(r.source_id_payload, r.source_id_key_id, ref('messages', 'source_id', r.id))) ?? '',
+        deliveries: deliveries.rows
+          .filter((d) => d.message_id === r.id)
+          .map((d) => ({ id: d.id, destination: d.destination, state: d.state, attempts: d.attempts, lastErrorCode: d.last_error_code })),
+      })),
+    );
+  }
+
+  /**
+   * One message's path for the console's trace: the inbound event, parsing, statuses, and each
+   * delivery with every attempt and operator action. No message content (the canonical form and
+   * raw bytes stay behind the content permission).
+   */
+  async messageTrace(messageId: string): Promise<MessageTrace | null> {
+    const m = await this.pool.query<{
+      id: string; channel_id: string; kind: string; sent_at: Date; received_at: Date; filtered: boolean; created_at: Date;
+      source_id_payload: Buffer | null; source_id_key_id: string | null; source_index: Buffer | null;
+      event_id: string; event_received_at: Date; event_ingested_at: Date | null; event_state: InboundEvent['state'];
+    }>(
+      `SELECT m.id, m.channel_id, m.kind, m.sent_at, m.received_at, m.filtered, m.created_at, m.source_id_payload, m.source_id_key_id, m.source_index,
+              e.id AS event_id, e.received_at AS event_received_at, e.ingested_at AS event_ingested_at, e.state AS event_state
+         FROM messages m JOIN inbound_events e ON e.id = m.event_id WHERE m.id = $1`,
+      [messageId],
+    );
+    const row = m.rows[0];
+    if (!row) return null;
+    const ids = await this.pool.query<{ id: string }>('SELECT id FROM deliveries WHERE message_id = $1 ORDER BY destination', [messageId]);
+    const deliveries = [];
+    for (const { id } of ids.rows) {
+      const d = await this.getDelivery(id);
+      if (!d) continue;
+      const actions = await this.pool.query<{ action: 'replay' | 'discard'; actor: string; reason: string | null; at: Date }>(
+        'SELECT action, actor, reason, at FROM delivery_actions WHERE delivery_id = $1 ORDER BY id',
+        [id],
+      );
+      deliveries.push({ ...d, actions: actions.rows });
+    }
+    const statuses = row.source_index
+      ? await this.pool.query<{ status: string; occurred_at: Date }>('SELECT status, occurred_at FROM message_statuses WHERE channel_id = $1 AND source_index = $2 ORDER BY status_rank', [
+          row.channel_id,
+          row.source_index,
+        ])
+      : { rows: [] };
+    return {
+      id: row.id,
+      channelId: row.channel_id,
+      kind: row.kind,
+      sourceMessageId: (await this.decodeText(row.source_id_payload, row.source_id_key_id, ref('messages', 'source_id', row.id))) ?? '',
+      sentAt: row.sent_at,
+      receivedAt: row.received_at,
+      parsedAt: row.created_at,
+      filtered: row.filtered,
+      event: { id: row.event_id, receivedAt: row.event_received_at, ingestedAt: row.event_ingested_at, state: row.event_state },
+      statuses: statuses.rows.map((s) => ({ status: s.status, occurredAt: s.occurred_at })),
+      deliveries,
+    };
+  }
+
+  /** Delivery outcomes and failed attempts per channel and destination since a time (the console's throughput and error rate). */
+  async deliveryStats(since: Date): Promise<{ channelId: string; destination: string; delivered: number; attempts: number; failedAttempts: number }[]> {
+    const res = await this.pool.query<{ channel_id: string; destination: string; delivered: string; attempts: string; failed: string }>(
+      `SELECT d.channel_id, d.destination,
+              count(*) FILTER (WHERE a.result = 'delivered') AS delivered,
+              count(*) AS attempts,
+              count(*) FILTER (WHERE a.result IN ('retry', 'dead_lettered')) AS failed
+         FROM delivery_attempts a JOIN deliveries d ON d.id = a.delivery_id
+        WHERE a.finished_at >= $1 GROUP BY d.channel_id, d.destination`,
+      [since],
+    );
+    return res.rows.map((r) => ({ channelId: r.channel_id, destination: r.destination, delivered: Number(r.delivered), attempts: Number(r.attempts), failedAttempts: Number(r.failed) }));
   }
 
   /**

@@ -1,0 +1,123 @@
+/** The admin API's answers as they arrive over the wire (times as ISO strings). */
+export type RoleName = 'viewer' | 'operator' | 'analyst' | 'admin';
+export type DeliveryState = 'pending' | 'delivered' | 'dropped' | 'dead_lettered' | 'discarded';
+
+export interface ApiErrorBody {
+  error: { code: string; message: string };
+}
+
+export interface WhoAmI {
+  principal: { kind: string; display: string; role: RoleName | null };
+}
+
+export interface ConfigIssue {
+  file: string;
+  line: number;
+  column: number;
+  message: string;
+}
+
+export interface ReloadStatus {
+  ok: boolean;
+  at: string;
+  versions: Record<string, Record<string, string>>;
+  issues: ConfigIssue[];
+  error?: string;
+}
+
+export interface ChannelsAnswer {
+  reload: ReloadStatus;
+  channels: { id: string; file: string; source: { path?: string }; destinations: { name: string; mapping: string; mapping_version: string }[] }[];
+}
+
+export interface DestinationStatus {
+  channel: string;
+  destination: string;
+  paused: boolean;
+  circuit: { state: 'closed' | 'open' | 'half_open'; consecutiveFailures: number; trips: number; openUntil: string | null } | null;
+  counts: Record<string, number>;
+}
+
+export interface StatsAnswer {
+  since: string;
+  window_minutes: number;
+  destinations: { channelId: string; destination: string; delivered: number; attempts: number; failedAttempts: number }[];
+  dead_letters: { channelId: string; destination: string; count: number }[];
+}
+
+export interface DeliveryRecord {
+  id: string;
+  messageId: string;
+  channelId: string;
+  destination: string;
+  state: DeliveryState;
+  generation: number;
+  attempts: number;
+  reason: string | null;
+  lastErrorCode: string | null;
+  lastErrorMessage: string | null;
+  deadLetteredAt: string | null;
+  deliveredAt: string | null;
+  mappingVersion: string | null;
+  outcome: Record<string, unknown> | null;
+  createdAt: string;
+  updatedAt: string;
+  sourceMessageId: string;
+  messageKind: string;
+}
+
+export interface AttemptRecord {
+  generation: number;
+  attempt: number;
+  startedAt: string;
+  finishedAt: string;
+  result: 'delivered' | 'dropped' | 'retry' | 'dead_lettered';
+  errorCode: string | null;
+  errorMessage: string | null;
+  retryAfterMs: number | null;
+  mappingVersion: string | null;
+  detail: Record<string, unknown> | null;
+  response: unknown;
+}
+
+export interface DeliveryAction {
+  action: 'replay' | 'discard';
+  actor: string;
+  reason: string | null;
+  at: string;
+}
+
+export interface MessageSummary {
+  id: string;
+  channelId: string;
+  kind: string;
+  sentAt: string;
+  receivedAt: string;
+  filtered: boolean;
+  sourceMessageId: string;
+  deliveries: { id: string; destination: string; state: DeliveryState; attempts: number; lastErrorCode: string | null }[];
+}
+
+export interface SearchAnswer {
+  items: MessageSummary[];
+  next: { before_at: string; before_id: string } | null;
+}
+
+export interface MessageTrace {
+  id: string;
+  channelId: string;
+  kind: string;
+  sourceMessageId: string;
+  sentAt: string;
+  receivedAt: string;
+  parsedAt: string;
+  filtered: boolean;
+  event: { id: string; receivedAt: string; ingestedAt: string | null; state: 'received' | 'ingested' | 'failed' };
+  statuses: { status: string; occurredAt: string }[];
+  deliveries: (DeliveryRecord & { history: AttemptRecord[]; actions: DeliveryAction[] })[];
+}
+
+export interface DeadLettersAnswer {
+  items: DeliveryRecord[];
+  next: { after_at: string; after_id: string } | null;
+}

@@ -1,0 +1,54 @@
+/** Sign in with an API token (a named token, or ADMIN_TOKEN until tokens exist). */
+import { useState } from 'preact/hooks';
+
+export function SignIn(props: { notice: string | undefined; onSignIn(token: string): Promise<string | undefined> }) {
+  const [token, setToken] = useState('');
+  const [error, setError] = useState<string | undefined>(undefined);
+  const [busy, setBusy] = useState(false);
+  const submit = async (e: Event) => {
+    e.preventDefault();
+    if (!token.trim()) {
+      setError('Enter an API token.');
+      return;
+    }
+    setBusy(true);
+    const problem = await props.onSignIn(token.trim());
+    setBusy(false);
+    if (problem) setError(problem);
+  };
+  return (
+    <main class="sign-in" id="main">
+      <h1>Switchboard console</h1>
+      {props.notice && (
+        <p class="notice" role="status">
+          {props.notice}
+        </p>
+      )}
+      <form onSubmit={submit} noValidate>
+        <label for="api-token">API token</label>
+        <input
+          id="api-token"
+          type="password"
+          autocomplete="off"
+          spellcheck={false}
+          value={token}
+          onInput={(e) => setToken(e.currentTarget.value)}
+          aria-describedby={error ? 'sign-in-error' : 'sign-in-help'}
+          aria-invalid={error ? true : undefined}
+          autofocus
+        />
+        <p id="sign-in-help" class="help">
+          A token the gateway issued to you. On a development run, <code>ADMIN_TOKEN</code> is printed at start and kept in <code>.data/admin-token</code>.
+        </p>
+        {error && (
+          <p id="sign-in-error" class="error" role="alert">
+            {error}
+          </p>
+        )}
+        <button type="submit" disabled={busy}>
+          Sign in
+        </button>
+      </form>
+    </main>
+  );
+}
