@@ -14,6 +14,7 @@ import { startEmbeddedPostgres } from '../../src/store/embedded-postgres.js';
 import { createLogger } from '../../src/core/logger.js';
 import { mllpSendAvailable, pythonHl7Available } from './python-hl7-peer.js';
 import { freePort } from './free-port.js';
+import { CHROMIUM, chromiumAvailable } from './browser.js';
 
 declare module 'vitest' {
   export interface ProvidedContext {
@@ -85,6 +86,14 @@ export default async function setup(project: TestProject): Promise<() => Promise
     process.stderr.write(
       '\n\x1b[1;33m!!! python3-hl7 not found: the HL7 tests against its MLLP server and mllp_send are SKIPPED. Install it: apt-get install -y python3-hl7\x1b[0m\n\n',
     );
+  }
+
+  // The console's end-to-end tests in a real browser: Debian's chromium.
+  if (!chromiumAvailable()) {
+    if (process.env['CI'] === 'true') {
+      throw new Error(`chromium is not installed (${CHROMIUM}) and CI=true: nothing may be skipped. Install it (apt-get install -y chromium).`);
+    }
+    process.stderr.write(`\n\x1b[1;33m!!! chromium not found at ${CHROMIUM}: the console's browser tests are SKIPPED. Install it: apt-get install -y chromium\x1b[0m\n\n`);
   }
 
   return async () => {

@@ -33,7 +33,7 @@ function Inspect(props: { delivery: DeliveryRecord }) {
               <div>
                 <strong>
                   attempt {a.attempt}
-                  {a.generation > 0 ? ` (replay ${a.generation})` : ''}: {a.result}
+                  {a.generation > 0 ? ` (replay ${a.generation})` : ''}: {a.result === 'dead_lettered' ? 'dead-lettered' : a.result === 'retry' ? 'failed, will retry' : a.result}
                 </strong>
                 {a.errorMessage && (
                   <p>
@@ -166,14 +166,14 @@ export function DeadLetters(props: { params: URLSearchParams }) {
               <button type="button" class="danger" disabled={selected.size === 0 || (progress !== undefined && progress.done < progress.total)} onClick={() => bulk('discard')}>
                 Discard selected ({selected.size})
               </button>
-              {progress && (
-                <div class="progress" role="status">
-                  {progress.total > 0 && <progress max={progress.total} value={progress.done} aria-label={`${progress.what} dead letters`} />}
-                  <span>
-                    {progress.total > 0 ? `${progress.what} ${progress.done} of ${progress.total}${progress.failed ? `, ${progress.failed} failed` : ''}${progress.done === progress.total ? ': done' : '…'}` : progress.what}
-                  </span>
-                </div>
-              )}
+            </div>
+          )}
+          {progress && (
+            <div class="progress" role="status">
+              {progress.total > 0 && <progress max={progress.total} value={progress.done} aria-label={`${progress.what} dead letters`} />}
+              <span>
+                {progress.total > 0 ? `${progress.what} ${progress.done} of ${progress.total}${progress.failed ? `, ${progress.failed} failed` : ''}${progress.done === progress.total ? ': done' : '…'}` : progress.what}
+              </span>
             </div>
           )}
           {items.length > 0 && (
@@ -212,7 +212,7 @@ export function DeadLetters(props: { params: URLSearchParams }) {
                         </a>
                       </td>
                       <td class="num">{d.attempts}</td>
-                      <td>{when(d.deadLetteredAt)}</td>
+                      <td class="time">{when(d.deadLetteredAt)}</td>
                       <td>
                         <button type="button" class="secondary" aria-expanded={open === d.id} onClick={() => setOpen(open === d.id ? undefined : d.id)}>
                           {open === d.id ? 'Close' : 'Inspect'}

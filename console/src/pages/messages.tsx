@@ -154,7 +154,7 @@ export function Messages(props: { params: URLSearchParams }) {
               <tbody>
                 {result.data.items.map((m) => (
                   <tr key={m.id}>
-                    <td>{when(m.receivedAt)}</td>
+                    <td class="time">{when(m.receivedAt)}</td>
                     <td>
                       <a href={href(`/messages/${m.id}`)} aria-label={`Trace of ${m.sourceMessageId}`}>
                         <code>{m.sourceMessageId}</code>

@@ -1,0 +1,178 @@
+/**
+ * The operator console in a real browser (Debian's chromium via playwright-core), against a real
+ * gateway, FHIR server and fault proxy: sign in with the token, send a sample message, find it by
+ * its wamid, open its trace, make a delivery fail, replay it from the console and see it
+ * delivered; bulk replay with progress; sign-out and session expiry. The screenshots in the
+ * README come from here (docs/console/*.png: written when missing or with CONSOLE_SCREENSHOTS=1,
+ * so ordinary runs leave the work tree alone).
+ */
+import { existsSync } from 'node:fs';
+import { mkdir, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import type { Browser, Page } from 'playwright-core';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startFhirSandbox, type FhirSandbox } from '../../src/sandbox/fhir-sandbox.js';
+import { chromiumAvailable, launchChromium } from '../support/browser.js';
+import { startFaultProxy, type FaultProxy } from '../support/fault-proxy.js';
+import { repoRoot, startGateway, waitFor, type TestGateway } from '../support/gateway.js';
+import { createTestDatabase, redisUrl } from '../support/services.js';
+import { newWamid, postWebhook, textEvent } from '../support/whatsapp-webhook.js';
+
+const redis = redisUrl();
+const shots = path.join(repoRoot, 'docs', 'console');
+
+async function screenshot(page: Page, name: string): Promise<void> {
+  const png = await page.screenshot({ fullPage: true });
+  expect(png.length).toBeGreaterThan(10_000);
+  const file = path.join(shots, `${name}.png`);
+  if (process.env['CONSOLE_SCREENSHOTS'] === '1' || !existsSync(file)) {
+    await mkdir(shots, { recursive: true });
+    await writeFile(file, png);
+  }
+}
+
+const refuseCommunications = (proxy: FaultProxy) =>
+  proxy.setRule((req) =>
+    req.method === 'POST' && req.url.includes('/Communication')
+      ? { kind: 'respond', status: 422, headers: { 'content-type': 'application/fhir+json' }, body: '{"resourceType":"OperationOutcome","issue":[{"severity":"error","code":"business-rule","diagnostics":"Patient is inactive"}]}' }
+      : { kind: 'pass' },
+  );
+
+describe.skipIf(redis === null || !chromiumAvailable())('operator console in chromium', () => {
+  let fhir: FhirSandbox;
+  let proxy: FaultProxy;
+  let gw: TestGateway;
+  let browser: Browser;
+  let page: Page;
+
+  const deadLetterCount = async () => ((await (await gw.admin('/admin/dead-letters/count')).json()) as { count: number }).count;
+
+  beforeAll(async () => {
+    fhir = await startFhirSandbox({ port: 0, seed: true });
+    proxy = await startFaultProxy(fhir.baseUrl);
+    gw = await startGateway({ databaseUrl: await createTestDatabase(), redisUrl: redis, fhirBaseUrl: proxy.url });
+    browser = await launchChromium();
+    page = await browser.newPage({ viewport: { width: 1280, height: 800 } });
+  });
+  afterAll(async () => {
+    await browser?.close();
+    await gw?.stop();
+    await proxy?.close();
+    await fhir?.close();
+  });
+
+  it('refuses a wrong token and signs in with the right one, by keyboard alone', async () => {
+    await page.goto(`${gw.url}/console/`);
+    const token = page.getByLabel('API token');
+    await expect.poll(() => token.isVisible()).toBe(true);
+    await token.fill('not-the-token-at-all');
+    await page.getByRole('button', { name: 'Sign in' }).click();
+    await page.getByRole('alert').filter({ hasText: 'The gateway did not accept this token.' }).waitFor();
+    await screenshot(page, 'sign-in');
+    await token.fill('');
+    await token.focus();
+    await page.keyboard.type(gw.adminToken);
+    await page.keyboard.press('Enter');
+    await page.getByRole('heading', { name: 'Dashboard' }).waitFor();
+    await page.getByText('Signed in as').waitFor();
+    expect(await page.getByText('ADMIN_TOKEN (admin)').count()).toBe(1);
+  });
+
+  it('finds a sample message by its wamid and shows its trace through to the EHR', async () => {
+    const wamid = newWamid();
+    expect((await postWebhook(`${gw.url}/webhooks/whatsapp-to-ehr`, textEvent({ wamid, text: 'Can I move my appointment?' }))).status).toBe(200);
+    await waitFor('delivered', async () => {
+      const r = (await (await gw.admin(`/admin/messages/search?q=${wamid}&state=delivered`)).json()) as { items: unknown[] };
+      return r.items.length === 1 || undefined;
+    });
+    await page.getByRole('link', { name: 'Messages' }).click();
+    const search = page.getByLabel('Search messages');
+    await search.fill(wamid);
+    await search.press('Enter');
+    const link = page.getByRole('link', { name: `Trace of ${wamid}` });
+    await link.waitFor();
+    await page.getByText('ehr: delivered').waitFor({ timeout: 20_000 });
+    await screenshot(page, 'messages');
+    await link.click();
+    await page.getByRole('heading', { name: `Trace of ${wamid}` }).waitFor();
+    await page.getByRole('heading', { name: 'ehr: delivered' }).waitFor({ timeout: 20_000 });
+    const timeline = page.locator('ol.timeline');
+    await timeline.getByText('Received on whatsapp-to-ehr').waitFor();
+    await timeline.getByText('ehr: attempt 1: delivered').waitFor();
+    expect(await page.content()).not.toContain('Can I move my appointment?');
+  });
+
+  it('shows a failed delivery as a dead letter, and replaying it from the console delivers it', async () => {
+    refuseCommunications(proxy);
+    const wamid = newWamid();
+    expect((await postWebhook(`${gw.url}/webhooks/whatsapp-to-ehr`, textEvent({ wamid }))).status).toBe(200);
+    await waitFor('dead-lettered', async () => (await deadLetterCount()) === 1 || undefined);
+
+    await page.getByRole('link', { name: 'Dashboard' }).click();
+    const row = page.getByRole('row').filter({ hasText: 'whatsapp-to-ehr' }).filter({ hasText: 'ehr' }).first();
+    await row.getByRole('link', { name: '1' }).waitFor({ timeout: 10_000 });
+    await screenshot(page, 'dashboard');
+
+    await page.getByRole('link', { name: 'Messages' }).click();
+    await page.getByLabel('Search messages').fill(wamid);
+    await page.getByRole('button', { name: 'Search' }).click();
+    await page.getByRole('link', { name: `Trace of ${wamid}` }).click();
+    await page.getByRole('heading', { name: 'ehr: dead letter' }).waitFor();
+    await page.locator('ol.timeline').getByText('ehr: attempt 1: dead-lettered').waitFor();
+    await page.getByText('FHIR_HTTP_PERMANENT', { exact: false }).first().waitFor();
+    await page.getByText("Server's answer").first().click();
+    await page.getByText('Patient is inactive').first().waitFor();
+    await screenshot(page, 'trace');
+
+    proxy.setRule(() => ({ kind: 'pass' }));
+    await page.getByLabel('Reason').fill('EHR reactivated the Patient');
+    await page.getByRole('button', { name: 'Replay ehr delivery' }).click();
+    await page.getByRole('heading', { name: 'ehr: delivered' }).waitFor({ timeout: 20_000 });
+    await page.locator('ol.timeline').getByText('ehr: attempt 1 (replay 1): delivered').waitFor();
+    await page.locator('ol.timeline').getByText('EHR reactivated the Patient').waitFor();
+    expect(await deadLetterCount()).toBe(0);
+  });
+
+  it('replays many dead letters at once with progress', async () => {
+    refuseCommunications(proxy);
+    for (let i = 0; i < 3; i++) expect((await postWebhook(`${gw.url}/webhooks/whatsapp-to-ehr`, textEvent({ wamid: newWamid() }))).status).toBe(200);
+    await waitFor('3 dead-lettered', async () => (await deadLetterCount()) === 3 || undefined);
+    await page.getByRole('link', { name: 'Dead letters' }).click();
+    await page.getByRole('heading', { name: '3 dead letters' }).waitFor();
+    await page.getByRole('button', { name: 'Inspect' }).first().click();
+    await page.locator('.inspect').getByText('attempt 1: dead-lettered').waitFor();
+    await page.getByRole('checkbox', { name: 'Select all shown' }).check();
+    await screenshot(page, 'dead-letters');
+    proxy.setRule(() => ({ kind: 'pass' }));
+    await page.getByLabel('Reason for selected').fill('EHR back from maintenance');
+    await page.getByRole('button', { name: 'Replay selected (3)' }).click();
+    await page.getByText('Replaying 3 of 3: done').waitFor();
+    await page.getByRole('heading', { name: '0 dead letters' }).waitFor();
+    await waitFor('all delivered', async () => {
+      const r = (await (await gw.admin('/admin/messages/search?state=delivered')).json()) as { items: unknown[] };
+      return r.items.length === 5 || undefined;
+    });
+  });
+
+  it('signs out, and ends a session left idle', async () => {
+    await page.getByRole('button', { name: 'Sign out' }).click();
+    await page.getByText('You signed out.').waitFor();
+    await page.getByLabel('API token').waitFor();
+    expect(await page.evaluate('sessionStorage.length')).toBe(0);
+    await page.goto(`${gw.url}/console/#/`);
+    await page.getByLabel('API token').waitFor();
+
+    await page.getByLabel('API token').fill(gw.adminToken);
+    await page.getByRole('button', { name: 'Sign in' }).click();
+    await page.getByRole('heading', { name: 'Dashboard' }).waitFor();
+    // The idle deadline passes (as after CONSOLE_SESSION_MINUTES without a key, click or call).
+    // (A string, evaluated in the page: the test's own TypeScript has no DOM.)
+    await page.evaluate(`(() => {
+      const key = 'switchboard.console.session';
+      const s = JSON.parse(sessionStorage.getItem(key));
+      sessionStorage.setItem(key, JSON.stringify({ token: s.token, expiresAt: Date.now() - 1 }));
+    })()`);
+    await page.getByText(/Your session ended after 30 minutes without activity/).waitFor({ timeout: 10_000 });
+    await page.getByLabel('API token').waitFor();
+  });
+});
