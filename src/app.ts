@@ -26,6 +26,7 @@ import type { RuntimeChannel } from './pipeline/runtime-channel.js';
 import { createPostgresQueueBackend, createRedisBackend, type QueueBackend } from './queue/queue-backend.js';
 import { startFhirSandbox } from './sandbox/fhir-sandbox.js';
 import { startMllpSandbox, type MllpSandboxRole } from './sandbox/mllp-sandbox.js';
+import { gatewayProvided } from './mapping/mapping-test-env.js';
 import { startEmbeddedPostgres, type EmbeddedDatabase } from './store/embedded-postgres.js';
 import { MessageStore } from './store/message-store.js';
 import { runMigrations } from './store/migrations.js';
@@ -133,7 +134,13 @@ async function adminTokenFrom(dataDir: string): Promise<{ token: string; generat
 }
 
 export function createSwitchboard(o: SwitchboardOptions): Switchboard {
-  const stops: (() => Promise<void>)[] = [];
+  // Shutdown steps, run in reverse order of start; each logs one line when done.
+  const stops: { step: string; run: () => Promise<void> }[] = [];
+  const onStop = (step: string, run: () => Promise<void>): void => {
+    stops.push({ step, run });
+  };
+  let stopping = false;
+  let queueBackend: QueueBackend | undefined;
   const internals: Switchboard['internals'] = { store: undefined, pipeline: undefined, audit: undefined };
   const log = o.logger;
 
@@ -144,7 +151,7 @@ export function createSwitchboard(o: SwitchboardOptions): Switchboard {
     let sandbox = false;
     if (fhirBaseUrl === undefined) {
       const fhir = await startFhirSandbox({ port: o.fhirSandboxPort, seed: true, logger: log.child({ component: 'fhir-sandbox' }) });
-      stops.push(() => fhir.close());
+      onStop('FHIR sandbox closed', () => fhir.close());
       fhirBaseUrl = fhir.baseUrl;
       sandbox = true;
     }
@@ -157,8 +164,13 @@ export function createSwitchboard(o: SwitchboardOptions): Switchboard {
       ['insurer', 'INSURER_MLLP_URL'],
     ] as const) {
       if (env[variable]) continue;
+      if (o.role === 'http') {
+        // The HTTP role never delivers: its channels need an address to build, not a peer.
+        env[variable] = gatewayProvided[variable]?.value;
+        continue;
+      }
       const peer = await startMllpSandbox({ role, logger: log.child({ component: `mllp-sandbox-${role}` }) });
-      stops.push(() => peer.close());
+      onStop(`${role} MLLP sandbox closed`, () => peer.close());
       env[variable] = peer.url;
       mllpSandboxes.push({ role, url: peer.url });
     }
@@ -167,7 +179,7 @@ export function createSwitchboard(o: SwitchboardOptions): Switchboard {
     //    lists every problem with file:line:column).
     const runtime = new ChannelRuntime({ dir: o.channelsDir, registry: o.registry, env, logger: log });
     await runtime.load();
-    stops.push(() => runtime.close());
+    onStop('channel file watcher closed', () => runtime.close());
     const channels = () => runtime.channels();
 
     // Key-encryption keys (before anything heavy starts: production refuses to start without them).
@@ -186,17 +198,21 @@ export function createSwitchboard(o: SwitchboardOptions): Switchboard {
     let embedded: EmbeddedDatabase | undefined;
     if (databaseUrl === undefined) {
       embedded = await startEmbeddedPostgres(o.dataDir, log);
-      stops.push(() => embedded!.stop());
+      onStop('embedded PostgreSQL stopped', () => embedded!.stop());
       databaseUrl = embedded.url;
     }
     const pool = new pg.Pool({ connectionString: databaseUrl, max: 20, connectionTimeoutMillis: 5000 });
-    pool.on('error', (err) => log.warn({ err: { message: err.message } }, 'idle database connection error'));
-    stops.push(() => pool.end());
+    pool.on('error', (err) => {
+      // While stopping, the database going away under an idle connection is expected.
+      if (stopping) log.debug({ err: { message: err.message } }, 'idle database connection error while stopping');
+      else log.warn({ err: { message: err.message } }, 'idle database connection error');
+    });
+    onStop('database pool closed', () => pool.end());
     const applied = await runMigrations(pool);
     if (applied.length > 0) log.info({ applied }, 'database migrations applied');
     // Encryption at rest: data keys in the database, wrapped by the key-encryption keys.
     const codec = await openEncryptingCodec(pool, provider);
-    stops.push(async () => codec.close());
+    onStop('encryption keys released', async () => codec.close());
     const storeCodec = o.plaintextStoreForBenchmark === true ? createPlaintextCodec() : codec;
     const store = new MessageStore(pool, storeCodec);
     internals.store = store;
@@ -209,7 +225,8 @@ export function createSwitchboard(o: SwitchboardOptions): Switchboard {
     const backend: QueueBackend = o.redisUrl
       ? createRedisBackend(o.redisUrl, { prefix: o.queuePrefix, logger: log })
       : createPostgresQueueBackend(databaseUrl, { schema: 'bullmq', logger: log });
-    stops.push(() => backend.close());
+    queueBackend = backend;
+    onStop('queue connections closed', () => backend.close());
     const durability = await backend.durabilityProblems();
     if (durability.unverifiable) {
       log.warn({ alert: 'queue_durability_unverified' }, 'cannot read the Redis configuration (CONFIG disabled?): make sure maxmemory-policy is noeviction and appendonly is yes');
@@ -235,7 +252,7 @@ export function createSwitchboard(o: SwitchboardOptions): Switchboard {
       ...(o.sweepIntervalMs !== undefined && { sweepIntervalMs: o.sweepIntervalMs }),
     });
     internals.pipeline = pipeline;
-    stops.push(() => pipeline.stop(o.shutdownTimeoutMs));
+    onStop('workers drained and stopped', () => pipeline.stop(o.shutdownTimeoutMs));
 
     const runsWorkers = o.role !== 'http';
     if (runsWorkers) {
@@ -250,7 +267,7 @@ export function createSwitchboard(o: SwitchboardOptions): Switchboard {
         pollers = new PollRunner({ pool, store, logger: log, enqueueIngest: (id) => pipeline.enqueueIngest(id) });
         pollers.start(next);
       });
-      stops.push(() => pollers.stop());
+      onStop('pollers stopped', () => pollers.stop());
     }
     if (o.watch !== false) runtime.watch();
 
@@ -329,7 +346,7 @@ export function createSwitchboard(o: SwitchboardOptions): Switchboard {
     });
     publicBaseUrl ??= `http://${o.host === '0.0.0.0' ? '127.0.0.1' : o.host}:${http.port}`;
     // The HTTP edge stops first so no new work arrives while workers drain.
-    stops.push(() => http.close());
+    onStop('HTTP server closed: no new webhooks', () => http.close());
     return {
       port: http.port,
       webhooks: o.role !== 'worker',
@@ -351,20 +368,25 @@ export function createSwitchboard(o: SwitchboardOptions): Switchboard {
     // Each step gets a deadline: a dependency that is already gone (Redis, PostgreSQL) must not
     // keep the process from exiting.
     const stepDeadline = o.shutdownTimeoutMs + 5000;
+    stopping = true;
+    queueBackend?.beginShutdown();
     while (stops.length > 0) {
-      const s = stops.pop()!;
+      const { step, run } = stops.pop()!;
+      const started = Date.now();
       try {
         let timer: NodeJS.Timeout | undefined;
         const timedOut = new Promise<'timeout'>((r) => {
           timer = setTimeout(() => r('timeout'), stepDeadline);
         });
-        const result = await Promise.race([s().then(() => 'ok' as const), timedOut]);
+        const result = await Promise.race([run().then(() => 'ok' as const), timedOut]);
         clearTimeout(timer);
-        if (result === 'timeout') log.warn({ deadlineMs: stepDeadline }, 'a shutdown step did not finish in time; moving on');
+        if (result === 'timeout') log.warn({ step, deadlineMs: stepDeadline }, `shutdown: ${step.split(/ (closed|stopped|drained|released)/)[0]} did not finish in time; moving on`);
+        else log.info({ ms: Date.now() - started }, `shutdown: ${step}`);
       } catch (err) {
-        log.warn({ err: { message: (err as Error).message } }, 'error while stopping');
+        log.warn({ step, err: { message: (err as Error).message } }, 'shutdown: error while stopping; moving on');
       }
     }
+    log.info('stopped');
   }
 
   return { start, stop, internals };

@@ -2,6 +2,7 @@
  * Entry point: `npm start`. Reads the environment, starts every part (embedded ones where nothing
  * is configured), prints where things are, and stops cleanly on SIGTERM/SIGINT.
  */
+import path from 'node:path';
 import { QueueDurabilityError, createSwitchboard } from './app.js';
 import { ConfigError } from './core/errors.js';
 import { createLogger } from './core/logger.js';
@@ -86,17 +87,22 @@ async function main(): Promise<void> {
       if (c.source.path !== undefined) lines.push(`  webhook  ${c.id}: ${base}${c.source.path}  (GET verify, POST events)`);
       else lines.push(`  polling  ${c.id}`);
     }
-    lines.push(`  health   ${base}/healthz   ready: ${base}/readyz`);
+    lines.push(`  health   ${base}/healthz   ready: ${base}/readyz   metrics: ${base}/metrics`);
     lines.push(`  admin    ${base}/admin/dead-letters  (Authorization: Bearer <ADMIN_TOKEN>)`);
     if (started.console) lines.push(`  console  ${base}${started.console.path}  (sign in with an API token${started.console.built ? '' : '; NOT BUILT: run npm run build:console'})`);
   } else {
-    lines.push(`  role     worker (HTTP serves only ${base}/healthz and /readyz)`);
+    lines.push(`  role     worker (HTTP serves only ${base}/healthz, /readyz and /metrics)`);
   }
-  lines.push(`  store    ${started.database === 'embedded' ? `embedded PostgreSQL under ${cfg.DATA_DIR}` : 'DATABASE_URL'}`);
+  lines.push(
+    `  store    ${started.database === 'embedded' ? `embedded PostgreSQL under ${cfg.DATA_DIR} (its address and credentials: ${path.join(cfg.DATA_DIR, 'postgres-credentials.json')})` : 'DATABASE_URL'}`,
+  );
   lines.push(`  queues   ${started.queues}`);
   lines.push(`  FHIR     ${started.fhirBaseUrl ?? '(none)'}${started.fhirSandbox ? '  (sandbox; demo Patient Jane Demo, +15551234567)' : ''}`);
   for (const m of started.mllpSandboxes) lines.push(`  HL7      ${m.role}: ${m.url}  (sandbox ${m.role} peer answering real ACKs)`);
   if (started.adminTokenGenerated) lines.push(`  ADMIN_TOKEN generated and saved in ${cfg.DATA_DIR}/admin-token: ${started.adminToken}`);
+  else if (started.webhooks) {
+    lines.push(`  token    admin token ${cfg.ADMIN_TOKEN !== undefined ? 'from ADMIN_TOKEN' : `in ${path.join(cfg.DATA_DIR, 'admin-token')} (npx switchboard dlq reads it there)`}`);
+  }
   if (started.keyringGenerated) lines.push(`  WARNING: encryption keyring generated in ${started.keyringGenerated}; keep it safe (without it the data cannot be read) and set ENCRYPTION_KEYS or ENCRYPTION_KEYS_FILE for real traffic.`);
   if (defaulted.length > 0) {
     lines.push(`  WARNING: development defaults in use for ${defaulted.join(', ')}; set them (and SWITCHBOARD_ENV=production) for real traffic.`);

@@ -92,8 +92,8 @@ Checks everything the gateway checks at start, in layers, stopping at the first 
   1. lint: channel files, mappings and test files (as \`switchboard lint\`)
   2. build: every channel of the folder is loaded together (unique ids and webhook paths)
      and built: its source, filter, routing, destinations and compiled mappings
-  3. with --environment: every destination's healthcheck (reachability and authentication,
-     e.g. GET /metadata of a FHIR server), each within --timeout-ms
+  3. with --environment: every destination's healthcheck, each within --timeout-ms, saying what
+     it verified (e.g. GET /metadata of a FHIR server; an MLLP connection, plain or TLS)
 
 channels-dir defaults to CHANNELS_DIR or channels/; mappings/ is linted too when it exists.
 

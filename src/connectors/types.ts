@@ -204,8 +204,12 @@ export interface DestinationInstance {
    * tests and by `switchboard map`. Throws the same typed errors as deliver for bad output.
    */
   render(message: CanonicalMessage, options: RenderOptions): Promise<RenderedOutput>;
-  /** Cheap reachability and auth check, used by readiness and `validate --environment`. */
-  healthcheck(signal: AbortSignal): Promise<void>;
+  /**
+   * Cheap reachability (and, where the protocol allows, authentication) check, used by readiness
+   * and `validate --environment`. Resolves to what it verified, in words, e.g.
+   * "reachable: MLLP connection opened (plain TCP, no authentication)".
+   */
+  healthcheck(signal: AbortSignal): Promise<string>;
   close(): Promise<void>;
 }
 

@@ -18,7 +18,7 @@ export interface Metrics {
 
 export function createMetrics(opts: { defaultMetrics?: boolean } = {}): Metrics {
   const registry = new Registry();
-  if (opts.defaultMetrics !== false) collectDefaultMetrics({ register: registry, prefix: 'switchboard_process_' });
+  if (opts.defaultMetrics !== false) collectDefaultMetrics({ register: registry, prefix: 'switchboard_' });
   return {
     registry,
     webhookRequests: new Counter({

@@ -4,6 +4,7 @@
  */
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
+import jsonata from 'jsonata';
 import { SwitchboardError } from '../core/errors.js';
 import { validateFhirResource } from '../fhir/validate-resource.js';
 import { compileMapping } from './jsonata-mapping.js';
@@ -119,6 +120,36 @@ async function checkGolden(file: string, actual: unknown, ctx: ExpectContext): P
   return [`equals_file: the output differs from ${shown} (run \`switchboard test --update\` if the change is intended)\n${formatDifferences(differences)}`];
 }
 
+const COMPARISONS = new Set(['=', '!=', '<', '<=', '>', '>=', 'in']);
+
+/**
+ * For a false comparison, what each side actually is: "; status is "done"". Each side is cut
+ * from the predicate at the operator the parser found, and evaluated on the output alone.
+ */
+async function actualSides(predicate: string, output: unknown, ctx: ExpectContext): Promise<string> {
+  let ast: { type?: unknown; value?: unknown; position?: unknown };
+  try {
+    ast = jsonata(predicate).ast() as typeof ast;
+  } catch {
+    return '';
+  }
+  if (ast.type !== 'binary' || typeof ast.value !== 'string' || !COMPARISONS.has(ast.value) || typeof ast.position !== 'number') return '';
+  const operatorStart = ast.position - ast.value.length;
+  const sides = [predicate.slice(0, operatorStart).trim(), predicate.slice(ast.position).trim()];
+  const shown: string[] = [];
+  for (const side of sides) {
+    // Literals say themselves; only paths and calls are worth showing.
+    if (side === '' || /^(['"]).*\1$|^-?\d+(\.\d+)?$|^(true|false|null)$/.test(side)) continue;
+    try {
+      const value = await compileMapping(`${ctx.testFile}#assert`, side).evaluate(output, { bindings: { input: ctx.input } });
+      shown.push(`${side} is ${value === undefined ? 'missing (no such field in the output)' : show(value)}`);
+    } catch {
+      /* a side that does not evaluate alone: say nothing about it */
+    }
+  }
+  return shown.length === 0 ? '' : `; ${shown.join(', ')}`;
+}
+
 async function checkAssertions(assertions: readonly string[], output: unknown, ctx: ExpectContext): Promise<string[]> {
   const reasons: string[] = [];
   for (const [index, predicate] of assertions.entries()) {
@@ -135,7 +166,9 @@ async function checkAssertions(assertions: readonly string[], output: unknown, c
     }
     if (result === true) continue;
     reasons.push(
-      typeof result === 'boolean' ? `${label} is false: ${predicate}` : `${label} gave ${show(result)}, not true or false: ${predicate} (a predicate must be a comparison, e.g. status = 'completed')`,
+      typeof result === 'boolean'
+        ? `${label} is false: ${predicate}${await actualSides(predicate, output, ctx)}`
+        : `${label} gave ${show(result)}, not true or false: ${predicate} (a predicate must be a comparison, e.g. status = 'completed')`,
     );
   }
   return reasons;

@@ -59,6 +59,11 @@ export interface QueueBackend {
    * all is well; `unverifiable` when the server does not let us read its configuration.
    */
   durabilityProblems(): Promise<{ problems: string[]; unverifiable: boolean }>;
+  /**
+   * The process is stopping: connection errors of workers (a database or Redis going away while
+   * they drain) are expected from now on and logged at debug, not as warnings.
+   */
+  beginShutdown(): void;
   close(): Promise<void>;
 }
 
@@ -125,10 +130,13 @@ function workerOptionsFor(settings: WorkerSettings): Omit<WorkerOptions, 'connec
   };
 }
 
-function wrapWorker(w: Worker, settings: WorkerSettings, logger: Logger): WorkerHandle {
+function wrapWorker(w: Worker, settings: WorkerSettings, logger: Logger, stopping: () => boolean): WorkerHandle {
   w.on('failed', (job, err) => settings.onFailed?.(job?.id, err));
   // An 'error' listener is required: without it an emitted error would crash the process.
-  w.on('error', (err) => logger.warn({ queue: w.name, err: { message: err.message } }, 'queue worker error'));
+  w.on('error', (err) => {
+    if (stopping() || w.closing) logger.debug({ queue: w.name, err: { message: err.message } }, 'queue worker error while stopping');
+    else logger.warn({ queue: w.name, err: { message: err.message } }, 'queue worker error');
+  });
   return {
     name: w.name,
     isRunning: () => w.isRunning(),
@@ -138,6 +146,7 @@ function wrapWorker(w: Worker, settings: WorkerSettings, logger: Logger): Worker
 }
 
 export function createRedisBackend(url: string, opts: { prefix: string; logger: Logger }): QueueBackend {
+  let stopping = false;
   // Producers fail fast so the webhook can answer 503 instead of hanging on a dead Redis.
   const producer = new Redis(url, { enableOfflineQueue: false, maxRetriesPerRequest: 1, lazyConnect: false });
   producer.on('error', (err) => opts.logger.debug({ err: { message: err.message } }, 'redis producer connection error'));
@@ -156,7 +165,7 @@ export function createRedisBackend(url: string, opts: { prefix: string; logger: 
       const conn = new Redis(url, { maxRetriesPerRequest: null });
       conn.on('error', (err) => opts.logger.debug({ err: { message: err.message } }, 'redis worker connection error'));
       workerConnections.push(conn);
-      return wrapWorker(new Worker<T>(name, processor, { ...workerOptionsFor(settings), connection: conn, prefix: opts.prefix }) as Worker, settings, opts.logger);
+      return wrapWorker(new Worker<T>(name, processor, { ...workerOptionsFor(settings), connection: conn, prefix: opts.prefix }) as Worker, settings, opts.logger, () => stopping);
     },
     async ping() {
       await producer.ping();
@@ -196,6 +205,9 @@ export function createRedisBackend(url: string, opts: { prefix: string; logger: 
       }
       return { problems, unverifiable: false };
     },
+    beginShutdown() {
+      stopping = true;
+    },
     async close() {
       await Promise.allSettled(queues.map((q) => q.close()));
       for (const c of workerConnections) c.disconnect();
@@ -205,6 +217,7 @@ export function createRedisBackend(url: string, opts: { prefix: string; logger: 
 }
 
 export function createPostgresQueueBackend(url: string, opts: { schema: string; logger: Logger }): QueueBackend {
+  let stopping = false;
   const { Queue: PgQueue, Worker: PgWorker } = withBackend(createPostgresBackend);
   const connection = { connectionString: url, schema: opts.schema, migrate: true, max: 10 };
   const queues: QueueHandle<unknown>[] = [];
@@ -221,7 +234,7 @@ export function createPostgresQueueBackend(url: string, opts: { schema: string; 
     },
     worker<T>(name: string, processor: Processor<T>, settings: WorkerSettings) {
       const w = new PgWorker<T>(name, processor, { ...workerOptionsFor(settings), connection }) as unknown as Worker;
-      return wrapWorker(w, settings, opts.logger);
+      return wrapWorker(w, settings, opts.logger, () => stopping);
     },
     async ping() {
       if (!pingQueue) throw new Error('no queue created yet');
@@ -229,6 +242,9 @@ export function createPostgresQueueBackend(url: string, opts: { schema: string; 
     },
     // PostgreSQL commits are durable; nothing to check beyond what the store already relies on.
     durabilityProblems: async () => ({ problems: [], unverifiable: false }),
+    beginShutdown() {
+      stopping = true;
+    },
     async close() {
       await Promise.allSettled(queues.map((q) => q.close()));
     },

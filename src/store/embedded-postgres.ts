@@ -3,7 +3,7 @@
  * `DATA_DIR/postgres`. Used only when DATABASE_URL is unset.
  */
 import { randomBytes } from 'node:crypto';
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { mkdir, readFile, writeFile, chmod } from 'node:fs/promises';
 import net from 'node:net';
 import path from 'node:path';
@@ -37,6 +37,25 @@ export function alive(pid: number): boolean {
   }
 }
 
+function isNode(pid: number): boolean {
+  try {
+    return /(^|\/)node(\0|$)/.test(readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0')[0] ?? '');
+  } catch {
+    return false;
+  }
+}
+
+/** The parent process id (Linux /proc), or undefined where it cannot be read. */
+function parentOf(pid: number): number | undefined {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
+    return Number.isInteger(ppid) ? ppid : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
 /**
  * A gateway killed with SIGKILL leaves its postgres child running with the data directory locked.
  * Stop it (fast shutdown) so this process can own the cluster.
@@ -46,6 +65,14 @@ async function stopOrphan(dataDir: string, logger: Logger): Promise<void> {
   if (!existsSync(pidFile)) return;
   const pid = Number((await readFile(pidFile, 'utf8')).split('\n')[0]);
   if (!Number.isInteger(pid) || pid <= 0 || !alive(pid)) return;
+  const owner = parentOf(pid);
+  // A live Node process that started it is a running gateway; an orphan's parent is init (or a subreaper).
+  if (owner !== undefined && owner > 1 && owner !== process.pid && alive(owner) && isNode(owner)) {
+    throw new Error(
+      `the embedded PostgreSQL under ${dataDir} is in use by another gateway process (pid ${owner}). ` +
+        'To run a second role on it, give that process DATABASE_URL: the "url" in DATA_DIR/postgres-credentials.json',
+    );
+  }
   logger.warn({ pid }, 'stopping a PostgreSQL left running by an earlier gateway process');
   process.kill(pid, 'SIGINT');
   for (let i = 0; i < 100 && alive(pid); i++) await new Promise((r) => setTimeout(r, 100));
@@ -86,6 +113,12 @@ export async function startEmbeddedPostgres(dataDir: string, logger: Logger): Pr
   }
   await stopOrphan(dir, logger);
   const port = await freePort();
+  const writeCredentials = async (): Promise<void> => {
+    // The running server's address too, so that another role can use it (DATABASE_URL).
+    const url = `postgres://switchboard:${encodeURIComponent(password)}@127.0.0.1:${port}/switchboard`;
+    await writeFile(credFile, `${JSON.stringify({ user: 'switchboard', password, host: '127.0.0.1', port, database: 'switchboard', url })}\n`, { mode: 0o600 });
+    await chmod(credFile, 0o600);
+  };
   const server = new EmbeddedPostgres({
     databaseDir: dir,
     port,
@@ -105,6 +138,7 @@ export async function startEmbeddedPostgres(dataDir: string, logger: Logger): Pr
   }
   await server.start();
   const url = `postgres://switchboard:${encodeURIComponent(password)}@127.0.0.1:${port}/switchboard`;
+  await writeCredentials();
   const admin = new pg.Client({ connectionString: `postgres://switchboard:${encodeURIComponent(password)}@127.0.0.1:${port}/postgres` });
   await admin.connect();
   try {

@@ -265,7 +265,7 @@ describe('fhir_r4 destination against the sandbox', () => {
   });
 
   it('healthcheck passes against the sandbox', async () => {
-    await expect(destination().healthcheck(new AbortController().signal)).resolves.toBeUndefined();
+    await expect(destination().healthcheck(new AbortController().signal)).resolves.toBe('reachable: /metadata answered a CapabilityStatement (no authentication configured)');
   });
 });
 

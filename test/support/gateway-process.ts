@@ -10,13 +10,16 @@ export interface GatewayProcess {
   kill(signal: NodeJS.Signals): Promise<number | null>;
 }
 
-export async function spawnGateway(env: Record<string, string>, timeoutMs = 60_000): Promise<GatewayProcess> {
+export async function spawnGateway(env: Record<string, string>, timeoutMs = 60_000, opts: { detached?: boolean; ready?: RegExp } = {}): Promise<GatewayProcess> {
   // `node --import tsx` (not the tsx CLI, which runs a second process) so that the signal hits
   // the gateway process itself.
   const child = spawn(process.execPath, ['--import', 'tsx', path.join(repoRoot, 'src', 'main.ts')], {
     cwd: repoRoot,
     env: { PATH: process.env['PATH'] ?? '', HOME: process.env['HOME'] ?? '/tmp', PORT: '0', LOG_LEVEL: 'info', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
+    // Its own process group, as in a terminal: a signal to the group reaches the embedded
+    // PostgreSQL too (Ctrl-C), see kill().
+    detached: opts.detached === true,
   });
   let out = '';
   child.stdout!.on('data', (c: Buffer) => (out += c.toString()));
@@ -25,7 +28,7 @@ export async function spawnGateway(env: Record<string, string>, timeoutMs = 60_0
   const url = await new Promise<string>((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error(`gateway did not start:\n${out}`)), timeoutMs);
     const check = () => {
-      const m = /webhook\s+\S+: (http:\/\/127\.0\.0\.1:\d+)\//.exec(out);
+      const m = (opts.ready ?? /webhook\s+\S+: (http:\/\/127\.0\.0\.1:\d+)\//).exec(out);
       if (m?.[1]) {
         clearTimeout(timer);
         resolve(m[1]);
@@ -42,7 +45,8 @@ export async function spawnGateway(env: Record<string, string>, timeoutMs = 60_0
     child,
     output: () => out,
     kill: async (signal) => {
-      child.kill(signal);
+      if (opts.detached === true && child.pid !== undefined) process.kill(-child.pid, signal);
+      else child.kill(signal);
       return exited;
     },
   };

@@ -265,7 +265,7 @@ describe('validate', () => {
       expect(sandboxed.out).toContain('- demo/ehr (fhir_r4): skipped: FHIR_BASE_URL is not set; the gateway starts its in-process FHIR sandbox');
       const live = await cli(project, ['validate', '--environment'], { FHIR_BASE_URL: `http://127.0.0.1:${port}/fhir` });
       expect(live.code).toBe(0);
-      expect(live.out).toMatch(/✓ demo\/ehr \(fhir_r4\): reachable, authenticated \(\d+ ms\)/);
+      expect(live.out).toMatch(/✓ demo\/ehr \(fhir_r4\): reachable: \/metadata answered a CapabilityStatement \(no authentication configured\) \(\d+ ms\)/);
       server.close();
       const down = await cli(project, ['validate', '--environment', '--timeout-ms', '2000'], { FHIR_BASE_URL: `http://127.0.0.1:${port}/fhir` });
       expect(down.code).toBe(1);

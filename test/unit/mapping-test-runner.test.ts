@@ -92,7 +92,7 @@ tests:
     expect(text).toContain('$.payload[0].contentString: expected "hello", got "hullo"');
     expect(text).toContain('$.extra: unexpected 1');
     expect(text).toContain('$.missing: missing (expected {"a":1})');
-    expect(text).toMatch(/assert\[0\] \(.*m\.test\.yaml:8\) is false: status = 'completed'/);
+    expect(text).toMatch(/assert\[0\] \(.*m\.test\.yaml:8\) is false: status = 'completed'; status is "done"$/m);
     expect(text).toMatch(/assert\[1\] .* gave "done", not true or false/);
     expect(result.cases[0]?.line).toBe(3);
   });

@@ -135,10 +135,10 @@ export async function run(argv: readonly string[], io: CliIo): Promise<number> {
         }
         const started = performance.now();
         try {
-          await destination.healthcheck(AbortSignal.timeout(timeoutMs));
+          const verified = await destination.healthcheck(AbortSignal.timeout(timeoutMs));
           const ms = Math.round(performance.now() - started);
-          health.push({ channel: l.id, destination: destination.name, kind, status: 'ok', detail: 'reachable, authenticated', ms });
-          say(`  ✓ ${label}: reachable, authenticated (${ms} ms)\n`);
+          health.push({ channel: l.id, destination: destination.name, kind, status: 'ok', detail: verified, ms });
+          say(`  ✓ ${label}: ${verified} (${ms} ms)\n`);
         } catch (err) {
           const c = classify(err);
           const detail = `${healthVerdict(c.code)}: ${c.code}: ${c.message}`;

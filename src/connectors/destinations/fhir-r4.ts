@@ -597,7 +597,7 @@ function createFhirR4Destination(config: FhirR4Config, ctx: DestinationCreateCon
         ? { dropped: true, contentType: 'application/fhir+json', body: undefined }
         : { dropped: false, contentType: 'application/fhir+json', body: r.communication };
     },
-    async healthcheck(signal: AbortSignal): Promise<void> {
+    async healthcheck(signal: AbortSignal): Promise<string> {
       const http = await getTransport();
       let response: FhirHttpResponse;
       try {
@@ -610,6 +610,9 @@ function createFhirR4Destination(config: FhirR4Config, ctx: DestinationCreateCon
           details: { http_status: response.status, interaction: 'capabilities' },
         });
       }
+      return config.auth.kind === 'none'
+        ? 'reachable: /metadata answered a CapabilityStatement (no authentication configured)'
+        : `reachable: /metadata answered a CapabilityStatement with the ${config.auth.kind} credentials (many servers serve /metadata without checking them; the first delivery proves them)`;
     },
     async close(): Promise<void> {
       // fhir-kit-client uses Node's global fetch dispatcher: nothing of ours to release.

@@ -398,13 +398,21 @@ function createHl7v2MllpDestination(config: Hl7v2MllpConfig, ctx: DestinationCre
         ? { dropped: true, contentType: HL7_ER7_CONTENT_TYPE, body: undefined }
         : { dropped: false, contentType: HL7_ER7_CONTENT_TYPE, body: built.text };
     },
-    async healthcheck(signal: AbortSignal): Promise<void> {
-      if (pool.clients.some((c) => c.isConnected())) return;
-      try {
-        await pool.clients[0]!.connect(signal);
-      } catch (err) {
-        throw classifyHl7Failure({ kind: 'thrown', error: err }, endpoint);
+    async healthcheck(signal: AbortSignal): Promise<string> {
+      const how =
+        tlsOptions === undefined
+          ? 'plain TCP, no authentication'
+          : t?.cert_file !== undefined
+            ? 'mutual TLS: server certificate verified, client certificate presented'
+            : 'TLS: server certificate verified, no client authentication';
+      if (!pool.clients.some((c) => c.isConnected())) {
+        try {
+          await pool.clients[0]!.connect(signal);
+        } catch (err) {
+          throw classifyHl7Failure({ kind: 'thrown', error: err }, endpoint);
+        }
       }
+      return `reachable: MLLP connection opened (${how})`;
     },
     async close(): Promise<void> {
       await Promise.allSettled(pool.clients.map((c) => c.close()));
