@@ -53,13 +53,32 @@ async function main(): Promise<void> {
     if (stopping) return;
     stopping = true;
     logger.info({ signal }, 'shutting down: draining in-flight work');
+    // Flush the log before exiting: pino writes asynchronously, and the last lines ("stopped")
+    // would otherwise be lost when stdout is a busy pipe.
+    const exit = (code: number) => logger.flush(() => process.exit(code));
     app.stop().then(
-      () => process.exit(0),
-      () => process.exit(1),
+      () => exit(0),
+      () => exit(1),
     );
   };
   process.on('SIGTERM', () => shutdown('SIGTERM'));
   process.on('SIGINT', () => shutdown('SIGINT'));
+  // Ctrl-C signals the whole process group, the embedded PostgreSQL included: it shuts down while
+  // the workers drain, and a library connection without an error listener (BullMQ's LISTEN
+  // client) can then throw. Only while stopping, and only a lost database connection, is that
+  // expected; anything else still crashes as it should.
+  process.on('uncaughtException', (err) => {
+    const lostDatabase = /Connection terminated|terminating connection due to administrator command|ECONNRESET|ECONNREFUSED/.test(String(err.message));
+    if (lostDatabase && (stopping || cfg.DATABASE_URL === undefined)) {
+      // The embedded database only goes away when this process stops it or the process group
+      // is signalled (SIGINT from a terminal arrives here too, at about the same time).
+      logger.debug({ err: { message: err.message } }, 'database connection lost while stopping');
+      shutdown('SIGINT');
+      return;
+    }
+    process.stderr.write(`switchboard: ${err.stack ?? String(err)}\n`);
+    process.exit(1);
+  });
 
   let started;
   try {

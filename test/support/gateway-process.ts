@@ -24,7 +24,8 @@ export async function spawnGateway(env: Record<string, string>, timeoutMs = 60_0
   let out = '';
   child.stdout!.on('data', (c: Buffer) => (out += c.toString()));
   child.stderr!.on('data', (c: Buffer) => (out += c.toString()));
-  const exited = new Promise<number | null>((r) => child.once('exit', (code) => r(code)));
+  // 'close', not 'exit': the output is complete only once stdout and stderr are closed.
+  const exited = new Promise<number | null>((r) => child.once('close', (code) => r(code)));
   const url = await new Promise<string>((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error(`gateway did not start:\n${out}`)), timeoutMs);
     const check = () => {
@@ -63,7 +64,7 @@ export async function runGatewayToExit(env: Record<string, string>, timeoutMs = 
   child.stdout.on('data', (c: Buffer) => (out += c.toString()));
   child.stderr.on('data', (c: Buffer) => (out += c.toString()));
   const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
-  const code = await new Promise<number | null>((r) => child.once('exit', (c) => r(c)));
+  const code = await new Promise<number | null>((r) => child.once('close', (c) => r(c)));
   clearTimeout(timer);
   return { code, output: out };
 }

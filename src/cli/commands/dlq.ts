@@ -67,11 +67,14 @@ interface ReplayOutcome {
 async function waitForOutcome(client: GatewayClient, q: { id: string; generation: number }, waitMs: number, signal: AbortSignal | undefined): Promise<ReplayOutcome> {
   const until = Date.now() + waitMs;
   let last: z.infer<typeof deliverySchema> | undefined;
+  // Each look is an audited view: start quick (most replays settle in well under a second), then back off.
+  let pause = 200;
   for (;;) {
     last = deliverySchema.parse(await client.getJson(`/admin/deliveries/${encodeURIComponent(q.id)}`, 'show'));
     const settled = last.generation >= q.generation && last.state !== 'pending';
     if (settled || Date.now() >= until || signal?.aborted === true) break;
-    await new Promise((r) => setTimeout(r, 250));
+    await new Promise((r) => setTimeout(r, pause));
+    pause = Math.min(pause * 2, 2000);
   }
   const reason = last.reason ?? null;
   switch (last.generation >= q.generation ? last.state : 'pending') {
