@@ -241,7 +241,7 @@ describe.skipIf(!opensslAvailable())('mutual TLS against @medplum/hl7 connection
     const out = await d.deliver(message(), ctx(id));
     expect(out.detail['ack_code']).toBe('AA');
     expect(peer.distinct()).toContain(controlIdFor(id));
-    await expect(d.healthcheck(AbortSignal.timeout(2000))).resolves.toBeUndefined();
+    await expect(d.healthcheck(AbortSignal.timeout(2000))).resolves.toBe('reachable: MLLP connection opened (mutual TLS: server certificate verified, client certificate presented)');
   });
 
   it('is refused without a client certificate (retryable, nothing reaches the partner)', async () => {

@@ -33,7 +33,7 @@ try {
   const delivery = await until(
     'the delivery row',
     async () =>
-      (await d.db.query<{ id: string; generation: number }>(`SELECT d.id, d.generation FROM deliveries d JOIN messages m ON m.id = d.message_id WHERE m.source_message_id = $1`, [wamid])).rows[0],
+      (await d.db.query<{ id: string; generation: number }>(`SELECT d.id, d.generation FROM deliveries d JOIN messages m ON m.id = d.message_id WHERE m.source_index = $1`, [d.sourceIndex(wamid)])).rows[0],
     30_000,
   );
   const jobKey = `${d.queuePrefix}:deliver.whatsapp-to-ehr.ehr:${delivery.id}-g${delivery.generation}`;

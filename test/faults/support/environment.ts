@@ -17,6 +17,9 @@ import { startFhirFaultProxy, type FhirFaultProxy } from './fhir-fault-proxy.js'
 import { GatewayRoleProcess, repoRoot } from './gateway-role.js';
 import { POISON_MAPPING_MARKER } from './load-generator.js';
 import { PostgresServer } from './postgres-server.js';
+import { createKeyringProvider, parseKeyring } from '../../../src/crypto/keyring.js';
+import { openEncryptingCodec, type EncryptingCodec } from '../../../src/store/encrypting-codec.js';
+import { indexKinds } from '../../../src/store/message-store.js';
 import { RedisServer } from './redis-server.js';
 
 export const CHANNEL_ID = 'whatsapp-to-ehr';
@@ -118,6 +121,8 @@ export interface Deployment {
   workers: GatewayRoleProcess[];
   /** The suite's own connection to the store, for waiting until quiet and for diagnostics. */
   db: pg.Pool;
+  /** The store keeps source ids only as keyed blind indexes: the index of a wamid, for the suite's own queries. */
+  sourceIndex(wamid: string): Buffer;
   webhookUrl(): string;
   admin(pathAndQuery: string): Promise<Response>;
   logDir: string;
@@ -133,6 +138,7 @@ export async function deploy(env: FaultEnvironment, o: { name: string; queue: 'r
   await mkdir(logDir, { recursive: true });
   const dataDir = path.join(env.tmp, 'data', o.name);
   await mkdir(dataDir, { recursive: true });
+  const keyring = `faults:${randomBytes(32).toString('base64')}`;
   const gwEnv: Record<string, string> = {
     DATABASE_URL: databaseUrl,
     QUEUE_PREFIX: queuePrefix,
@@ -140,7 +146,7 @@ export async function deploy(env: FaultEnvironment, o: { name: string; queue: 'r
     CHANNELS_DIR: env.channelsDir,
     DATA_DIR: dataDir,
     SWITCHBOARD_ENV: 'production',
-    ENCRYPTION_KEYS: `faults:${randomBytes(32).toString('base64')}`,
+    ENCRYPTION_KEYS: keyring,
     WHATSAPP_APP_SECRET: TEST_APP_SECRET,
     WHATSAPP_VERIFY_TOKEN: TEST_VERIFY_TOKEN,
     ADMIN_TOKEN,
@@ -156,13 +162,17 @@ export async function deploy(env: FaultEnvironment, o: { name: string; queue: 'r
   const workers = Array.from({ length: o.workers }, (_, i) => new GatewayRoleProcess(`${o.name}-worker${i + 1}`, 'worker', gwEnv, path.join(logDir, `worker${i + 1}.log`)));
   const db = new pg.Pool({ connectionString: databaseUrl, max: 3, connectionTimeoutMillis: 3000 });
   db.on('error', () => undefined);
+  let codec: EncryptingCodec | undefined;
   const close = async () => {
     await Promise.allSettled([http.close(), ...workers.map((w) => w.close())]);
+    codec?.close();
     await db.end().catch(() => undefined);
   };
   try {
     // All at once, as an orchestrator would start them (migrations run under an advisory lock).
     await Promise.all([http.start(), ...workers.map((w) => w.start())]);
+    // The same keyring as the gateway's, to compute blind indexes (the keys exist once it started).
+    codec = await openEncryptingCodec(db, createKeyringProvider(parseKeyring(keyring, 'fault suite keyring'), 'fault suite keyring'));
   } catch (err) {
     await close();
     throw err;
@@ -175,6 +185,7 @@ export async function deploy(env: FaultEnvironment, o: { name: string; queue: 'r
     http,
     workers,
     db,
+    sourceIndex: (wamid) => codec!.index(indexKinds.sourceId, wamid),
     logDir,
     webhookUrl: () => `${http.url}/webhooks/${CHANNEL_ID}`,
     admin: (p) => fetch(`${http.url}${p}`, { headers: { authorization: `Bearer ${ADMIN_TOKEN}` }, signal: AbortSignal.timeout(15_000) }),

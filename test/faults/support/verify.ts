@@ -82,13 +82,17 @@ export async function listDeadLetters(d: Deployment): Promise<DeadLetterItem[]> 
 
 /** Store states of the deliveries of the given messages (wamids), by wamid. */
 async function storeStates(d: Deployment, wamids: readonly string[]): Promise<Map<string, string[]>> {
-  const r = await d.db.query<{ wamid: string; state: string }>(
-    `SELECT m.source_message_id AS wamid, d.state FROM messages m JOIN deliveries d ON d.message_id = m.id
-     WHERE m.channel_id = $1 AND m.source_message_id = ANY($2::text[])`,
-    [CHANNEL_ID, wamids],
+  const wamidByIndex = new Map(wamids.map((w) => [d.sourceIndex(w).toString('hex'), w]));
+  const r = await d.db.query<{ ix: Buffer; state: string }>(
+    `SELECT m.source_index AS ix, d.state FROM messages m JOIN deliveries d ON d.message_id = m.id
+     WHERE m.channel_id = $1 AND m.source_index = ANY($2::bytea[])`,
+    [CHANNEL_ID, [...wamidByIndex.keys()].map((h) => Buffer.from(h, 'hex'))],
   );
   const byWamid = new Map<string, string[]>();
-  for (const row of r.rows) byWamid.set(row.wamid, [...(byWamid.get(row.wamid) ?? []), row.state]);
+  for (const row of r.rows) {
+    const wamid = wamidByIndex.get(row.ix.toString('hex'));
+    if (wamid !== undefined) byWamid.set(wamid, [...(byWamid.get(wamid) ?? []), row.state]);
+  }
   return byWamid;
 }
 
@@ -121,15 +125,17 @@ export async function waitUntilQuiet(d: Deployment, load: LoadGenerator, timeout
 async function diagnose(d: Deployment, m: SentMessage, redisUrl: string | undefined): Promise<string> {
   const parts: string[] = [`${m.wamid} (${m.kind}, seq ${m.seq}, tries ${m.tries}, statuses ${JSON.stringify(Object.fromEntries(m.statuses))})`];
   try {
+    // Raw payloads are encrypted: find the events through the message's blind index.
     const ev = await d.db.query<{ id: string; state: string; received_at: Date }>(
-      `SELECT id, state, received_at FROM inbound_events WHERE position(convert_to($1, 'UTF8') in raw_payload) > 0 ORDER BY received_at`,
-      [m.wamid],
+      `SELECT DISTINCT e.id, e.state, e.received_at FROM inbound_events e JOIN messages m ON m.event_id = e.id
+       WHERE m.channel_id = $1 AND m.source_index = $2 ORDER BY e.received_at`,
+      [CHANNEL_ID, d.sourceIndex(m.wamid)],
     );
     parts.push(`events: ${ev.rows.map((e) => `${e.id}=${e.state}`).join(', ') || 'none'}`);
     const dl = await d.db.query<{ id: string; state: string; generation: number; attempts: number; last_error_code: string | null }>(
       `SELECT d.id, d.state, d.generation, d.attempts, d.last_error_code FROM deliveries d JOIN messages m ON m.id = d.message_id
-       WHERE m.channel_id = $1 AND m.source_message_id = $2`,
-      [CHANNEL_ID, m.wamid],
+       WHERE m.channel_id = $1 AND m.source_index = $2`,
+      [CHANNEL_ID, d.sourceIndex(m.wamid)],
     );
     parts.push(`deliveries: ${dl.rows.map((x) => `${x.id} ${x.state} g${x.generation} attempts=${x.attempts} code=${x.last_error_code}`).join(', ') || 'none'}`);
     const queues = { ingest: 'ingest', deliver: `deliver.${CHANNEL_ID}.ehr` };
