@@ -14,6 +14,7 @@ import { bootstrapPrincipal, createAdminRouter } from './http/admin-routes.js';
 import { AuditStore } from './store/audit-store.js';
 import { CONSOLE_PATH, createConsoleMiddleware, defaultConsoleDir } from './http/console-route.js';
 import { createMediaRouter } from './http/media-route.js';
+import { identityOf, staticTokenAuthenticator, type Authenticator } from './http/access-control.js';
 import { createFileMediaStore } from './media/media-store.js';
 import { startHttpServer, type RunningHttpServer } from './http/http-server.js';
 import { createWebhookMiddleware } from './http/webhook-route.js';
@@ -59,6 +60,8 @@ export interface SwitchboardOptions {
   mediaToken?: string | undefined;
   /** Unset: generated once and kept in dataDir/admin-token. */
   adminToken?: string | undefined;
+  /** Further credentials tried after ADMIN_TOKEN and MEDIA_TOKEN (named API tokens, OpenID Connect). */
+  authenticators?: readonly Authenticator[];
   registry: ConnectorRegistry;
   logger: Logger;
   shutdownTimeoutMs: number;
@@ -98,6 +101,8 @@ export class QueueDurabilityError extends Error {
 
 export interface StartedSwitchboard {
   port: number;
+  /** Every HTTP route served, as `METHOD path` (each with a declared permission). */
+  routes: readonly string[];
   /** False for the worker role, which serves only health and readiness. */
   webhooks: boolean;
   adminToken: string;
@@ -284,10 +289,6 @@ export function createSwitchboard(o: SwitchboardOptions): Switchboard {
       routers.push(
         createMediaRouter({
           store: mediaStore,
-          tokens: [
-            { token: o.mediaToken ?? '', principal: { kind: 'token', id: 'MEDIA_TOKEN', display: 'MEDIA_TOKEN', role: null } },
-            { token: token.token, principal: bootstrapPrincipal },
-          ],
           logger: log,
           audit,
         }),
@@ -297,7 +298,6 @@ export function createSwitchboard(o: SwitchboardOptions): Switchboard {
         createAdminRouter({
           store,
           audit,
-          adminToken: token.token,
           channels,
           reloadStatus: () => runtime.status(),
           reload: () => runtime.reload(),
@@ -314,6 +314,16 @@ export function createSwitchboard(o: SwitchboardOptions): Switchboard {
       host: o.host,
       logger: log,
       routers,
+      access: {
+        audit,
+        authenticators: [
+          staticTokenAuthenticator([
+            { token: token.token, identity: identityOf(bootstrapPrincipal) },
+            { token: o.mediaToken ?? '', identity: { principal: { kind: 'token', id: 'MEDIA_TOKEN', display: 'MEDIA_TOKEN', role: null }, permissions: new Set(['media.fetch']) } },
+          ]),
+          ...(o.authenticators ?? []),
+        ],
+      },
       middleware,
       metrics: async () => {
         // Sampled at scrape time: queue depths, dead letters, circuits of this process.
@@ -349,6 +359,7 @@ export function createSwitchboard(o: SwitchboardOptions): Switchboard {
     onStop('HTTP server closed: no new webhooks', () => http.close());
     return {
       port: http.port,
+      routes: http.routes,
       webhooks: o.role !== 'worker',
       adminToken: token.token,
       adminTokenGenerated: token.generated,

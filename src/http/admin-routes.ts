@@ -2,10 +2,9 @@
  * A small admin API behind a bearer token: dead-letter list, inspect, replay, discard; message
  * lookup by source id. Answers carry ids, states, codes and server responses, never message text.
  */
-import { createHash, timingSafeEqual } from 'node:crypto';
 import Router from '@koa/router';
 import getRawBody from 'raw-body';
-import type { Context, Next } from 'koa';
+import type { Context } from 'koa';
 import { z } from 'zod';
 import type { MessageStore, PendingDelivery } from '../store/message-store.js';
 import type { RuntimeChannel } from '../pipeline/runtime-channel.js';
@@ -13,10 +12,11 @@ import type { ReloadStatus } from '../channels/channel-runtime.js';
 import { errorBody } from './webhook-route.js';
 import type { AuditAction, AuditOutcome, AuditRecorder, AuditResource } from '../core/audit.js';
 import { principalLabel, type Principal } from '../core/principal.js';
+import { requestPrincipal } from './access-control.js';
+import { rolePermissions } from './permissions.js';
 
 export interface AdminDeps {
   store: MessageStore;
-  adminToken: string;
   channels(): readonly RuntimeChannel[];
   reloadStatus(): ReloadStatus;
   reload(): Promise<ReloadStatus>;
@@ -29,15 +29,11 @@ export interface AdminDeps {
   audit: AuditRecorder;
 }
 
-/** The principal of the bootstrap admin token (until a request carries its own). */
+/** The principal of the bootstrap admin token. */
 export const bootstrapPrincipal: Principal = { kind: 'bootstrap', id: 'ADMIN_TOKEN', display: 'ADMIN_TOKEN', role: 'admin' };
 
-/** The principal the authentication middleware put on the request, else the bootstrap token's. */
-export function principalOf(ctx: Context): Principal {
-  return (ctx.state as { principal?: Principal }).principal ?? bootstrapPrincipal;
-}
-
-const digest = (s: string) => createHash('sha256').update(s).digest();
+/** The principal the access-control guard put on the request. */
+export const principalOf = requestPrincipal;
 
 function bad(ctx: Context, status: number, code: string, message: string): void {
   ctx.status = status;
@@ -126,7 +122,6 @@ function withReason<T extends { lastErrorCode: string | null; lastErrorMessage: 
 
 export function createAdminRouter(deps: AdminDeps): Router {
   const router = new Router({ prefix: '/admin' });
-  const expected = digest(deps.adminToken);
   const audit = (
     ctx: Context,
     action: AuditAction,
@@ -135,21 +130,6 @@ export function createAdminRouter(deps: AdminDeps): Router {
     detail: Record<string, string | number | boolean | null> = {},
   ) => deps.audit.record({ action, principal: principalOf(ctx), outcome, resources, detail, sourceAddress: ctx.ip });
   const deliveryResource = (id: string): AuditResource => ({ type: 'delivery', id });
-
-  router.use(async (ctx: Context, next: Next) => {
-    const header = ctx.get('authorization');
-    const m = /^Bearer (.+)$/.exec(header);
-    if (!m?.[1]) {
-      ctx.set('WWW-Authenticate', 'Bearer realm="switchboard-admin"');
-      bad(ctx, 401, 'UNAUTHENTICATED', 'send Authorization: Bearer <ADMIN_TOKEN>');
-      return;
-    }
-    if (!timingSafeEqual(digest(m[1]), expected)) {
-      bad(ctx, 403, 'FORBIDDEN', 'the admin token is not valid');
-      return;
-    }
-    await next();
-  });
 
   router.post('/channels/reload', async (ctx) => {
     const status = await deps.reload();
@@ -349,11 +329,10 @@ export function createAdminRouter(deps: AdminDeps): Router {
     ctx.body = m;
   });
 
-  // Who the caller is, for the console: what a role may not do is not offered. Identity fills
-  // the principal; until then every accepted bearer is the bootstrap admin token.
+  // Who the caller is, for the console: what a role may not do is not offered.
   router.get('/whoami', (ctx) => {
     const p = principalOf(ctx);
-    ctx.body = { principal: { kind: p.kind, display: p.display, role: p.role } };
+    ctx.body = { principal: { kind: p.kind, display: p.display, role: p.role }, permissions: p.role ? [...rolePermissions[p.role]] : [] };
   });
 
   router.get('/stats', async (ctx) => {

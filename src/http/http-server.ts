@@ -4,6 +4,7 @@ import Koa from 'koa';
 import Router from '@koa/router';
 import type { Logger } from '../core/logger.js';
 import { errorBody } from './webhook-route.js';
+import { guardRouters, registeredRoutes, type AccessControl } from './access-control.js';
 
 export interface ReadinessCheck {
   name: string;
@@ -16,6 +17,8 @@ export interface HttpServerOptions {
   logger: Logger;
   readiness: readonly ReadinessCheck[];
   routers: readonly Router[];
+  /** Authenticates and authorises every route by the permission table. */
+  access: AccessControl;
   /** Extra middleware mounted after the routers (e.g. the webhook dispatcher). */
   middleware?: readonly Koa.Middleware[];
   /** Prometheus text for GET /metrics. */
@@ -24,10 +27,12 @@ export interface HttpServerOptions {
 
 export interface RunningHttpServer {
   port: number;
+  /** Every registered route as `METHOD path`, each guarded by its declared permission. */
+  routes: readonly string[];
   close(): Promise<void>;
 }
 
-export function createHttpApp(o: Omit<HttpServerOptions, 'port' | 'host'>): Koa {
+export function createHttpApp(o: Omit<HttpServerOptions, 'port' | 'host'>): { app: Koa; routes: string[] } {
   const app = new Koa();
   app.proxy = true;
   // Errors by position: the first middleware catches everything; internals are never exposed.
@@ -73,14 +78,15 @@ export function createHttpApp(o: Omit<HttpServerOptions, 'port' | 'host'>): Koa 
       ctx.body = m.body;
     });
   }
+  guardRouters([base, ...o.routers], o.access);
   app.use(base.routes()).use(base.allowedMethods());
   for (const r of o.routers) app.use(r.routes()).use(r.allowedMethods());
   for (const m of o.middleware ?? []) app.use(m);
-  return app;
+  return { app, routes: registeredRoutes([base, ...o.routers]).map((r) => r.key) };
 }
 
 export async function startHttpServer(o: HttpServerOptions): Promise<RunningHttpServer> {
-  const app = createHttpApp(o);
+  const { app, routes } = createHttpApp(o);
   const server = http.createServer(app.callback());
   server.keepAliveTimeout = 65_000;
   server.requestTimeout = 30_000;
@@ -92,6 +98,7 @@ export async function startHttpServer(o: HttpServerOptions): Promise<RunningHttp
   const port = typeof addr === 'object' && addr ? addr.port : o.port;
   return {
     port,
+    routes,
     close: () =>
       new Promise<void>((resolve) => {
         server.close(() => resolve());

@@ -1,40 +1,19 @@
 /**
  * GET /media/:key serves stored media (the URL put into FHIR Attachments). Authenticated with a
- * bearer token (MEDIA_TOKEN, or the admin token), every access logged by key and outcome only.
+ * bearer credential with the media.fetch permission (MEDIA_TOKEN, an analyst or admin); every access
+ * audited and logged by key and outcome only.
  */
-import { createHash, timingSafeEqual } from 'node:crypto';
 import Router from '@koa/router';
 import type { Logger } from '../core/logger.js';
 import { MEDIA_KEY, type MediaStore } from '../media/media-store.js';
 import { errorBody } from './webhook-route.js';
 import type { AuditRecorder } from '../core/audit.js';
-import type { Principal } from '../core/principal.js';
+import { requestPrincipal } from './access-control.js';
 
-const digest = (s: string) => createHash('sha256').update(s).digest();
-
-/** A bearer token GET /media accepts, and the principal it stands for in the audit trail. */
-export interface MediaToken {
-  token: string;
-  principal: Principal;
-}
-
-export function createMediaRouter(deps: { store: MediaStore; tokens: readonly MediaToken[]; logger: Logger; audit: AuditRecorder }): Router {
+export function createMediaRouter(deps: { store: MediaStore; logger: Logger; audit: AuditRecorder }): Router {
   const router = new Router();
-  const accepted = deps.tokens.filter((t) => t.token.length > 0).map((t) => ({ digest: digest(t.token), principal: t.principal }));
   router.get('/media/:key', async (ctx) => {
-    const m = /^Bearer (.+)$/.exec(ctx.get('authorization'));
-    const given = m?.[1] ? digest(m[1]) : undefined;
-    const matched = given ? accepted.find((t) => timingSafeEqual(t.digest, given)) : undefined;
-    const principal = (ctx.state as { principal?: Principal }).principal ?? matched?.principal;
-    if (!given || !principal) {
-      await deps.audit.record({ action: 'auth.failed', principal: null, outcome: 'failure', resources: [{ type: 'route', id: 'GET /media/:key' }], sourceAddress: ctx.ip });
-      ctx.set('WWW-Authenticate', 'Bearer realm="switchboard-media"');
-      ctx.status = given ? 403 : 401;
-      ctx.type = 'application/json';
-      ctx.body = errorBody(given ? 'FORBIDDEN' : 'UNAUTHENTICATED', 'media requires Authorization: Bearer <MEDIA_TOKEN>');
-      deps.logger.warn({ audit: 'media_access', outcome: 'refused' }, 'media access refused');
-      return;
-    }
+    const principal = requestPrincipal(ctx);
     const key = ctx.params['key'] ?? '';
     if (!MEDIA_KEY.test(key)) {
       ctx.status = 400;

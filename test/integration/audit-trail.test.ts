@@ -212,7 +212,7 @@ describe.skipIf(redis === null)('audit trail of a running gateway', () => {
     expect((await gw.admin('/admin/destinations/whatsapp-to-ehr/ehr/resume', { method: 'POST', body: '{}' })).status).toBe(200);
     expect((await gw.admin('/admin/channels/reload', { method: 'POST', body: '{}' })).status).toBe(200);
     expect((await gw.admin(`/media/${'a'.repeat(64)}`)).status).toBe(404);
-    expect((await fetch(`${gw.url}/media/${'a'.repeat(64)}`, { headers: { authorization: 'Bearer wrong-token-123456' } })).status).toBe(403);
+    expect((await fetch(`${gw.url}/media/${'a'.repeat(64)}`, { headers: { authorization: 'Bearer wrong-token-123456' } })).status).toBe(401);
 
     const entries: RecordedAuditEntry[] = [];
     for await (const e of gw.app.internals.audit!.entries()) entries.push(e);

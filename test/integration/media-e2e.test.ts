@@ -125,7 +125,7 @@ destinations:
     expect(att.url).toMatch(new RegExp(`^${gw.url}/media/[0-9a-f]{64}$`));
 
     expect((await fetch(att.url)).status).toBe(401);
-    expect((await fetch(att.url, { headers: { authorization: 'Bearer wrong-token-wrong-token' } })).status).toBe(403);
+    expect((await fetch(att.url, { headers: { authorization: 'Bearer wrong-token-wrong-token' } })).status).toBe(401);
     const served = await fetch(att.url, { headers: { authorization: `Bearer ${gw.adminToken}` } });
     expect(served.status).toBe(200);
     expect(served.headers.get('content-type')).toBe('image/jpeg');

@@ -1,4 +1,5 @@
 /** Starts a whole gateway in-process for integration tests, on port 0 with a unique queue prefix. */
+import type { Authenticator } from '../../src/http/access-control.js';
 import { mkdtemp } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -33,6 +34,8 @@ export async function startGateway(o: {
   env?: Record<string, string>;
   /** ENCRYPTION_KEYS (default: a keyring generated into the gateway's temporary DATA_DIR). */
   encryptionKeys?: string;
+  /** Further credentials (e.g. API tokens of each role). */
+  authenticators?: readonly Authenticator[];
 }): Promise<TestGateway> {
   const dataDir = await mkdtemp(path.join(os.tmpdir(), 'switchboard-gw-'));
   const adminToken = `test-admin-token-${uniquePrefix()}`;
@@ -49,6 +52,7 @@ export async function startGateway(o: {
     fhirBaseUrl: o.fhirBaseUrl,
     fhirSandboxPort: 0,
     adminToken,
+    ...(o.authenticators && { authenticators: o.authenticators }),
     encryptionKeys: o.encryptionKeys,
     registry: createConnectorRegistry(),
     logger: createLogger({ level: 'info', ...(o.logStream ? { destination: o.logStream } : { level: 'silent' }) }),

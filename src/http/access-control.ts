@@ -1,0 +1,111 @@
+/**
+ * Authentication and authorisation at the HTTP edge. Each registered route gets a guard that
+ * resolves the bearer credential to a principal (through the configured authenticators, in
+ * order), checks the permission `routePermissions` declares for the route, and puts the
+ * principal on `ctx.state.principal` for handlers, the audit trail and delivery actions.
+ */
+import { createHash, timingSafeEqual } from 'node:crypto';
+import type Router from '@koa/router';
+import type { Context, Next } from 'koa';
+import type { AuditRecorder } from '../core/audit.js';
+import type { Principal } from '../core/principal.js';
+import { rolePermissions, routeKey, routePermissions, type Permission, type RouteRequirement } from './permissions.js';
+import { errorBody } from './webhook-route.js';
+
+/** A principal and what it may do (its role's permissions, or a narrower grant such as MEDIA_TOKEN's). */
+export interface Identity {
+  principal: Principal;
+  permissions: ReadonlySet<Permission>;
+}
+
+export interface Authenticator {
+  /** The identity a bearer credential stands for, or null when this authenticator does not know it. */
+  authenticate(bearer: string): Promise<Identity | null>;
+}
+
+export function identityOf(principal: Principal): Identity {
+  return { principal, permissions: principal.role ? rolePermissions[principal.role] : new Set() };
+}
+
+const digest = (s: string) => createHash('sha256').update(s).digest();
+
+/** Fixed secrets from the environment (ADMIN_TOKEN, MEDIA_TOKEN), compared in constant time. */
+export function staticTokenAuthenticator(tokens: readonly { token: string; identity: Identity }[]): Authenticator {
+  const known = tokens.filter((t) => t.token.length > 0).map((t) => ({ digest: digest(t.token), identity: t.identity }));
+  return {
+    async authenticate(bearer) {
+      const given = digest(bearer);
+      let found: Identity | null = null;
+      for (const t of known) if (timingSafeEqual(t.digest, given)) found = t.identity;
+      return found;
+    },
+  };
+}
+
+export interface AccessControl {
+  authenticators: readonly Authenticator[];
+  audit: AuditRecorder;
+}
+
+function refuse(ctx: Context, status: 401 | 403, code: string, message: string): void {
+  if (status === 401) ctx.set('WWW-Authenticate', 'Bearer realm="switchboard"');
+  ctx.status = status;
+  ctx.type = 'application/json';
+  ctx.body = errorBody(code, message);
+}
+
+/** The principal the guard put on the request; only called behind a non-public route. */
+export function requestPrincipal(ctx: Context): Principal {
+  const p = (ctx.state as { principal?: Principal }).principal;
+  if (!p) throw new Error(`no principal on ${ctx.method} ${ctx.path}: the route is not guarded`);
+  return p;
+}
+
+export function guard(requirement: RouteRequirement, route: string, ac: AccessControl) {
+  return async (ctx: Context, next: Next): Promise<void> => {
+    if (requirement === 'public') return next();
+    const m = /^Bearer (.+)$/.exec(ctx.get('authorization'));
+    const bearer = m?.[1];
+    if (!bearer) return refuse(ctx, 401, 'UNAUTHENTICATED', 'send Authorization: Bearer <token>');
+    let identity: Identity | null = null;
+    for (const a of ac.authenticators) {
+      identity = await a.authenticate(bearer);
+      if (identity) break;
+    }
+    if (!identity) {
+      await ac.audit.record({ action: 'auth.failed', principal: null, outcome: 'failure', resources: [{ type: 'route', id: route }], sourceAddress: ctx.ip, detail: { reason: 'invalid_credentials' } });
+      return refuse(ctx, 401, 'UNAUTHENTICATED', 'the bearer token is not valid, has expired or was revoked');
+    }
+    if (!identity.permissions.has(requirement)) {
+      await ac.audit.record({ action: 'auth.failed', principal: identity.principal, outcome: 'failure', resources: [{ type: 'route', id: route }], sourceAddress: ctx.ip, detail: { reason: 'forbidden', permission: requirement } });
+      return refuse(ctx, 403, 'FORBIDDEN', `${identity.principal.display} (role ${identity.principal.role ?? 'none'}) lacks the permission ${requirement}`);
+    }
+    (ctx.state as { principal?: Principal }).principal = identity.principal;
+    return next();
+  };
+}
+
+/** Every route of these routers as `METHOD path` (HEAD, which Koa derives from GET, left out). */
+export function registeredRoutes(routers: readonly Router[]): { key: string; method: string; path: string }[] {
+  const out: { key: string; method: string; path: string }[] = [];
+  for (const r of routers)
+    for (const layer of r.stack)
+      for (const method of layer.methods) if (method !== 'HEAD') out.push({ key: routeKey(method, String(layer.path)), method, path: String(layer.path) });
+  return out;
+}
+
+/**
+ * Puts a guard in front of every route's handlers. Throws when a route has no declared
+ * permission, so the gateway does not start (and the route-enumeration test fails).
+ */
+export function guardRouters(routers: readonly Router[], ac: AccessControl): void {
+  const undeclared = registeredRoutes(routers).filter((r) => routePermissions[r.key] === undefined);
+  if (undeclared.length > 0) throw new Error(`routes without a declared permission in src/http/permissions.ts: ${undeclared.map((r) => r.key).join(', ')}`);
+  for (const r of routers)
+    for (const layer of r.stack) {
+      const method = layer.methods.find((x) => x !== 'HEAD');
+      if (!method) continue;
+      const key = routeKey(method, String(layer.path));
+      layer.stack.unshift(guard(routePermissions[key]!, key, ac));
+    }
+}
