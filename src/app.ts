@@ -27,7 +27,7 @@ import type { RuntimeChannel } from './pipeline/runtime-channel.js';
 import { createPostgresQueueBackend, createRedisBackend, type QueueBackend } from './queue/queue-backend.js';
 import { startFhirSandbox } from './sandbox/fhir-sandbox.js';
 import { startMllpSandbox, type MllpSandboxRole } from './sandbox/mllp-sandbox.js';
-import { gatewayProvided } from './mapping/mapping-test-env.js';
+import { gatewayProvided } from './mapping-tests/mapping-test-env.js';
 import { startEmbeddedPostgres, type EmbeddedDatabase } from './store/embedded-postgres.js';
 import { MessageStore } from './store/message-store.js';
 import { runMigrations } from './store/migrations.js';

@@ -4,7 +4,7 @@ import path from 'node:path';
 import { parseEnv } from 'node:util';
 import { UsageError } from './args.js';
 import type { CliIo } from './io.js';
-import { envMode, type EnvMode } from '../mapping/mapping-test-env.js';
+import { envMode, type EnvMode } from '../mapping-tests/mapping-test-env.js';
 
 /** The environment: the process's, with the variables of each --env-file over it (in order). */
 export function environmentFrom(io: CliIo, envFiles: readonly string[] | undefined): Record<string, string | undefined> {

@@ -11,17 +11,17 @@ import { loadChannelFile, type LoadedChannel } from '../channels/load-channel.js
 import { scalarPosition } from '../channels/interpolate.js';
 import { ConfigError, type ConfigIssue } from '../core/errors.js';
 import { compileMapping } from '../mapping/jsonata-mapping.js';
-import { effectiveChannelEnv, type EnvMode } from '../mapping/mapping-test-env.js';
-import { collectProjectFiles, testedFileCandidates, testFileCandidates } from '../mapping/mapping-test-files.js';
-import { compileHint } from '../mapping/mapping-test-hints.js';
-import { CANONICAL_INPUT, defaultFixturesDir, readTestFile } from '../mapping/mapping-test-runner.js';
+import { effectiveChannelEnv, type EnvMode } from '../mapping-tests/mapping-test-env.js';
+import { collectProjectFiles, testedFileCandidates, testFileCandidates } from '../mapping-tests/mapping-test-files.js';
+import { compileHint } from '../mapping-tests/mapping-test-hints.js';
+import { CANONICAL_INPUT, defaultFixturesDir, readTestFile } from '../mapping-tests/mapping-test-runner.js';
 import {
   channelTestFileSchema,
   looksLikeChannelTest,
   mappingTestFileSchema,
   type Expectation,
-} from '../mapping/mapping-test-schema.js';
-import { describeSchemaIssues, type PositionedYaml } from '../mapping/mapping-test-yaml.js';
+} from '../mapping-tests/mapping-test-schema.js';
+import { describeSchemaIssues, type PositionedYaml } from '../mapping-tests/mapping-test-yaml.js';
 
 export type LintLevel = 'error' | 'warning' | 'info';
 

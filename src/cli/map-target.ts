@@ -13,7 +13,7 @@ import { loadChannelFile, type LoadedChannel } from '../channels/load-channel.js
 import { ConfigError, type ConfigIssue } from '../core/errors.js';
 import { createLogger } from '../core/logger.js';
 import type { DestinationInstance } from '../connectors/types.js';
-import { effectiveChannelEnv, envMode } from '../mapping/mapping-test-env.js';
+import { effectiveChannelEnv, envMode } from '../mapping-tests/mapping-test-env.js';
 import type { RuntimeChannel } from '../pipeline/runtime-channel.js';
 
 export interface MapTarget {

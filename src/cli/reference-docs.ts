@@ -8,7 +8,7 @@ import { z } from 'zod';
 import { buildChannelSchema, channelJsonSchema, type ConnectorRegistry } from '../channels/channel-schema.js';
 import type { ConnectorSpec } from '../connectors/types.js';
 import { mappingFunctions, type FunctionExample } from '../mapping/functions/library.js';
-import { renderChannelTestJsonSchema, renderMappingTestJsonSchema } from '../mapping/mapping-test-schema.js';
+import { renderChannelTestJsonSchema, renderMappingTestJsonSchema } from '../mapping-tests/mapping-test-schema.js';
 
 type JsonSchema = z.core.JSONSchema.BaseSchema;
 

@@ -7,7 +7,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { createConnectorRegistry } from '../../src/connectors/registry.js';
-import { runTestFile } from '../../src/mapping/mapping-test-runner.js';
+import { runTestFile } from '../../src/mapping-tests/mapping-test-runner.js';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 const testFiles = ['mappings', 'channels'].flatMap((dir) =>

@@ -9,7 +9,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createConnectorRegistry } from '../../src/connectors/registry.js';
-import { runTestFile, type TestFileResult } from '../../src/mapping/mapping-test-runner.js';
+import { runTestFile, type TestFileResult } from '../../src/mapping-tests/mapping-test-runner.js';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 let dir: string;

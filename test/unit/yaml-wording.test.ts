@@ -10,7 +10,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadChannelFile } from '../../src/channels/load-channel.js';
 import { createConnectorRegistry } from '../../src/connectors/registry.js';
 import { ConfigError } from '../../src/core/errors.js';
-import { parseYamlWithPositions } from '../../src/mapping/mapping-test-yaml.js';
+import { parseYamlWithPositions } from '../../src/mapping-tests/mapping-test-yaml.js';
 
 let dir: string;
 beforeAll(async () => {

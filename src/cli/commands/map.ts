@@ -10,9 +10,9 @@ import type { SourceInstance } from '../../connectors/types.js';
 import { validateFhirResource } from '../../fhir/validate-resource.js';
 import { compileMapping, type CompiledMapping } from '../../mapping/jsonata-mapping.js';
 import { locateIssues } from '../../mapping/mapping-output-error.js';
-import { describeFailure } from '../../mapping/mapping-test-expect.js';
-import { checkHl7Message } from '../../mapping/mapping-test-hl7.js';
-import { compileHint } from '../../mapping/mapping-test-hints.js';
+import { describeFailure } from '../../mapping-tests/mapping-test-expect.js';
+import { checkHl7Message } from '../../mapping-tests/mapping-test-hl7.js';
+import { compileHint } from '../../mapping-tests/mapping-test-hints.js';
 import {
   InputError,
   checkCanonical,
@@ -21,7 +21,7 @@ import {
   pickMessage,
   resolveBody,
   sourceForParsing,
-} from '../../mapping/mapping-test-input.js';
+} from '../../mapping-tests/mapping-test-input.js';
 import { parseBindings, parseCommandArgs, parseNow, UsageError } from '../args.js';
 import { relative } from '../common.js';
 import { EXIT_FAILURES, EXIT_OK, type CliIo } from '../io.js';

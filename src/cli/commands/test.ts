@@ -2,8 +2,8 @@
 import path from 'node:path';
 import { existsSync } from 'node:fs';
 import { createConnectorRegistry } from '../../connectors/registry.js';
-import { collectProjectFiles, testFileCandidates } from '../../mapping/mapping-test-files.js';
-import { runTestFile, summarise, type TestFileResult } from '../../mapping/mapping-test-runner.js';
+import { collectProjectFiles, testFileCandidates } from '../../mapping-tests/mapping-test-files.js';
+import { runTestFile, summarise, type TestFileResult } from '../../mapping-tests/mapping-test-runner.js';
 import { parseCommandArgs, UsageError } from '../args.js';
 import { environmentFrom, givenPaths, relative } from '../common.js';
 import { EXIT_FAILURES, EXIT_OK, type CliIo } from '../io.js';

@@ -9,7 +9,7 @@ import { loadChannelDirectory, type LoadedChannel } from '../../channels/load-ch
 import { classify, ConfigError } from '../../core/errors.js';
 import { createLogger } from '../../core/logger.js';
 import { createConnectorRegistry } from '../../connectors/registry.js';
-import { effectiveChannelEnv, gatewayProvided } from '../../mapping/mapping-test-env.js';
+import { effectiveChannelEnv, gatewayProvided } from '../../mapping-tests/mapping-test-env.js';
 import type { RuntimeChannel } from '../../pipeline/runtime-channel.js';
 import { parseCommandArgs, UsageError } from '../args.js';
 import { environmentFrom, modeFrom, plural, relative } from '../common.js';

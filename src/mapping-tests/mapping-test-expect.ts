@@ -7,11 +7,11 @@ import path from 'node:path';
 import jsonata from 'jsonata';
 import { SwitchboardError } from '../core/errors.js';
 import { validateFhirResource } from '../fhir/validate-resource.js';
-import { compileMapping } from './jsonata-mapping.js';
+import { compileMapping } from '../mapping/jsonata-mapping.js';
 import { diffContains, diffEquals, formatDifferences, normaliseText, show } from './mapping-test-diff.js';
 import { checkHl7Message } from './mapping-test-hl7.js';
 import { evaluateHint } from './mapping-test-hints.js';
-import { locateOutputElement } from './output-position.js';
+import { locateOutputElement } from '../mapping/output-position.js';
 import type { Expectation } from './mapping-test-schema.js';
 import type { YamlPath } from './mapping-test-yaml.js';
 
