@@ -8,7 +8,7 @@ import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import Router from '@koa/router';
 import pg from 'pg';
-import type { ConnectorRegistry } from './channels/channel-schema.js';
+import type { ConnectorRegistry } from './connectors/types.js';
 import type { Logger } from './core/logger.js';
 import { bootstrapPrincipal, createAdminRouter } from './http/admin-routes.js';
 import { AuditStore } from './store/audit-store.js';

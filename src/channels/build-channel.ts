@@ -3,7 +3,7 @@ import type { Logger } from '../core/logger.js';
 import { ConfigError } from '../core/errors.js';
 import { compileMapping, loadMapping, type CompiledMapping } from '../mapping/jsonata-mapping.js';
 import type { RuntimeChannel } from '../pipeline/runtime-channel.js';
-import type { ConnectorRegistry } from './channel-schema.js';
+import type { ConnectorRegistry } from '../connectors/types.js';
 import type { LoadedChannel } from './load-channel.js';
 
 export async function buildRuntimeChannel(loaded: LoadedChannel, registry: ConnectorRegistry, logger: Logger): Promise<RuntimeChannel> {

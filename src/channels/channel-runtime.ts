@@ -10,7 +10,7 @@ import { ConfigError, formatIssue, type ConfigIssue } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
 import type { RuntimeChannel } from '../pipeline/runtime-channel.js';
 import { buildRuntimeChannel } from './build-channel.js';
-import type { ConnectorRegistry } from './channel-schema.js';
+import type { ConnectorRegistry } from '../connectors/types.js';
 import { loadChannelDirectory } from './load-channel.js';
 
 export interface ReloadStatus {

@@ -6,13 +6,8 @@
  */
 import { z } from 'zod';
 import { mediaPolicySchema } from '../media/media-policy.js';
-import type { DestinationConnector, RetryPolicy, SourceConnector } from '../connectors/types.js';
-
-/** The connectors a channel file may name, listed explicitly (nothing registers itself on import). */
-export type ConnectorRegistry = {
-  sources: readonly SourceConnector[];
-  destinations: readonly DestinationConnector[];
-};
+import type { ConnectorRegistry, DestinationConnector, SourceConnector } from '../connectors/types.js';
+import type { RetryPolicy } from '../core/policies.js';
 
 /** Channel ids name queues and appear in URLs and logs. */
 export const CHANNEL_ID_PATTERN = /^[a-z][a-z0-9-]{0,62}$/;

@@ -19,8 +19,8 @@ import {
   CHANNEL_ID_RULE,
   type ChannelConfig,
   type ChannelSchema,
-  type ConnectorRegistry,
 } from './channel-schema.js';
+import type { ConnectorRegistry } from '../connectors/types.js';
 import {
   interpolateDocument,
   nodePosition,

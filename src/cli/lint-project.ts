@@ -6,7 +6,7 @@ import { existsSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { isMap, isPair, isScalar, isSeq, LineCounter, parseDocument } from 'yaml';
-import type { ConnectorRegistry } from '../channels/channel-schema.js';
+import type { ConnectorRegistry } from '../connectors/types.js';
 import { loadChannelFile, type LoadedChannel } from '../channels/load-channel.js';
 import { scalarPosition } from '../channels/interpolate.js';
 import { ConfigError, type ConfigIssue } from '../core/errors.js';

@@ -8,11 +8,10 @@ import { readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { parse as parseYaml } from 'yaml';
 import { buildRuntimeChannel } from '../channels/build-channel.js';
-import type { ConnectorRegistry } from '../channels/channel-schema.js';
 import { loadChannelFile, type LoadedChannel } from '../channels/load-channel.js';
 import { ConfigError, type ConfigIssue } from '../core/errors.js';
 import { createLogger } from '../core/logger.js';
-import type { DestinationInstance } from '../connectors/types.js';
+import type { ConnectorRegistry, DestinationInstance } from '../connectors/types.js';
 import { effectiveChannelEnv, envMode } from '../mapping-tests/mapping-test-env.js';
 import type { RuntimeChannel } from '../pipeline/runtime-channel.js';
 

@@ -5,8 +5,8 @@
  * guide. `switchboard docs` writes them; `switchboard docs --check` fails when one is stale.
  */
 import { z } from 'zod';
-import { buildChannelSchema, channelJsonSchema, type ConnectorRegistry } from '../channels/channel-schema.js';
-import type { ConnectorSpec } from '../connectors/types.js';
+import { buildChannelSchema, channelJsonSchema } from '../channels/channel-schema.js';
+import type { ConnectorRegistry, ConnectorSpec } from '../connectors/types.js';
 import { mappingFunctions, type FunctionExample } from '../mapping/functions/library.js';
 import { renderChannelTestJsonSchema, renderMappingTestJsonSchema } from '../mapping-tests/mapping-test-schema.js';
 

@@ -2,7 +2,7 @@
  * The explicit list of connectors. Adding a connector means adding it here; nothing registers
  * itself by being imported.
  */
-import type { ConnectorRegistry } from '../channels/channel-schema.js';
+import type { ConnectorRegistry } from './types.js';
 import { fhirR4Destination } from './destinations/fhir-r4.js';
 import { hl7v2MllpDestination } from './destinations/hl7v2-mllp.js';
 import { chatWebhookSource } from './sources/chat-webhook.js';

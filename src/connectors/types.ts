@@ -7,7 +7,7 @@ import { z } from 'zod';
 import type { CanonicalMessage, ParseResult } from '../core/canonical-message.js';
 import type { Logger } from '../core/logger.js';
 import type { CompiledMapping } from '../mapping/jsonata-mapping.js';
-import { circuitBreakerSchema, type CircuitBreakerPolicy } from '../pipeline/circuit-breaker.js';
+import { circuitBreakerSchema, retryPolicySchema, type CircuitBreakerPolicy, type RetryPolicy } from '../core/policies.js';
 
 export interface ConnectorSpec<Schema extends z.ZodObject> {
   kind: string;
@@ -103,21 +103,6 @@ export interface SourceConnector<Schema extends z.ZodObject = z.ZodObject> exten
 // ---------------------------------------------------------------------------------------------
 // Destinations
 // ---------------------------------------------------------------------------------------------
-
-export const retryPolicySchema = z
-  .object({
-    attempts: z.number().int().min(1).max(100).default(10).describe('Total attempts, the first included.'),
-    initial_delay_ms: z.number().int().min(0).default(1000).describe('Backoff before the second attempt; doubles each time (full jitter).'),
-    max_delay_ms: z.number().int().min(0).default(300_000).describe('Cap on any single backoff, Retry-After included.'),
-    max_age_ms: z
-      .number()
-      .int()
-      .min(1000)
-      .default(86_400_000)
-      .describe('A message older than this (since it was received) is dead-lettered at its next failure instead of retried.'),
-  })
-  .strict();
-export type RetryPolicy = z.infer<typeof retryPolicySchema>;
 
 /** Fields every destination has, whatever its kind. */
 export const destinationBaseShape = {
@@ -240,3 +225,9 @@ export interface DestinationCreateContext {
 export interface DestinationConnector<Schema extends z.ZodObject = z.ZodObject> extends ConnectorSpec<Schema> {
   create(config: z.infer<Schema>, ctx: DestinationCreateContext): DestinationInstance;
 }
+
+/** The connectors a channel file may name, listed explicitly (nothing registers itself on import). */
+export type ConnectorRegistry = {
+  sources: readonly SourceConnector[];
+  destinations: readonly DestinationConnector[];
+};

@@ -6,9 +6,8 @@ import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
-import type { ConnectorRegistry } from '../channels/channel-schema.js';
 import { canonicalMessageSchema, type ParseResult } from '../core/canonical-message.js';
-import type { SourceConnector, SourceInstance } from '../connectors/types.js';
+import type { ConnectorRegistry, SourceConnector, SourceInstance } from '../connectors/types.js';
 
 export interface BodyForm {
   file?: string | undefined;

@@ -6,9 +6,8 @@
 import { existsSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
-import type { ConnectorRegistry } from '../channels/channel-schema.js';
 import { ConfigError, type ConfigIssue } from '../core/errors.js';
-import type { SourceInstance } from '../connectors/types.js';
+import type { ConnectorRegistry, SourceInstance } from '../connectors/types.js';
 import { compileMapping, type CompiledMapping } from '../mapping/jsonata-mapping.js';
 import { runChannelTests } from './mapping-test-channel.js';
 import { checkExpectation, type Outcome } from './mapping-test-expect.js';

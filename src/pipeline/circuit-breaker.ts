@@ -4,17 +4,7 @@
  * burn every message's attempts. After the pause one probe delivery runs (half-open): success
  * closes the circuit, failure opens it again for longer.
  */
-import { z } from 'zod';
-
-export const circuitBreakerSchema = z
-  .object({
-    enabled: z.boolean().default(true),
-    failure_threshold: z.number().int().min(1).max(1000).default(5).describe('Consecutive retryable failures that open the circuit.'),
-    open_ms: z.number().int().min(100).default(30_000).describe('First pause; doubles each time the probe fails.'),
-    max_open_ms: z.number().int().min(100).default(600_000).describe('Longest pause.'),
-  })
-  .strict();
-export type CircuitBreakerPolicy = z.infer<typeof circuitBreakerSchema>;
+import type { CircuitBreakerPolicy } from '../core/policies.js';
 
 export type CircuitState = 'closed' | 'open' | 'half_open';
 

@@ -3,10 +3,10 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { z } from 'zod';
-import { buildChannelSchema, channelJsonSchema, type ConnectorRegistry } from '../../src/channels/channel-schema.js';
+import { buildChannelSchema, channelJsonSchema } from '../../src/channels/channel-schema.js';
 import { interpolateString } from '../../src/channels/interpolate.js';
 import { loadChannelDirectory, loadChannelFile } from '../../src/channels/load-channel.js';
-import { destinationBaseShape, type DestinationConnector, type SourceConnector } from '../../src/connectors/types.js';
+import { destinationBaseShape, type ConnectorRegistry, type DestinationConnector, type SourceConnector } from '../../src/connectors/types.js';
 import { ConfigError, formatIssue } from '../../src/core/errors.js';
 
 // ---------------------------------------------------------------------------------------------
