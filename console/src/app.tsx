@@ -11,6 +11,7 @@ import { Dashboard } from './pages/dashboard.js';
 import { Messages } from './pages/messages.js';
 import { Trace } from './pages/trace.js';
 import { DeadLetters } from './pages/dead-letters.js';
+import { Conversation } from './pages/conversation.js';
 
 interface ConsoleConfig {
   sessionIdleMinutes: number;
@@ -112,7 +113,10 @@ export function App() {
   if (!config || restoring) return <p class="loading">Loading…</p>;
   if (!signed || !api) return <SignIn notice={notice} onSignIn={(token) => begin(token, config)} />;
 
-  const page = route.path.startsWith('/messages/') ? (
+  const conversation = /^\/messages\/([^/]+)\/conversation$/.exec(route.path);
+  const page = conversation?.[1] ? (
+    <Conversation id={decodeURIComponent(conversation[1])} />
+  ) : route.path.startsWith('/messages/') ? (
     <Trace id={decodeURIComponent(route.path.slice('/messages/'.length))} />
   ) : route.path === '/messages' ? (
     <Messages params={route.params} />

@@ -387,5 +387,18 @@ export function createAdminRouter(deps: AdminDeps): Router {
     ctx.body = { ...t, deliveries: t.deliveries.map(withReason) };
   });
 
+  // One patient's thread across messages and channels, in order, with each delivery's state.
+  router.get('/messages/:id/conversation', async (ctx) => {
+    const id = z.uuid().safeParse(ctx.params['id']);
+    if (!id.success) return bad(ctx, 400, 'ID_INVALID', 'message ids are UUIDs');
+    const items = await deps.store.searchMessages({ conversationOf: id.data, oldestFirst: true, limit: 200 });
+    if (items.length === 0) {
+      await audit(ctx, 'conversation.viewed', 'failure', [{ type: 'message', id: id.data }], { reason: 'not_found' });
+      return bad(ctx, 404, 'NOT_FOUND', 'no such message');
+    }
+    await audit(ctx, 'conversation.viewed', 'success', items.map((m) => ({ type: 'message', id: m.id })), { listed: items.length });
+    ctx.body = { items, truncated: items.length === 200 };
+  });
+
   return router;
 }

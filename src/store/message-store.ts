@@ -81,6 +81,10 @@ export interface DeadLetterFilter {
 export interface MessageSearchFilter {
   sourceId?: string;
   conversationId?: string;
+  /** Every message of the same conversation (thread) as this message, in any channel. */
+  conversationOf?: string;
+  /** Oldest first (a conversation read in order); default newest first. */
+  oldestFirst?: boolean;
   channelId?: string;
   destination?: string;
   state?: DeliveryState;
@@ -619,6 +623,7 @@ export class MessageStore {
     };
     if (f.sourceId) add('m.source_index = ?', this.codec.index(indexKinds.sourceId, f.sourceId));
     if (f.conversationId) add('m.conversation_index = ?', this.codec.index(indexKinds.conversation, f.conversationId));
+    if (f.conversationOf) add('m.conversation_index = (SELECT conversation_index FROM messages WHERE id = ?)', f.conversationOf);
     if (f.channelId) add('m.channel_id = ?', f.channelId);
     if (f.since) add('m.received_at >= ?', f.since);
     if (f.until) add('m.received_at < ?', f.until);
@@ -636,9 +641,10 @@ export class MessageStore {
       where.push(`(m.received_at, m.id) < ($${args.length - 1}, $${args.length})`);
     }
     args.push(Math.min(f.limit ?? 50, 200));
+    const order = f.oldestFirst ? 'm.sent_at, m.received_at, m.id' : 'm.received_at DESC, m.id DESC';
     const res = await this.pool.query<{ id: string; channel_id: string; kind: string; sent_at: Date; received_at: Date; filtered: boolean; source_id_payload: Buffer | null; source_id_key_id: string | null }>(
       `SELECT m.id, m.channel_id, m.kind, m.sent_at, m.received_at, m.filtered, m.source_id_payload, m.source_id_key_id FROM messages m
-       ${where.length > 0 ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY m.received_at DESC, m.id DESC LIMIT $${args.length}`,
+       ${where.length > 0 ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY ${order} LIMIT $${args.length}`,
       args,
     );
     if (res.rows.length === 0) return [];

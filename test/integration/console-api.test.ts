@@ -104,6 +104,16 @@ describe.skipIf(redis === null)('console over HTTP', () => {
     expect((await gw.admin('/admin/messages/00000000-0000-4000-8000-000000000000/trace')).status).toBe(404);
   });
 
+  it("lists a patient's conversation across messages in order, with delivery states", async () => {
+    const found = (await (await gw.admin(`/admin/messages/search?q=${refused}`)).json()) as { items: { id: string }[] };
+    const c = (await (await gw.admin(`/admin/messages/${found.items[0]!.id}/conversation`)).json()) as { items: { sourceMessageId: string; deliveries: { state: string }[] }[] };
+    expect(c.items.map((m) => [m.sourceMessageId, m.deliveries[0]?.state])).toEqual([
+      [delivered, 'delivered'],
+      [refused, 'dead_lettered'],
+    ]);
+    expect((await gw.admin('/admin/messages/00000000-0000-4000-8000-000000000000/conversation')).status).toBe(404);
+  });
+
   it('counts the last hour per destination for the dashboard', async () => {
     const s = (await (await gw.admin('/admin/stats')).json()) as { destinations: { channelId: string; destination: string; delivered: number; attempts: number; failedAttempts: number }[]; dead_letters: { count: number }[] };
     expect(s.destinations.find((x) => x.channelId === 'whatsapp-to-ehr' && x.destination === 'ehr')).toMatchObject({ delivered: 1, attempts: 2, failedAttempts: 1 });

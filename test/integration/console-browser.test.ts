@@ -100,6 +100,9 @@ describe.skipIf(redis === null || !chromiumAvailable())('operator console in chr
     await timeline.getByText('Received on whatsapp-to-ehr').waitFor();
     await timeline.getByText('ehr: attempt 1: delivered').waitFor();
     expect(await page.content()).not.toContain('Can I move my appointment?');
+    await page.getByRole('link', { name: 'Conversation with this patient' }).click();
+    await page.getByRole('heading', { name: 'Conversation' }).waitFor();
+    await page.getByRole('link', { name: wamid }).waitFor();
   });
 
   it('shows a failed delivery as a dead letter, and replaying it from the console delivers it', async () => {

@@ -83,7 +83,8 @@ export function Trace(props: { id: string }) {
         Trace of <code>{m.sourceMessageId}</code>
       </h1>
       <p class="muted">
-        {m.kind} on {m.channelId}, sent {when(m.sentAt)}, received {when(m.receivedAt)} · message {m.id}
+        {m.kind} on {m.channelId}, sent {when(m.sentAt)}, received {when(m.receivedAt)} · message {m.id} ·{' '}
+        <a href={href(`/messages/${m.id}/conversation`)}>Conversation with this patient</a>
       </p>
       <section aria-labelledby="deliveries-h">
         <h2 id="deliveries-h">Deliveries</h2>
