@@ -623,7 +623,8 @@ export class MessageStore {
     };
     if (f.sourceId) add('m.source_index = ?', this.codec.index(indexKinds.sourceId, f.sourceId));
     if (f.conversationId) add('m.conversation_index = ?', this.codec.index(indexKinds.conversation, f.conversationId));
-    if (f.conversationOf) add('m.conversation_index = (SELECT conversation_index FROM messages WHERE id = ?)', f.conversationOf);
+    // The message itself even when it has no thread (legacy rows); `= NULL` matches nothing else.
+    if (f.conversationOf) add('(m.id = ? OR m.conversation_index = (SELECT conversation_index FROM messages WHERE id = ?))', f.conversationOf);
     if (f.channelId) add('m.channel_id = ?', f.channelId);
     if (f.since) add('m.received_at >= ?', f.since);
     if (f.until) add('m.received_at < ?', f.until);

@@ -248,6 +248,15 @@ CREATE INDEX message_statuses_legacy_identifiers ON message_statuses (id) WHERE 
 ALTER TABLE delivery_attempts ADD COLUMN rejected_payload bytea, ADD COLUMN rejected_key_id text;
 `,
   },
+  {
+    version: 40,
+    name: 'conversation thread index across channels',
+    // The console's conversation view and search by phone find a patient's thread in any channel
+    // through the blind index alone; the older index leads with the channel.
+    sql: `
+CREATE INDEX messages_thread ON messages (conversation_index, sent_at);
+`,
+  },
 ];
 
 const LOCK_KEY = 0x5b_0a_2d_01; // arbitrary, stable: "switchboard migrations"

@@ -78,8 +78,11 @@ describe.skipIf(redis === null || !chromiumAvailable())('operator console in chr
     expect(await page.getByText('ADMIN_TOKEN (admin)').count()).toBe(1);
   });
 
+  let firstWamid = '';
+
   it('finds a sample message by its wamid and shows its trace through to the EHR', async () => {
     const wamid = newWamid();
+    firstWamid = wamid;
     expect((await postWebhook(`${gw.url}/webhooks/whatsapp-to-ehr`, textEvent({ wamid, text: 'Can I move my appointment?' }))).status).toBe(200);
     await waitFor('delivered', async () => {
       const r = (await (await gw.admin(`/admin/messages/search?q=${wamid}&state=delivered`)).json()) as { items: unknown[] };
@@ -134,6 +137,17 @@ describe.skipIf(redis === null || !chromiumAvailable())('operator console in chr
     await page.locator('ol.timeline').getByText('ehr: attempt 1 (replay 1): delivered').waitFor();
     await page.locator('ol.timeline').getByText('EHR reactivated the Patient').waitFor();
     expect(await deadLetterCount()).toBe(0);
+
+    // The same patient's thread: both messages, oldest first, each with its delivery's state.
+    await page.getByRole('link', { name: 'Conversation with this patient' }).click();
+    await page.getByRole('heading', { name: 'Conversation' }).waitFor();
+    const items = page.locator('ol.timeline > li');
+    await expect.poll(() => items.count()).toBe(2);
+    expect(await items.nth(0).innerText()).toContain(firstWamid);
+    expect(await items.nth(1).innerText()).toContain(wamid);
+    await items.nth(1).getByText('ehr: delivered').waitFor();
+    expect(await page.getByRole('link', { name: wamid }).getAttribute('aria-current')).toBe('true');
+    await screenshot(page, 'conversation');
   });
 
   it('replays many dead letters at once with progress', async () => {
