@@ -14,7 +14,9 @@ import { bootstrapPrincipal, createAdminRouter } from './http/admin-routes.js';
 import { AuditStore } from './store/audit-store.js';
 import { CONSOLE_PATH, createConsoleMiddleware, defaultConsoleDir } from './http/console-route.js';
 import { createMediaRouter } from './http/media-route.js';
-import { identityOf, staticTokenAuthenticator, type Authenticator } from './http/access-control.js';
+import { apiTokenAuthenticator, identityOf, staticTokenAuthenticator, type Authenticator } from './http/access-control.js';
+import { createTokenRouter } from './http/token-routes.js';
+import { ApiTokenStore } from './store/api-token-store.js';
 import { createFileMediaStore } from './media/media-store.js';
 import { startHttpServer, type RunningHttpServer } from './http/http-server.js';
 import { createWebhookMiddleware } from './http/webhook-route.js';
@@ -223,6 +225,7 @@ export function createSwitchboard(o: SwitchboardOptions): Switchboard {
     internals.store = store;
     const audit = new AuditStore(pool, codec);
     internals.audit = audit;
+    const apiTokens = new ApiTokenStore(pool, audit);
     const indexed = await store.indexLegacyIdentifiers();
     if (indexed > 0) log.info({ rows: indexed }, 'identifiers of rows stored before encryption replaced by their blind index');
 
@@ -308,6 +311,7 @@ export function createSwitchboard(o: SwitchboardOptions): Switchboard {
           resumeDestination: (channel, destination) => pipeline.resumeDestination(channel, destination),
         }),
       );
+      routers.push(createTokenRouter({ tokens: apiTokens }));
     }
     const http: RunningHttpServer = await startHttpServer({
       port: o.port,
@@ -321,6 +325,7 @@ export function createSwitchboard(o: SwitchboardOptions): Switchboard {
             { token: token.token, identity: identityOf(bootstrapPrincipal) },
             { token: o.mediaToken ?? '', identity: { principal: { kind: 'token', id: 'MEDIA_TOKEN', display: 'MEDIA_TOKEN', role: null }, permissions: new Set(['media.fetch']) } },
           ]),
+          apiTokenAuthenticator(apiTokens),
           ...(o.authenticators ?? []),
         ],
       },

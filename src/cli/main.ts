@@ -6,7 +6,7 @@
 import { readFileSync } from 'node:fs';
 import { UsageError } from './args.js';
 import { EXIT_FAILURES, EXIT_OK, EXIT_USAGE, type CliIo } from './io.js';
-import { auditUsage, dlqUsage, docsUsage, keysUsage, storeUsage, lintUsage, mapUsage, testUsage, validateUsage } from './usage.js';
+import { auditUsage, dlqUsage, docsUsage, keysUsage, storeUsage, lintUsage, mapUsage, testUsage, tokensUsage, validateUsage } from './usage.js';
 
 export interface Command {
   name: string;
@@ -28,6 +28,7 @@ export const commands: readonly Command[] = [
   { name: 'dlq', summary: 'list, inspect, replay and discard dead letters of a running gateway', usage: dlqUsage, load: () => import('./commands/dlq.js') },
   { name: 'audit', summary: 'verify the audit trail\'s hash chain; export it as NDJSON or FHIR AuditEvents', usage: auditUsage, load: () => import('./commands/audit.js') },
   { name: 'keys', summary: 'encryption keys: status, rotate, reencrypt older values online', usage: keysUsage, load: () => import('./commands/keys.js') },
+  { name: 'tokens', summary: 'named API tokens with a role: create (shown once), list, revoke', usage: tokensUsage, load: () => import('./commands/tokens.js') },
   { name: 'store', summary: 'retention: drop time partitions past their retention (--dry-run shows what would go)', usage: storeUsage, load: () => import('./commands/store.js') },
   { name: 'docs', summary: 'generate the connector and function reference and the JSON Schemas', usage: docsUsage, load: () => import('./commands/docs.js') },
 ];

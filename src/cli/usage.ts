@@ -200,3 +200,24 @@ ${storeAccessNote}
 
 Exit codes: 0 ok, 2 usage error.
 `;
+
+export const tokensUsage = `Usage: switchboard tokens <create|list|revoke> [options]
+
+Named API tokens: each is a principal with a role (viewer, operator, analyst, admin), named in
+the audit trail and in delivery actions. Only a hash of the token is stored.
+
+  tokens create --name <name> --role <role> [--expires <lifetime>]
+                         prints the new token once, alone on stdout; lifetime e.g. 30m, 12h,
+                         90d, 2w (default: no expiry)
+  tokens list            every token: role, state, who created it, expiry, last use
+  tokens revoke <name>   the token stops working at once (it stays listed as revoked)
+
+By default through a running gateway's admin API (permission tokens.manage):
+${gatewayOptionsUsage}
+  --offline             work on the database instead (no gateway needed; e.g. the first token)
+  --format <text|json>  output format (default text)
+  -h, --help            show this help
+
+With --offline: ${storeAccessNote.replace('Works on the store directly: ', '')}
+Exit codes: 0 ok, 1 failed (name taken, no such token, gateway refused), 2 usage error.
+`;

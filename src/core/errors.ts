@@ -48,6 +48,10 @@ export const errorCatalogue = {
   KEY_MISSING: { disposition: 'retryable', summary: 'A stored value is encrypted under a key that is not available (a key-encryption key left the keyring, or a data key is unknown); the error names the key id.' },
   DECRYPT_FAILED: { disposition: 'permanent', summary: 'A stored value failed authenticated decryption: it was altered, or moved from another row or column.' },
   MEDIA_STORE_UNAVAILABLE: { disposition: 'retryable', summary: 'Downloaded media could not be written to the media store.' },
+  UNAUTHENTICATED: { disposition: 'permanent', summary: 'HTTP 401: no bearer credential, or one that is unknown, expired, revoked or fails verification.' },
+  FORBIDDEN: { disposition: 'permanent', summary: 'HTTP 403: the caller is authenticated but its role lacks the permission the route needs (the answer names it).' },
+  TOKEN_NAME_TAKEN: { disposition: 'permanent', summary: 'An API token of that name exists and is not revoked (also when it has expired): revoke it first.' },
+  TOKEN_NOT_FOUND: { disposition: 'permanent', summary: 'No API token of that name that is not already revoked.' },
 } as const satisfies Record<string, { disposition: Disposition; summary: string }>;
 
 export type ErrorCode = keyof typeof errorCatalogue;

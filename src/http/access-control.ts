@@ -42,6 +42,16 @@ export function staticTokenAuthenticator(tokens: readonly { token: string; ident
   };
 }
 
+/** Named API tokens from the store (`switchboard tokens create`). */
+export function apiTokenAuthenticator(tokens: { authenticate(token: string): Promise<Principal | null> }): Authenticator {
+  return {
+    async authenticate(bearer) {
+      const principal = await tokens.authenticate(bearer);
+      return principal ? identityOf(principal) : null;
+    },
+  };
+}
+
 export interface AccessControl {
   authenticators: readonly Authenticator[];
   audit: AuditRecorder;

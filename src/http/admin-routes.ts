@@ -35,7 +35,7 @@ export const bootstrapPrincipal: Principal = { kind: 'bootstrap', id: 'ADMIN_TOK
 /** The principal the access-control guard put on the request. */
 export const principalOf = requestPrincipal;
 
-function bad(ctx: Context, status: number, code: string, message: string): void {
+export function bad(ctx: Context, status: number, code: string, message: string): void {
   ctx.status = status;
   ctx.type = 'application/json';
   ctx.body = errorBody(code, message);
@@ -83,7 +83,7 @@ const searchQuery = z
 const discardBody = z.object({ reason: z.string().min(1).max(500) }).strict();
 const replayBody = z.object({ reason: z.string().max(500).optional() }).strict();
 
-async function jsonBody<T>(ctx: Context, schema: z.ZodType<T>): Promise<T | undefined> {
+export async function jsonBody<T>(ctx: Context, schema: z.ZodType<T>): Promise<T | undefined> {
   let raw: string;
   try {
     raw = (await getRawBody(ctx.req, { limit: 64 * 1024, encoding: 'utf8' })) || '{}';

@@ -62,8 +62,22 @@ export const routePermissions: Readonly<Record<string, RouteRequirement>> = {
   'POST /admin/destinations/:channel/:destination/resume': 'destinations.pause',
   'POST /admin/channels/reload': 'channels.reload',
   'GET /media/:key': 'media.fetch',
+  'GET /admin/tokens': 'tokens.manage',
+  'POST /admin/tokens': 'tokens.manage',
+  'POST /admin/tokens/:name/revoke': 'tokens.manage',
 };
 
 export function routeKey(method: string, path: string): string {
   return `${method.toUpperCase()} ${path}`;
+}
+
+/** The README's permission table, one Markdown row per permission (a test keeps the README in step). */
+export function permissionTableRows(): string[] {
+  const roles = Object.keys(rolePermissions) as RoleName[];
+  return permissions.map((p) => {
+    const routes = Object.entries(routePermissions)
+      .filter(([, need]) => need === p)
+      .map(([route]) => `\`${route}\``);
+    return `| \`${p}\` | ${roles.map((r) => (rolePermissions[r].has(p) ? 'yes' : '')).join(' | ')} | ${routes.join(', ')} |`;
+  });
 }

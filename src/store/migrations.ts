@@ -240,6 +240,28 @@ CREATE INDEX message_statuses_legacy_identifiers ON message_statuses (id) WHERE 
 `,
   },
   {
+    version: 20,
+    name: 'named API tokens',
+    // A token is a principal: name and role. Only the SHA-256 of the (256-bit random) token is
+    // kept. Revoked tokens stay, so names in the audit trail keep meaning something; a name is
+    // unique among tokens not revoked.
+    sql: `
+CREATE TABLE api_tokens (
+  id           bigserial PRIMARY KEY,
+  name         text NOT NULL,
+  role         text NOT NULL CHECK (role IN ('viewer', 'operator', 'analyst', 'admin')),
+  token_hash   bytea NOT NULL UNIQUE CHECK (length(token_hash) = 32),
+  created_at   timestamptz NOT NULL DEFAULT now(),
+  created_by   text NOT NULL,
+  expires_at   timestamptz,
+  last_used_at timestamptz,
+  revoked_at   timestamptz,
+  revoked_by   text
+);
+CREATE UNIQUE INDEX api_tokens_name_not_revoked ON api_tokens (name) WHERE revoked_at IS NULL;
+`,
+  },
+  {
     version: 30,
     name: 'rejected output of an attempt',
     // What a destination refused to send (invalid mapping output) or was refused (a server's

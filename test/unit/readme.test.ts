@@ -3,6 +3,7 @@ import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { envSchema } from '../../src/config/env.js';
 import { errorCatalogue } from '../../src/core/errors.js';
+import { permissionTableRows } from '../../src/http/permissions.js';
 
 const readme = readFileSync(new URL('../../README.md', import.meta.url), 'utf8');
 
@@ -11,6 +12,10 @@ describe('README', () => {
     for (const [code, e] of Object.entries(errorCatalogue)) {
       expect(readme, `README lacks ${code} (run: npx tsx scripts/error-table.ts)`).toContain(`| \`${code}\` | ${e.disposition === 'retryable' ? 'yes' : 'no'} |`);
     }
+  });
+
+  it('shows the permission table as the code has it', () => {
+    for (const row of permissionTableRows()) expect(readme, `README's permission table is stale (run: npx tsx scripts/permission-table.ts)`).toContain(row);
   });
 
   it('documents every environment variable', () => {
