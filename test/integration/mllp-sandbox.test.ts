@@ -255,11 +255,11 @@ describe.skipIf(!mllpSendAvailable() && !requireMllpSend)('python-hl7 `mllp_send
     return stdout.split(/[\r\n]+/).filter((l) => l.startsWith('MSA|'));
   }
 
-  it('gets AA for the OML^O21 spec example, with MSA-2 = its MSH-10', async () => {
-    const oml = await readFile('/work/shared/fixtures/hl7/oml_o21_spec_example_1__nhapi.hl7', 'latin1');
+  it('gets AA for an OML^O21 lab order, with MSA-2 = its MSH-10', async () => {
+    const oml = await readFile(new URL('../fixtures/hl7/oml_o21_v251.hl7', import.meta.url), 'latin1');
     const lines = await mllpSend(lab.port, oml);
     expect(lines).toHaveLength(1);
-    expect(lines[0]).toMatch(/MSA\|AA\|msgOP123/);
+    expect(lines[0]).toMatch(/MSA\|AA\|SBOML0001/);
   });
 
   it('gets AA for the ORM^O01 our lab mapping builds', async () => {
@@ -269,9 +269,9 @@ describe.skipIf(!mllpSendAvailable() && !requireMllpSend)('python-hl7 `mllp_send
     expect(lines[0]).toContain(`MSA|AA|${controlIdFor('mllp-send-1')}`);
   });
 
-  it('gets AR 203 for the v2.4 RQA^I08 of the HL7 chapter 11 example (the sandbox takes 2.5.x only)', async () => {
-    const rqa = await readFile('/work/shared/fixtures/hl7/rqa_i08__exhl7.hl7', 'latin1');
+  it('gets AR 203 for a v2.4 RQA^I08 authorization request (the sandbox takes 2.5.x only)', async () => {
+    const rqa = await readFile(new URL('../fixtures/hl7/rqa_i08_v24.hl7', import.meta.url), 'latin1');
     const lines = await mllpSend(insurer.port, rqa);
-    expect(lines[0]).toMatch(/MSA\|AR\|BLAKEM7898/);
+    expect(lines[0]).toMatch(/MSA\|AR\|SBRQA0002/);
   });
 });

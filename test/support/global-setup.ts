@@ -1,8 +1,8 @@
 /**
  * Starts the real services the integration tests use, once per run: a redis-server (Debian's
  * package) and an embedded PostgreSQL cluster. Each test file then takes its own database and
- * queue prefix, so files run in parallel safely. A missing redis-server is a loud skip, and
- * with CI=true a failure.
+ * queue prefix, so files run in parallel safely. A missing redis-server (python3-hl7, chromium,
+ * the conformance corpus) is a loud skip, and with CI=true a failure (reportMissing).
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { chmod, mkdtemp, rm } from 'node:fs/promises';
@@ -15,6 +15,8 @@ import { createLogger } from '../../src/core/logger.js';
 import { mllpSendAvailable, pythonHl7Available } from './python-hl7-peer.js';
 import { freePort } from './free-port.js';
 import { CHROMIUM, chromiumAvailable } from './browser.js';
+import { CONFORMANCE_SKIP_LINE, conformanceCorpus } from './conformance-corpus.js';
+import { reportMissing } from './missing-service.js';
 
 declare module 'vitest' {
   export interface ProvidedContext {
@@ -47,6 +49,25 @@ export function findRedisServer(): string | null {
 }
 
 export default async function setup(project: TestProject): Promise<() => Promise<void>> {
+  // What is missing is said (or, with CI=true, fails the run) before anything is started.
+  const bin = findRedisServer();
+  if (!bin) reportMissing('redis-server', 'every test that needs Redis is', 'Install it: apt-get install -y redis-server');
+
+  // HL7 tests against Debian's python3-hl7 (an MLLP server and mllp_send we did not write).
+  if (!pythonHl7Available() || !mllpSendAvailable()) {
+    reportMissing('python3-hl7', 'the HL7 tests against its MLLP server and mllp_send are', 'Install it: apt-get install -y python3-hl7');
+  }
+
+  // The console's end-to-end tests in a real browser: Debian's chromium.
+  if (!chromiumAvailable()) {
+    reportMissing(`chromium (${CHROMIUM})`, "the console's browser tests are", 'Install it: apt-get install -y chromium');
+  }
+
+  // Payloads written by others, beside the checkout: an optional conformance layer.
+  if (conformanceCorpus() === null) {
+    reportMissing(CONFORMANCE_SKIP_LINE.what, CONFORMANCE_SKIP_LINE.skipped, CONFORMANCE_SKIP_LINE.howToGet);
+  }
+
   const tmp = await mkdtemp(path.join(os.tmpdir(), 'switchboard-test-'));
   // As root, PostgreSQL runs as the 'postgres' user, which must be able to enter this directory.
   await chmod(tmp, 0o755);
@@ -57,7 +78,6 @@ export default async function setup(project: TestProject): Promise<() => Promise
   cleanups.push(() => db.stop());
   project.provide('postgresUrl', db.url);
 
-  const bin = findRedisServer();
   let redis: ChildProcess | undefined;
   if (bin) {
     const port = await freePort();
@@ -68,33 +88,9 @@ export default async function setup(project: TestProject): Promise<() => Promise
       redis?.kill('SIGTERM');
     });
   } else {
-    if (process.env['CI'] === 'true') {
-      throw new Error('redis-server is not installed and CI=true: nothing may be skipped. Install it (apt-get install -y redis-server).');
-    }
-    process.stderr.write(
-      '\n\x1b[1;33m!!! redis-server not found: every test that needs Redis is SKIPPED. Install it: apt-get install -y redis-server\x1b[0m\n\n',
-    );
     project.provide('redisUrl', null);
   }
   project.provide('redisServerBinary', bin);
-
-  // HL7 tests against Debian's python3-hl7 (an MLLP server and mllp_send we did not write).
-  if (!pythonHl7Available() || !mllpSendAvailable()) {
-    if (process.env['CI'] === 'true') {
-      throw new Error('python3-hl7 is not installed and CI=true: nothing may be skipped. Install it (apt-get install -y python3-hl7).');
-    }
-    process.stderr.write(
-      '\n\x1b[1;33m!!! python3-hl7 not found: the HL7 tests against its MLLP server and mllp_send are SKIPPED. Install it: apt-get install -y python3-hl7\x1b[0m\n\n',
-    );
-  }
-
-  // The console's end-to-end tests in a real browser: Debian's chromium.
-  if (!chromiumAvailable()) {
-    if (process.env['CI'] === 'true') {
-      throw new Error(`chromium is not installed (${CHROMIUM}) and CI=true: nothing may be skipped. Install it (apt-get install -y chromium).`);
-    }
-    process.stderr.write(`\n\x1b[1;33m!!! chromium not found at ${CHROMIUM}: the console's browser tests are SKIPPED. Install it: apt-get install -y chromium\x1b[0m\n\n`);
-  }
 
   return async () => {
     for (const c of cleanups.reverse()) await c().catch(() => undefined);
