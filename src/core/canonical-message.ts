@@ -193,6 +193,20 @@ export const canonicalMessageSchema = z.object({
 });
 export type CanonicalMessage = z.infer<typeof canonicalMessageSchema>;
 
+/**
+ * Codes a source parser attaches to a message's `errors` when the provider's event does not read
+ * cleanly (the provider's own codes are kept as they are). One list for every source, so the same
+ * fault has the same code whichever provider sent it.
+ */
+export const messageErrorCodes = {
+  /** The message, a field or a type-specific object does not have the provider's documented shape. */
+  malformed: 'switchboard.malformed',
+  /** The message's type is missing or is not one the parser knows. */
+  unknownType: 'switchboard.unknown_type',
+  /** The provider's send time is missing or unreadable; `sent_at` fell back to the received time. */
+  timestampInvalid: 'switchboard.timestamp_invalid',
+} as const;
+
 /** A delivery receipt about a message we sent; recorded, never turned into a Communication. */
 export const canonicalStatusSchema = z.object({
   source_kind: z.string(),

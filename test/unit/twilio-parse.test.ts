@@ -4,8 +4,8 @@
  */
 import { readFileSync, readdirSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
-import { canonicalMessageSchema, canonicalStatusSchema, type CanonicalMessage, type ParseResult } from '../../src/core/canonical-message.js';
-import { parseTwilioWhatsApp, twilioParserErrorCodes } from '../../src/connectors/sources/twilio-whatsapp-parse.js';
+import { canonicalMessageSchema, canonicalStatusSchema, messageErrorCodes, type CanonicalMessage, type ParseResult } from '../../src/core/canonical-message.js';
+import { parseTwilioWhatsApp } from '../../src/connectors/sources/twilio-whatsapp-parse.js';
 import { checkTwilioEnvelope } from '../../src/connectors/sources/twilio-whatsapp.js';
 
 const dir = new URL('../fixtures/twilio/', import.meta.url);
@@ -128,14 +128,14 @@ const table: Record<string, Outcome> = {
     kinds: ['unsupported'],
     check: (_r, m) => {
       expect(m?.unsupported).toEqual({ type: 'reaction' });
-      expect(m?.errors.map((e) => e.code)).toEqual([twilioParserErrorCodes.unknownType]);
+      expect(m?.errors.map((e) => e.code)).toEqual([messageErrorCodes.unknownType]);
     },
   },
   'num_media_mismatch.form': {
     kinds: ['image'],
     check: (_r, m) => {
       expect(m?.media).toHaveLength(1);
-      expect(m?.errors).toEqual([{ code: twilioParserErrorCodes.malformed, title: 'NumMedia says 2 but 1 MediaUrlN parameter(s) were sent' }]);
+      expect(m?.errors).toEqual([{ code: messageErrorCodes.malformed, title: 'NumMedia says 2 but 1 MediaUrlN parameter(s) were sent' }]);
     },
   },
 };

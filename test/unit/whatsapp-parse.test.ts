@@ -4,6 +4,7 @@ import { describe, expect, it } from 'vitest';
 import {
   canonicalMessageSchema,
   canonicalStatusSchema,
+  messageErrorCodes,
   type CanonicalMessage,
   type MessageKind,
   type ParseResult,
@@ -357,7 +358,7 @@ describe('WhatsApp parse: what users rely on', () => {
       ),
     );
     expect(m).toMatchObject({ kind: 'unsupported', original_id: 'wamid.ORIG', unsupported: { type: 'edit' } });
-    expect(m.errors[0]?.code).toBe(parserErrorCodes.malformed);
+    expect(m.errors[0]?.code).toBe(messageErrorCodes.malformed);
   });
 
   it('statuses never become messages; unknown status words are kept', () => {
@@ -497,7 +498,7 @@ describe('WhatsApp parse: what users rely on', () => {
     expect(result.source_errors).toEqual([{ code: 131000, title: 'Something went wrong', detail: 'Unsupported webhook payload' }]);
     const m = only(result);
     expect(m.unsupported).toEqual({ type: 'interactive' });
-    expect(m.errors.map((e) => e.code)).toEqual([parserErrorCodes.malformed]);
+    expect(m.errors.map((e) => e.code)).toEqual([messageErrorCodes.malformed]);
   });
 });
 
@@ -539,12 +540,12 @@ describe('WhatsApp parse: odd input never throws', () => {
     expect(result.messages.slice(0, 3).every((m) => m.kind === 'unsupported' && m.id.startsWith('unidentified:'))).toBe(true);
     expect(byId('wamid.L')?.kind).toBe('unsupported');
     expect(byId('wamid.X')).toMatchObject({ kind: 'unsupported', unsupported: { type: 'hologram' } });
-    expect(byId('wamid.X')?.errors[0]?.code).toBe(parserErrorCodes.unknownType);
+    expect(byId('wamid.X')?.errors[0]?.code).toBe(messageErrorCodes.unknownType);
     expect(byId('wamid.O')?.kind).toBe('unsupported');
     expect(byId('wamid.I')).toMatchObject({ kind: 'unsupported', unsupported: { type: 'interactive.call_permission_reply' } });
     // A bad timestamp keeps the content and falls back to the received time, flagged.
     expect(byId('wamid.N')).toMatchObject({ kind: 'text', text: 'hello', sent_at: '2026-03-01T12:00:00.000Z' });
-    expect(byId('wamid.N')?.errors.map((e) => e.code)).toEqual([parserErrorCodes.timestampInvalid]);
+    expect(byId('wamid.N')?.errors.map((e) => e.code)).toEqual([messageErrorCodes.timestampInvalid]);
     expect(byId('wamid.Y')?.sent_at).toBe('5138-11-16T09:46:39.000Z');
     expect(byId('wamid.NS')).toMatchObject({ kind: 'unsupported', conversation_id: 'whatsapp:unknown', sender: {} });
     expect(byId('wamid.R')?.kind).toBe('unsupported');

@@ -18,6 +18,7 @@ import { z } from 'zod';
 import {
   CANONICAL_SCHEMA_VERSION,
   canonicalMessageSchema,
+  messageErrorCodes,
   messageKinds,
   type CanonicalMessage,
   type ParseResult,
@@ -176,7 +177,7 @@ export function buildExtracted(item: unknown, index: number, base: Base): Canoni
   const errors = [...(x.errors ?? [])];
   let sentAt = instant(x.sent_at);
   if (sentAt === undefined) {
-    if (x.sent_at !== undefined) errors.push({ code: 'switchboard.timestamp_invalid', title: 'sent_at is not an ISO instant with a zone or epoch seconds/milliseconds; the received time is used' });
+    if (x.sent_at !== undefined) errors.push({ code: messageErrorCodes.timestampInvalid, title: 'sent_at is not an ISO instant with a zone or epoch seconds/milliseconds; the received time is used' });
     sentAt = base.receivedAt;
   }
   const sender = x.sender ?? {};

@@ -20,6 +20,7 @@ import { createHash } from 'node:crypto';
 import {
   CANONICAL_SCHEMA_VERSION,
   canonicalMessageSchema,
+  messageErrorCodes,
   type CanonicalMessage,
   type Media,
   type MessageKind,
@@ -29,11 +30,6 @@ import {
 import type { SourceParseContext } from '../types.js';
 
 export const ROCKETCHAT_WEBHOOK_KIND = 'rocketchat_webhook';
-
-export const rocketChatParserErrorCodes = {
-  malformed: 'switchboard.malformed',
-  timestampInvalid: 'switchboard.timestamp_invalid',
-} as const;
 
 export type AuthorRole = NonNullable<CanonicalMessage['author_role']>;
 type Json = Record<string, unknown>;
@@ -177,11 +173,11 @@ export function rocketChatMessage(input: RocketChatMessageInput, rctx: RocketCha
   let sentAt = rocketChatInstant(input.ts);
   if (sentAt === undefined) {
     sentAt = rctx.receivedAt;
-    errors.push({ code: rocketChatParserErrorCodes.timestampInvalid, title: 'The message time is missing or unreadable; the received time is used' });
+    errors.push({ code: messageErrorCodes.timestampInvalid, title: 'The message time is missing or unreadable; the received time is used' });
   }
   const baseId =
     input.id ?? `unidentified:${hash(JSON.stringify([input.roomId ?? null, sentAt, input.sender.username ?? input.sender.platform_id ?? null, input.text ?? null]))}`;
-  if (input.id === undefined) errors.push({ code: rocketChatParserErrorCodes.malformed, title: 'The message has no _id; a stand-in id was derived from its content' });
+  if (input.id === undefined) errors.push({ code: messageErrorCodes.malformed, title: 'The message has no _id; a stand-in id was derived from its content' });
 
   let kind: MessageKind = media[0]?.kind ?? (text !== undefined ? 'text' : 'unsupported');
   let id = baseId;
@@ -199,7 +195,7 @@ export function rocketChatMessage(input: RocketChatMessageInput, rctx: RocketCha
     system = defined({ type: 'livechat_close', body: text });
   }
   const unsupported = kind === 'unsupported' ? { type: 'empty' } : undefined;
-  if (kind === 'unsupported') errors.push({ code: rocketChatParserErrorCodes.malformed, title: 'The message has neither text nor a file' });
+  if (kind === 'unsupported') errors.push({ code: messageErrorCodes.malformed, title: 'The message has neither text nor a file' });
 
   const senderKey = input.sender.platform_id ?? input.sender.username;
   const candidate = defined({
@@ -240,7 +236,7 @@ export function rocketChatMessage(input: RocketChatMessageInput, rctx: RocketCha
     conversation_id: `rocketchat:${input.roomId ?? 'unknown'}`,
     errors: [
       {
-        code: rocketChatParserErrorCodes.malformed,
+        code: messageErrorCodes.malformed,
         title: 'The message could not be mapped to the canonical model',
         detail: checked.error.issues.slice(0, 5).map((i) => `${i.path.map(String).join('.')}: ${i.message}`).join('; '),
       },

@@ -16,6 +16,7 @@ import {
   CANONICAL_SCHEMA_VERSION,
   canonicalMessageSchema,
   canonicalStatusSchema,
+  messageErrorCodes,
   type CanonicalMessage,
   type CanonicalStatus,
   type Media,
@@ -26,14 +27,6 @@ import {
 import type { SourceParseContext } from '../types.js';
 
 export const TWILIO_WHATSAPP_KIND = 'twilio_whatsapp';
-
-/** Codes of the errors this parser attaches to a message. */
-export const twilioParserErrorCodes = {
-  /** A parameter does not have the documented shape (NumMedia vs MediaUrlN, coordinates...). */
-  malformed: 'switchboard.malformed',
-  /** Neither text, media, location nor a button reply: nothing this parser knows how to read. */
-  unknownType: 'switchboard.unknown_type',
-} as const;
 
 type MessageError = CanonicalMessage['errors'][number];
 
@@ -87,7 +80,7 @@ function readMedia(form: URLSearchParams, errors: MessageError[]): Media[] {
   const declaredText = field(form, 'NumMedia');
   const declared = declaredText !== undefined && /^\d{1,3}$/.test(declaredText) ? Number(declaredText) : undefined;
   if (declaredText !== undefined && declared === undefined) {
-    errors.push({ code: twilioParserErrorCodes.malformed, title: 'NumMedia is not a small whole number' });
+    errors.push({ code: messageErrorCodes.malformed, title: 'NumMedia is not a small whole number' });
   }
   // Read every MediaUrlN present (Twilio sends at most 10), whatever NumMedia says.
   const media: Media[] = [];
@@ -96,11 +89,11 @@ function readMedia(form: URLSearchParams, errors: MessageError[]): Media[] {
     if (url === undefined) continue;
     const contentType = field(form, `MediaContentType${n}`);
     media.push(defined({ kind: mediaKind(contentType), media_id: mediaSid(url), mime_type: contentType, url }));
-    if (!/^https?:\/\//i.test(url)) errors.push({ code: twilioParserErrorCodes.malformed, title: `MediaUrl${n} is not an http(s) URL` });
+    if (!/^https?:\/\//i.test(url)) errors.push({ code: messageErrorCodes.malformed, title: `MediaUrl${n} is not an http(s) URL` });
   }
   if (declared !== undefined && declared !== media.length) {
     errors.push({
-      code: twilioParserErrorCodes.malformed,
+      code: messageErrorCodes.malformed,
       title: `NumMedia says ${declared} but ${media.length} MediaUrlN parameter(s) were sent`,
     });
   }
@@ -114,7 +107,7 @@ function readLocation(form: URLSearchParams, errors: MessageError[]): CanonicalM
   const lat = latText !== undefined && /^-?\d+(\.\d+)?$/.test(latText) ? Number(latText) : NaN;
   const lon = lonText !== undefined && /^-?\d+(\.\d+)?$/.test(lonText) ? Number(lonText) : NaN;
   if (!(lat >= -90 && lat <= 90 && lon >= -180 && lon <= 180)) {
-    errors.push({ code: twilioParserErrorCodes.malformed, title: 'Latitude/Longitude are not readable coordinates' });
+    errors.push({ code: messageErrorCodes.malformed, title: 'Latitude/Longitude are not readable coordinates' });
     return undefined;
   }
   return defined({ latitude: lat, longitude: lon, name: field(form, 'Label'), address: field(form, 'Address') });
@@ -156,7 +149,7 @@ function buildSender(form: URLSearchParams, errors: MessageError[]): Sender {
   // `From=whatsapp:US.1234` is a username-only user: a business-scoped user id, no phone.
   const fromIsUserId = from !== undefined && !E164.test(from) && /^[A-Z]{2}\.[\w.]+$/.test(from);
   if (from !== undefined && !E164.test(from) && !fromIsUserId) {
-    errors.push({ code: twilioParserErrorCodes.malformed, title: 'From is neither whatsapp:+E164 nor a business-scoped user id' });
+    errors.push({ code: messageErrorCodes.malformed, title: 'From is neither whatsapp:+E164 nor a business-scoped user id' });
   }
   return defined({
     phone,
@@ -199,7 +192,7 @@ function readContent(form: URLSearchParams, errors: MessageError[]): Content {
   if (body !== undefined) return { kind: 'text', fields: { text: body } };
   const type = field(form, 'MessageType');
   errors.push({
-    code: twilioParserErrorCodes.unknownType,
+    code: messageErrorCodes.unknownType,
     title: type === undefined ? 'The message has no body, media, location or button reply' : `MessageType "${type}" carries nothing this parser reads`,
   });
   return { kind: 'unsupported', fields: { unsupported: defined({ type }) } };
@@ -213,7 +206,7 @@ function buildMessage(form: URLSearchParams, sid: string, receivedAt: string): C
   let kind = content.kind;
   let fields = content.fields;
   if (senderKey === undefined) {
-    errors.push({ code: twilioParserErrorCodes.malformed, title: 'The message names no sender (From, WaId, ExternalUserId)' });
+    errors.push({ code: messageErrorCodes.malformed, title: 'The message names no sender (From, WaId, ExternalUserId)' });
     kind = 'unsupported';
     fields = { ...fields, unsupported: defined({ type: field(form, 'MessageType') }) };
   }
@@ -255,7 +248,7 @@ function buildMessage(form: URLSearchParams, sid: string, receivedAt: string): C
     conversation_id: 'whatsapp:unknown',
     errors: [
       {
-        code: twilioParserErrorCodes.malformed,
+        code: messageErrorCodes.malformed,
         title: 'The message could not be mapped to the canonical model',
         detail: checked.error.issues.slice(0, 5).map((i) => `${i.path.map(String).join('.')}: ${i.message}`).join('; '),
       },
@@ -311,7 +304,7 @@ export function parseTwilioWhatsApp(raw: Buffer, ctx: SourceParseContext): Parse
     // The edge refuses these; a stored one (older build, replay) is kept as unsupported, not lost.
     const message = buildMessage(form, syntheticId(raw), receivedAt);
     message.kind = 'unsupported';
-    message.errors.push({ code: twilioParserErrorCodes.malformed, title: 'The request has no MessageSid; a stand-in id was derived from its content' });
+    message.errors.push({ code: messageErrorCodes.malformed, title: 'The request has no MessageSid; a stand-in id was derived from its content' });
     result.messages.push(message);
     return result;
   }

@@ -12,6 +12,7 @@ import {
   CANONICAL_SCHEMA_VERSION,
   canonicalMessageSchema,
   canonicalStatusSchema,
+  messageErrorCodes,
   type CanonicalMessage,
   type CanonicalStatus,
   type Media,
@@ -23,14 +24,11 @@ import type { SourceParseContext } from '../types.js';
 
 export const WHATSAPP_CLOUD_KIND = 'whatsapp_cloud';
 
-/** Codes of the errors this parser itself attaches to a message (Meta's own codes are numbers). */
+/**
+ * Codes of the errors only this parser attaches to a message (Meta's own codes are numbers); the
+ * codes every source shares (malformed, unknown type, bad timestamp) are `messageErrorCodes`.
+ */
 export const parserErrorCodes = {
-  /** The message or its type-specific object does not have the documented shape. */
-  malformed: 'switchboard.malformed',
-  /** `type` is missing or is not one this parser knows. */
-  unknownType: 'switchboard.unknown_type',
-  /** `timestamp` is missing or not Unix seconds; `sent_at` fell back to the received time. */
-  timestampInvalid: 'switchboard.timestamp_invalid',
   /** A Flow's `response_json` is not a JSON object; kept verbatim in `interactive.response_raw`. */
   flowResponseNotJson: 'switchboard.flow_response_not_json',
 } as const;
@@ -111,7 +109,7 @@ function broken(type: string | undefined, title: string, detail?: string): Conte
   return {
     kind: 'unsupported',
     fields: { unsupported: defined({ type }) },
-    errors: [defined({ code: parserErrorCodes.malformed, title, detail })],
+    errors: [defined({ code: messageErrorCodes.malformed, title, detail })],
   };
 }
 
@@ -236,7 +234,7 @@ function mapContent(type: unknown, msg: Json, nested: boolean): Content {
     return {
       kind: 'unsupported',
       fields: {},
-      errors: [{ code: parserErrorCodes.unknownType, title: 'The message has no type' }],
+      errors: [{ code: messageErrorCodes.unknownType, title: 'The message has no type' }],
     };
   }
   if (isMediaType(type)) {
@@ -364,7 +362,7 @@ function mapContent(type: unknown, msg: Json, nested: boolean): Content {
   return {
     kind: 'unsupported',
     fields: { unsupported: { type } },
-    errors: [{ code: parserErrorCodes.unknownType, title: `Message type "${type}" is not recognised` }],
+    errors: [{ code: messageErrorCodes.unknownType, title: `Message type "${type}" is not recognised` }],
   };
 }
 
@@ -424,7 +422,7 @@ function mapInteractive(v: unknown): Content {
   return {
     kind: 'unsupported',
     fields: { unsupported: { type: `interactive.${type}` } },
-    errors: [{ code: parserErrorCodes.unknownType, title: `Interactive type "${type}" is not recognised` }],
+    errors: [{ code: messageErrorCodes.unknownType, title: `Interactive type "${type}" is not recognised` }],
   };
 }
 
@@ -442,7 +440,7 @@ function mapEdit(v: unknown): Content {
     return {
       kind: 'unsupported',
       fields: { unsupported: { type: 'edit' }, original_id: r.data.original_message_id },
-      errors: content.errors.length > 0 ? content.errors : [{ code: parserErrorCodes.malformed, title: 'The edited content could not be read' }],
+      errors: content.errors.length > 0 ? content.errors : [{ code: messageErrorCodes.malformed, title: 'The edited content could not be read' }],
     };
   }
   return {
@@ -499,19 +497,19 @@ function buildMessage(raw: unknown, vctx: ValueContext): CanonicalMessage {
   let id = nonEmpty(msg.id);
   if (id === undefined) {
     id = syntheticId(raw);
-    if (isRecord(raw)) errors.push({ code: parserErrorCodes.malformed, title: 'The message has no id; a stand-in id was derived from its content' });
+    if (isRecord(raw)) errors.push({ code: messageErrorCodes.malformed, title: 'The message has no id; a stand-in id was derived from its content' });
   }
 
   let sentAt = unixSecondsToIso(msg.timestamp);
   if (sentAt === undefined) {
     sentAt = vctx.receivedAt;
-    if (isRecord(raw)) errors.push({ code: parserErrorCodes.timestampInvalid, title: 'The message timestamp is missing or not Unix seconds; the received time is used' });
+    if (isRecord(raw)) errors.push({ code: messageErrorCodes.timestampInvalid, title: 'The message timestamp is missing or not Unix seconds; the received time is used' });
   }
 
   const sender = isRecord(raw) ? buildSender(msg, vctx.contacts) : {};
   const senderKey = sender.platform_id ?? sender.user_id;
   if (senderKey === undefined && isRecord(raw)) {
-    errors.push({ code: parserErrorCodes.malformed, title: 'The message names no sender (neither from nor from_user_id)' });
+    errors.push({ code: messageErrorCodes.malformed, title: 'The message names no sender (neither from nor from_user_id)' });
   }
 
   let kind = content.kind;
@@ -562,7 +560,7 @@ function buildMessage(raw: unknown, vctx: ValueContext): CanonicalMessage {
     sender: canonicalMessageSchema.shape.sender.safeParse(sender).data ?? {},
     conversation_id: candidate.conversation_id,
     unsupported: defined({ type: nonEmpty(msg.type) }),
-    errors: [{ code: parserErrorCodes.malformed, title: 'The message could not be mapped to the canonical model', detail: issuesOf(checked.error) }],
+    errors: [{ code: messageErrorCodes.malformed, title: 'The message could not be mapped to the canonical model', detail: issuesOf(checked.error) }],
   });
 }
 
@@ -585,7 +583,7 @@ function buildStatus(raw: unknown, receivedAt: string): CanonicalStatus | string
   let occurredAt = unixSecondsToIso(raw.timestamp);
   if (occurredAt === undefined) {
     occurredAt = receivedAt;
-    errors.push({ code: parserErrorCodes.timestampInvalid, title: 'The status timestamp is missing or not Unix seconds; the received time is used' });
+    errors.push({ code: messageErrorCodes.timestampInvalid, title: 'The status timestamp is missing or not Unix seconds; the received time is used' });
   }
   const candidate = defined({
     source_kind: WHATSAPP_CLOUD_KIND,
