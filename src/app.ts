@@ -16,6 +16,7 @@ import { CONSOLE_PATH, createConsoleMiddleware, defaultConsoleDir } from './http
 import { createMediaRouter } from './http/media-route.js';
 import { apiTokenAuthenticator, identityOf, staticTokenAuthenticator, type Authenticator } from './http/access-control.js';
 import { createTokenRouter } from './http/token-routes.js';
+import { AuthThrottle } from './http/auth-throttle.js';
 import { ApiTokenStore } from './store/api-token-store.js';
 import { createFileMediaStore } from './media/media-store.js';
 import { startHttpServer, type RunningHttpServer } from './http/http-server.js';
@@ -62,6 +63,10 @@ export interface SwitchboardOptions {
   mediaToken?: string | undefined;
   /** Unset: generated once and kept in dataDir/admin-token. */
   adminToken?: string | undefined;
+  /** Bad credentials from one address: after `limit` within `windowMs`, 429 for `lockoutMs` (doubling, up to 15 min). Default 10 / 60 s / 60 s. */
+  /** TRUST_PROXY: client addresses (audit, throttling) from X-Forwarded-For, as set by a reverse proxy. */
+  trustProxy?: boolean;
+  authThrottle?: { limit: number; windowMs: number; lockoutMs: number };
   /** Further credentials tried after ADMIN_TOKEN and MEDIA_TOKEN (named API tokens, OpenID Connect). */
   authenticators?: readonly Authenticator[];
   registry: ConnectorRegistry;
@@ -318,8 +323,10 @@ export function createSwitchboard(o: SwitchboardOptions): Switchboard {
       host: o.host,
       logger: log,
       routers,
+      trustProxy: o.trustProxy === true,
       access: {
         audit,
+        throttle: new AuthThrottle({ limit: 10, windowMs: 60_000, lockoutMs: 60_000, ...o.authThrottle, maxLockoutMs: 15 * 60_000 }),
         authenticators: [
           staticTokenAuthenticator([
             { token: token.token, identity: identityOf(bootstrapPrincipal) },

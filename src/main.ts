@@ -41,6 +41,8 @@ async function main(): Promise<void> {
     encryptionKeysFile: cfg.ENCRYPTION_KEYS_FILE,
     production: cfg.SWITCHBOARD_ENV === 'production',
     consoleSessionMinutes: cfg.CONSOLE_SESSION_MINUTES,
+    trustProxy: cfg.TRUST_PROXY,
+    authThrottle: { limit: cfg.AUTH_FAILURE_LIMIT, windowMs: cfg.AUTH_FAILURE_WINDOW_SECONDS * 1000, lockoutMs: cfg.AUTH_LOCKOUT_SECONDS * 1000 },
     registry: createConnectorRegistry(),
     logger,
     shutdownTimeoutMs: cfg.SHUTDOWN_TIMEOUT_MS,

@@ -11,6 +11,7 @@ import type { AuditRecorder } from '../core/audit.js';
 import type { Principal } from '../core/principal.js';
 import { rolePermissions, routeKey, routePermissions, type Permission, type RouteRequirement } from './permissions.js';
 import { errorBody } from './webhook-route.js';
+import type { AuthThrottle } from './auth-throttle.js';
 
 /** A principal and what it may do (its role's permissions, or a narrower grant such as MEDIA_TOKEN's). */
 export interface Identity {
@@ -55,10 +56,13 @@ export function apiTokenAuthenticator(tokens: { authenticate(token: string): Pro
 export interface AccessControl {
   authenticators: readonly Authenticator[];
   audit: AuditRecorder;
+  /** Repeated bad credentials from one address: 429 with Retry-After (unset: no throttling). */
+  throttle?: AuthThrottle;
 }
 
-function refuse(ctx: Context, status: 401 | 403, code: string, message: string): void {
+function refuse(ctx: Context, status: 401 | 403 | 429, code: string, message: string, retryAfterMs = 0): void {
   if (status === 401) ctx.set('WWW-Authenticate', 'Bearer realm="switchboard"');
+  if (status === 429) ctx.set('Retry-After', String(Math.max(1, Math.ceil(retryAfterMs / 1000))));
   ctx.status = status;
   ctx.type = 'application/json';
   ctx.body = errorBody(code, message);
@@ -74,6 +78,8 @@ export function requestPrincipal(ctx: Context): Principal {
 export function guard(requirement: RouteRequirement, route: string, ac: AccessControl) {
   return async (ctx: Context, next: Next): Promise<void> => {
     if (requirement === 'public') return next();
+    const waitMs = ac.throttle?.blockedFor(ctx.ip) ?? 0;
+    if (waitMs > 0) return refuse(ctx, 429, 'AUTH_THROTTLED', `too many failed authentications from this address: try again in ${Math.ceil(waitMs / 1000)} s`, waitMs);
     const m = /^Bearer (.+)$/.exec(ctx.get('authorization'));
     const bearer = m?.[1];
     if (!bearer) return refuse(ctx, 401, 'UNAUTHENTICATED', 'send Authorization: Bearer <token>');
@@ -84,8 +90,21 @@ export function guard(requirement: RouteRequirement, route: string, ac: AccessCo
     }
     if (!identity) {
       await ac.audit.record({ action: 'auth.failed', principal: null, outcome: 'failure', resources: [{ type: 'route', id: route }], sourceAddress: ctx.ip, detail: { reason: 'invalid_credentials' } });
+      const decision = ac.throttle?.failure(ctx.ip);
+      if (decision) {
+        await ac.audit.record({
+          action: 'auth.throttled',
+          principal: null,
+          outcome: 'failure',
+          resources: [{ type: 'route', id: route }],
+          sourceAddress: ctx.ip,
+          detail: { failures: decision.failures, retry_after_s: Math.ceil(decision.retryAfterMs / 1000), lockout: decision.lockoutNumber },
+        });
+        return refuse(ctx, 429, 'AUTH_THROTTLED', `too many failed authentications from this address: try again in ${Math.ceil(decision.retryAfterMs / 1000)} s`, decision.retryAfterMs);
+      }
       return refuse(ctx, 401, 'UNAUTHENTICATED', 'the bearer token is not valid, has expired or was revoked');
     }
+    ac.throttle?.success(ctx.ip);
     if (!identity.permissions.has(requirement)) {
       await ac.audit.record({ action: 'auth.failed', principal: identity.principal, outcome: 'failure', resources: [{ type: 'route', id: route }], sourceAddress: ctx.ip, detail: { reason: 'forbidden', permission: requirement } });
       return refuse(ctx, 403, 'FORBIDDEN', `${identity.principal.display} (role ${identity.principal.role ?? 'none'}) lacks the permission ${requirement}`);

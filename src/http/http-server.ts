@@ -17,6 +17,8 @@ export interface HttpServerOptions {
   logger: Logger;
   readiness: readonly ReadinessCheck[];
   routers: readonly Router[];
+  /** TRUST_PROXY: take the client address from X-Forwarded-For (set only behind a reverse proxy). */
+  trustProxy?: boolean;
   /** Authenticates and authorises every route by the permission table. */
   access: AccessControl;
   /** Extra middleware mounted after the routers (e.g. the webhook dispatcher). */
@@ -34,7 +36,10 @@ export interface RunningHttpServer {
 
 export function createHttpApp(o: Omit<HttpServerOptions, 'port' | 'host'>): { app: Koa; routes: string[] } {
   const app = new Koa();
-  app.proxy = true;
+  // Behind a reverse proxy, the client address is the last X-Forwarded-For entry (the one the
+  // proxy appended); without one that header is the client's to invent, so it is ignored.
+  app.proxy = o.trustProxy === true;
+  app.maxIpsCount = 1;
   // Errors by position: the first middleware catches everything; internals are never exposed.
   app.use(async (ctx, next) => {
     try {

@@ -25,6 +25,8 @@ describe.skipIf(redis === null)('permissions on every route', () => {
       databaseUrl: await createTestDatabase(),
       redisUrl: redis,
       fhirBaseUrl: fhir.baseUrl,
+      // Every route is called with a wrong token: no throttling here (auth-throttle.test.ts has it).
+      authThrottle: { limit: 10_000, windowMs: 60_000, lockoutMs: 1000 },
       authenticators: [
         staticTokenAuthenticator(roleNames.map((role) => ({ token: tokens[role], identity: identityOf({ kind: 'token', id: `test-${role}`, display: `test-${role}`, role }) }))),
       ],

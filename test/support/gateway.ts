@@ -36,6 +36,8 @@ export async function startGateway(o: {
   encryptionKeys?: string;
   /** Further credentials (e.g. API tokens of each role). */
   authenticators?: readonly Authenticator[];
+  authThrottle?: { limit: number; windowMs: number; lockoutMs: number };
+  trustProxy?: boolean;
 }): Promise<TestGateway> {
   const dataDir = await mkdtemp(path.join(os.tmpdir(), 'switchboard-gw-'));
   const adminToken = `test-admin-token-${uniquePrefix()}`;
@@ -53,6 +55,8 @@ export async function startGateway(o: {
     fhirSandboxPort: 0,
     adminToken,
     ...(o.authenticators && { authenticators: o.authenticators }),
+    ...(o.authThrottle && { authThrottle: o.authThrottle }),
+    ...(o.trustProxy && { trustProxy: true }),
     encryptionKeys: o.encryptionKeys,
     registry: createConnectorRegistry(),
     logger: createLogger({ level: 'info', ...(o.logStream ? { destination: o.logStream } : { level: 'silent' }) }),
