@@ -312,8 +312,8 @@ export function createSwitchboard(o: SwitchboardOptions): Switchboard {
           enqueueDeliveries: (channelId, pending) => pipeline.enqueueDeliveries(channelId, pending),
           queueCounts: () => pipeline.counts(),
           destinations: () => pipeline.destinations(),
-          pauseDestination: (channel, destination, reason) => pipeline.pauseForOperator(channel, destination, 'OPERATOR_PAUSE', reason),
-          resumeDestination: (channel, destination) => pipeline.resumeDestination(channel, destination),
+          pauseDestination: (channel, destination, reason, by) => pipeline.pauseForOperator(channel, destination, 'OPERATOR_PAUSE', reason, by),
+          resumeDestination: (channel, destination, by) => pipeline.resumeDestination(channel, destination, by),
         }),
       );
       routers.push(createTokenRouter({ tokens: apiTokens }));

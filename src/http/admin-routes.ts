@@ -23,8 +23,9 @@ export interface AdminDeps {
   enqueueDeliveries(channelId: string, pending: readonly PendingDelivery[]): Promise<void>;
   queueCounts(): Promise<Record<string, Record<string, number>>>;
   destinations(): Promise<{ channel: string; destination: string; paused: boolean; counts: Record<string, number> }[]>;
-  pauseDestination(channel: string, destination: string, reason: string): Promise<void>;
-  resumeDestination(channel: string, destination: string): Promise<void>;
+  /** `by`: the acting principal's label (principalLabel), for the log line every worker's operators read. */
+  pauseDestination(channel: string, destination: string, reason: string, by: string): Promise<void>;
+  resumeDestination(channel: string, destination: string, by: string): Promise<void>;
   /** Every PHI access and action is recorded; a failed write fails the request. */
   audit: AuditRecorder;
 }
@@ -173,7 +174,7 @@ export function createAdminRouter(deps: AdminDeps): Router {
     if (!knownDestination(channel, destination)) return bad(ctx, 404, 'NOT_FOUND', 'no such channel destination');
     const body = await jsonBody(ctx, z.object({ reason: z.string().min(1).max(500) }).strict());
     if (!body) return;
-    await deps.pauseDestination(channel!, destination!, body.reason);
+    await deps.pauseDestination(channel!, destination!, body.reason, principalLabel(principalOf(ctx)));
     await audit(ctx, 'destination.paused', 'success', [{ type: 'destination', id: `${channel}/${destination}` }], { reason: body.reason });
     ctx.body = { paused: true };
   });
@@ -181,7 +182,7 @@ export function createAdminRouter(deps: AdminDeps): Router {
   router.post('/destinations/:channel/:destination/resume', async (ctx) => {
     const { channel, destination } = ctx.params;
     if (!knownDestination(channel, destination)) return bad(ctx, 404, 'NOT_FOUND', 'no such channel destination');
-    await deps.resumeDestination(channel!, destination!);
+    await deps.resumeDestination(channel!, destination!, principalLabel(principalOf(ctx)));
     await audit(ctx, 'destination.resumed', 'success', [{ type: 'destination', id: `${channel}/${destination}` }]);
     ctx.body = { paused: false };
   });

@@ -256,18 +256,19 @@ export class Pipeline {
   }
 
   /** Pauses a destination's queue for every worker process; its messages stay pending. */
-  async pauseForOperator(channelId: string, destination: string, code: string, reason: string): Promise<void> {
+  /** `by`: who paused it (a principal's label); unset when the gateway paused it itself. */
+  async pauseForOperator(channelId: string, destination: string, code: string, reason: string, by?: string): Promise<void> {
     await this.deliveryQueue(channelId, destination).pause();
     this.o.logger.error(
-      { alert: 'destination_paused', channel: channelId, destination, code, reason },
+      { alert: 'destination_paused', channel: channelId, destination, code, reason, by: by ?? 'system:pipeline' },
       'destination paused: it cannot take messages until an operator resumes it (POST /admin/destinations/:channel/:destination/resume)',
     );
   }
 
-  async resumeDestination(channelId: string, destination: string): Promise<void> {
+  async resumeDestination(channelId: string, destination: string, by?: string): Promise<void> {
     await this.deliveryQueue(channelId, destination).resume();
     this.destinationWorkers.get(deliveryQueueName(channelId, destination))?.breaker.onSuccess();
-    this.o.logger.info({ channel: channelId, destination }, 'destination resumed');
+    this.o.logger.info({ channel: channelId, destination, ...(by !== undefined && { by }) }, 'destination resumed');
   }
 
   /** Every destination with its pause state, this process's circuit and its queue counts. */
