@@ -108,10 +108,10 @@ tests:
     input: { fixture: whatsapp/sample_text.json }
     expect: { equals: { kind: text, sender: "15551234567" } }
   - name: second of three
-    input: { fixture: whatsapp/kapso_batch_order_sticker_nfm_status_call.json, message: 1 }
+    input: { fixture: whatsapp/sample_batch_order_sticker_flow_status_call.json, message: 1 }
     expect: { contains: { kind: sticker } }
   - name: several, none chosen
-    input: { fixture: whatsapp/kapso_batch_order_sticker_nfm_status_call.json }
+    input: { fixture: whatsapp/sample_batch_order_sticker_flow_status_call.json }
     expect: { dropped: false }
   - name: a status holds no message
     input: { fixture: whatsapp/sample_status_delivered.json }

@@ -4,6 +4,7 @@ import { describe, expect, it } from 'vitest';
 import { z } from 'zod';
 import type { InboundRequest, SourceConnector, SourceInstance } from '../../src/connectors/types.js';
 import { syncResult } from '../support/sync-parse.js';
+import { checkSignatureVector, readSignatureVector } from '../support/whatsapp-signature-vector.js';
 import {
   WHATSAPP_MAX_BODY_BYTES,
   whatsappCloudConfigSchema,
@@ -11,17 +12,9 @@ import {
   whatsappSignature,
 } from '../../src/connectors/sources/whatsapp-cloud.js';
 
-const fixturesDir = new URL('../../../shared/fixtures/whatsapp/', import.meta.url);
-
-const vectorSchema = z.object({
-  header: z.string(),
-  appSecret: z.string(),
-  bodyAsDecodedString: z.string(),
-  bodyAsSentByMeta_escapedUnicode: z.string(),
-  expectedHeaderValue: z.string(),
-  hmacOfDecodedUtf8Bytes_WRONG: z.string(),
-});
-const vector = vectorSchema.parse(JSON.parse(readFileSync(new URL('signature_vector_whatsapp-api-js.json', fixturesDir), 'utf8')));
+const samples = new URL('../../fixtures/whatsapp/', import.meta.url);
+const cases = new URL('../fixtures/whatsapp/', import.meta.url);
+const vector = readSignatureVector(readFileSync(new URL('signature_vector.json', cases), 'utf8'));
 
 function source(overrides: Partial<z.input<typeof whatsappCloudConfigSchema>> = {}): SourceInstance {
   const config = whatsappCloudConfigSchema.parse({
@@ -56,23 +49,12 @@ describe('X-Hub-Signature-256 (POST)', () => {
   const instance = source();
   const raw = Buffer.from(vector.bodyAsSentByMeta_escapedUnicode, 'utf8');
 
-  it('the published vector: HMAC over the exact raw bytes, with the \\uXXXX escapes', () => {
-    expect(vector.header.toLowerCase()).toBe('x-hub-signature-256');
-    expect(raw.every((byte) => byte < 0x80)).toBe(true);
-    expect(whatsappSignature(vector.appSecret, raw)).toBe(vector.expectedHeaderValue);
-    expect(instance.authenticate(post(raw, vector.expectedHeaderValue))).toBeNull();
-  });
-
-  it('hashing the decoded text instead gives the wrong value and is refused', () => {
-    const decoded = Buffer.from(vector.bodyAsDecodedString, 'utf8');
-    expect(whatsappSignature(vector.appSecret, decoded)).toBe(`sha256=${vector.hmacOfDecodedUtf8Bytes_WRONG}`);
-    expect(instance.authenticate(post(decoded, vector.expectedHeaderValue))?.status).toBe(403);
-  });
+  checkSignatureVector(vector, (body, header) => instance.authenticate(post(body, header))?.status ?? null);
 
   it('a re-serialised JSON body (JSON.stringify(JSON.parse(raw))) no longer matches', () => {
-    const fixture = readFileSync(new URL('meta_reaction.json', fixturesDir), 'utf8');
+    const fixture = readFileSync(new URL('sample_reaction.json', samples), 'utf8');
     const wire = Buffer.from(escapeNonAscii(JSON.stringify(JSON.parse(fixture))), 'utf8');
-    expect(wire.toString('utf8')).toContain('\\ud83d\\udc4d');
+    expect(wire.toString('utf8')).toContain('\\ud83d\\ude4f');
     const signature = whatsappSignature(vector.appSecret, wire);
     expect(instance.authenticate(post(wire, signature))).toBeNull();
 
@@ -210,8 +192,8 @@ describe('configuration and edge contract', () => {
 
   it('checkEnvelope accepts WhatsApp webhooks, including unknown extra fields', () => {
     const instance = source();
-    for (const file of ['meta_text.json', 'kapso_batch_order_sticker_nfm_status_call.json', 'pywa_message_status_group.json']) {
-      expect(instance.checkEnvelope(JSON.parse(readFileSync(new URL(file, fixturesDir), 'utf8'))), file).toBeNull();
+    for (const file of [new URL('sample_text.json', samples), new URL('sample_batch_order_sticker_flow_status_call.json', samples), new URL('status_group_read.json', cases)]) {
+      expect(instance.checkEnvelope(JSON.parse(readFileSync(file, 'utf8'))), file.pathname).toBeNull();
     }
     expect(
       instance.checkEnvelope({
@@ -231,8 +213,8 @@ describe('configuration and edge contract', () => {
   });
 
   it('parse is wired to the WhatsApp parser', () => {
-    const raw = readFileSync(new URL('meta_text.json', fixturesDir));
+    const raw = readFileSync(new URL('sample_text.json', samples));
     const result = syncResult(source().parse(raw, { channelId: 'clinic-a', receivedAt: new Date('2026-03-01T12:00:00Z') }));
-    expect(result.messages.map((m) => m.text)).toEqual(['Does it come in another color?']);
+    expect(result.messages.map((m) => m.text)).toEqual(['Could I move my Thursday appointment to the afternoon?']);
   });
 });
