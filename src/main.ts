@@ -55,9 +55,8 @@ async function main(): Promise<void> {
     if (stopping) return;
     stopping = true;
     logger.info({ signal }, 'shutting down: draining in-flight work');
-    // Flush the log before exiting: pino writes asynchronously, and the last lines ("stopped")
-    // would otherwise be lost when stdout is a busy pipe.
-    const exit = (code: number) => logger.flush(() => process.exit(code));
+    // The logger writes synchronously (src/core/logger.ts), so "stopped" is out before exit.
+    const exit = (code: number) => process.exit(code);
     app.stop().then(
       () => exit(0),
       () => exit(1),

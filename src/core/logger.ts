@@ -38,5 +38,9 @@ export function createLogger(options: { level?: string; destination?: NodeJS.Wri
     timestamp: pino.stdTimeFunctions.isoTime,
     formatters: { level: (label) => ({ level: label }) },
   };
-  return options.destination ? pino(opts, options.destination) : pino(opts);
+  // Synchronous writes to stdout: pino's default stream writes asynchronously and its flush(cb)
+  // returns at once when nothing is buffered by size (minLength 0), so the last lines before
+  // process.exit ("stopped", a start-up refusal) could be lost on a busy pipe. A log line is a
+  // few per message, far from what would make sync writes show in the bench.
+  return pino(opts, options.destination ?? pino.destination({ dest: 1, sync: true }));
 }
