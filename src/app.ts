@@ -12,6 +12,7 @@ import type { ConnectorRegistry } from './connectors/types.js';
 import type { Logger } from './core/logger.js';
 import { bootstrapPrincipal, createAdminRouter } from './http/admin-routes.js';
 import { AuditStore } from './store/audit-store.js';
+import { createAuditRouter } from './http/audit-routes.js';
 import { CONSOLE_PATH, createConsoleMiddleware, defaultConsoleDir } from './http/console-route.js';
 import { createMediaRouter } from './http/media-route.js';
 import { apiTokenAuthenticator, identityOf, staticTokenAuthenticator, type Authenticator } from './http/access-control.js';
@@ -317,6 +318,7 @@ export function createSwitchboard(o: SwitchboardOptions): Switchboard {
         }),
       );
       routers.push(createTokenRouter({ tokens: apiTokens }));
+      routers.push(createAuditRouter({ trail: audit, audit }));
     }
     const http: RunningHttpServer = await startHttpServer({
       port: o.port,

@@ -8,6 +8,8 @@ export interface ApiErrorBody {
 
 export interface WhoAmI {
   principal: { kind: string; display: string; role: RoleName | null };
+  /** The permissions the gateway grants this principal (what the console offers). */
+  permissions: string[];
 }
 
 export interface ConfigIssue {
@@ -121,3 +123,26 @@ export interface DeadLettersAnswer {
   items: DeliveryRecord[];
   next: { after_at: string; after_id: string } | null;
 }
+
+export interface AuditEntry {
+  seq: number;
+  recorded_at: string;
+  action: string;
+  outcome: 'success' | 'failure';
+  principal: { kind: string; id: string; display: string; role: RoleName | null } | null;
+  source_address: string | null;
+  resources: { type: string; id: string }[];
+  detail: Record<string, string | number | boolean | null>;
+  prev_hash: string;
+  hash: string;
+}
+
+export interface AuditPage {
+  items: AuditEntry[];
+  next: { before_seq: number } | null;
+  actions: string[];
+}
+
+export type AuditVerify =
+  | { ok: true; summary: string; entries: number; first_seq: number | null; last_seq: number | null }
+  | { ok: false; summary: string; entries: number; seq: number; recorded_at: string; problem: 'altered' | 'removed' | 'inserted' };

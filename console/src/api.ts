@@ -18,6 +18,8 @@ export class ApiError extends Error {
 export interface ApiClient {
   get<T>(path: string, query?: Record<string, string | number | undefined>): Promise<T>;
   post<T>(path: string, body?: unknown): Promise<T>;
+  /** A file the gateway sends as an attachment (e.g. an audit export), with its file name. */
+  download(path: string, query?: Record<string, string | number | undefined>): Promise<{ blob: Blob; filename: string }>;
 }
 
 export interface ApiHooks {
@@ -50,12 +52,12 @@ async function errorOf(res: Response): Promise<ApiError> {
 }
 
 export function createApiClient(token: string, hooks: ApiHooks): ApiClient {
-  async function call<T>(method: 'GET' | 'POST', path: string, body?: unknown): Promise<T> {
+  async function send(method: 'GET' | 'POST', path: string, body?: unknown, accept = 'application/json'): Promise<Response> {
     let res: Response;
     try {
       res = await fetch(`/admin${path}`, {
         method,
-        headers: { authorization: `Bearer ${token}`, accept: 'application/json', ...(body !== undefined && { 'content-type': 'application/json' }) },
+        headers: { authorization: `Bearer ${token}`, accept, ...(body !== undefined && { 'content-type': 'application/json' }) },
         ...(body !== undefined && { body: JSON.stringify(body) }),
         cache: 'no-store',
       });
@@ -73,10 +75,16 @@ export function createApiClient(token: string, hooks: ApiHooks): ApiClient {
     }
     if (!res.ok) throw await errorOf(res);
     hooks.onActivity();
-    return (await res.json()) as T;
+    return res;
   }
+  const call = async <T,>(method: 'GET' | 'POST', path: string, body?: unknown): Promise<T> => (await (await send(method, path, body)).json()) as T;
   return {
     get: (path, query) => call('GET', `${path}${queryString(query)}`),
     post: (path, body) => call('POST', path, body ?? {}),
+    download: async (path, query) => {
+      const res = await send('GET', `${path}${queryString(query)}`, undefined, '*/*');
+      const filename = /filename="([^"]+)"/.exec(res.headers.get('content-disposition') ?? '')?.[1] ?? 'download';
+      return { blob: await res.blob(), filename };
+    },
   };
 }

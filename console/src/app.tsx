@@ -12,6 +12,7 @@ import { Messages } from './pages/messages.js';
 import { Trace } from './pages/trace.js';
 import { DeadLetters } from './pages/dead-letters.js';
 import { Conversation } from './pages/conversation.js';
+import { AuditLog } from './pages/audit.js';
 
 interface ConsoleConfig {
   sessionIdleMinutes: number;
@@ -37,7 +38,7 @@ export function App() {
   const [signed, setSigned] = useState<Signed | undefined>(undefined);
   const [restoring, setRestoring] = useState(true);
   const [notice, setNotice] = useState<string | undefined>(undefined);
-  const [access, setAccess] = useState<Access>(accessFor(null));
+  const [access, setAccess] = useState<Access>(accessFor(null, []));
   const [announcement, setAnnouncement] = useState('');
   const route = useRoute();
   const lastActivity = useRef(Date.now());
@@ -45,7 +46,7 @@ export function App() {
   const signOut = useCallback((message: string) => {
     clearSession();
     setSigned(undefined);
-    setAccess(accessFor(null));
+    setAccess(accessFor(null, []));
     setNotice(message);
   }, []);
 
@@ -72,7 +73,7 @@ export function App() {
       const who = await probe.get<WhoAmI>('/whoami');
       saveSession(token, cfg.sessionIdleMinutes);
       setSigned({ token, principal: who.principal });
-      setAccess(accessFor(who.principal.role));
+      setAccess(accessFor(who.principal.role, who.permissions));
       setNotice(undefined);
       return undefined;
     } catch (e) {
@@ -122,6 +123,8 @@ export function App() {
     <Messages params={route.params} />
   ) : route.path === '/dead-letters' ? (
     <DeadLetters params={route.params} />
+  ) : route.path === '/audit' && access.auditRead ? (
+    <AuditLog params={route.params} />
   ) : (
     <Dashboard />
   );
@@ -129,6 +132,7 @@ export function App() {
     { path: '/', label: 'Dashboard', active: route.path === '/' },
     { path: '/messages', label: 'Messages', active: route.path.startsWith('/messages') },
     { path: '/dead-letters', label: 'Dead letters', active: route.path === '/dead-letters' },
+    ...(access.auditRead ? [{ path: '/audit', label: 'Audit log', active: route.path === '/audit' }] : []),
   ];
   return (
     <Console.Provider value={{ api, access, announce: setAnnouncement }}>

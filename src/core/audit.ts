@@ -21,6 +21,7 @@ export const auditActions = [
   'keys.reencrypted',
   'audit.exported',
   'audit.verified',
+  'audit.viewed',
   'store.pruned',
   'auth.failed',
   'auth.throttled',

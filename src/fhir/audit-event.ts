@@ -8,6 +8,7 @@
 import type { AuditEvent, AuditEventEntity, Coding } from '@medplum/fhirtypes';
 import type { AuditAction, RecordedAuditEntry } from '../core/audit.js';
 import { principalLabel } from '../core/principal.js';
+import { auditEntryJson } from '../core/audit-json.js';
 
 const DCM = 'http://dicom.nema.org/resources/ontology/DCM';
 export const AUDIT_ACTION_SYSTEM = 'urn:switchboard:audit-action';
@@ -70,4 +71,12 @@ export function toFhirAuditEvent(e: RecordedAuditEntry): AuditEvent {
     },
     entity: entities,
   };
+}
+
+export const auditExportFormats = ['ndjson', 'fhir'] as const;
+export type AuditExportFormat = (typeof auditExportFormats)[number];
+
+/** One line of an audit export (CLI and admin API): the entry as recorded, or as an R4 AuditEvent. */
+export function auditExportLine(e: RecordedAuditEntry, format: AuditExportFormat): string {
+  return `${JSON.stringify(format === 'fhir' ? toFhirAuditEvent(e) : auditEntryJson(e))}\n`;
 }

@@ -19,6 +19,8 @@ export const permissions = [
   'tokens.manage',
   'keys.manage',
   'audit.export',
+  /** Browse the audit trail and check its chain (each view is itself audited). */
+  'audit.read',
 ] as const;
 export type Permission = (typeof permissions)[number];
 
@@ -28,7 +30,7 @@ export type RouteRequirement = Permission | 'public';
 const viewer: readonly Permission[] = ['status.read'];
 const operator: readonly Permission[] = [...viewer, 'deliveries.replay', 'deliveries.discard', 'destinations.pause'];
 const analyst: readonly Permission[] = [...operator, 'channels.reload', 'content.read', 'media.fetch'];
-const admin: readonly Permission[] = [...analyst, 'tokens.manage', 'keys.manage', 'audit.export'];
+const admin: readonly Permission[] = [...analyst, 'tokens.manage', 'keys.manage', 'audit.export', 'audit.read'];
 
 export const rolePermissions: Readonly<Record<RoleName, ReadonlySet<Permission>>> = {
   viewer: new Set(viewer),
@@ -65,6 +67,9 @@ export const routePermissions: Readonly<Record<string, RouteRequirement>> = {
   'GET /admin/tokens': 'tokens.manage',
   'POST /admin/tokens': 'tokens.manage',
   'POST /admin/tokens/:name/revoke': 'tokens.manage',
+  'GET /admin/audit': 'audit.read',
+  'GET /admin/audit/verify': 'audit.read',
+  'GET /admin/audit/export': 'audit.export',
 };
 
 export function routeKey(method: string, path: string): string {

@@ -83,6 +83,31 @@ export type VerifyResult =
   | { ok: true; entries: number; firstSeq: number | null; lastSeq: number | null }
   | { ok: false; entries: number; seq: number; recordedAt: Date; problem: 'altered' | 'removed' | 'inserted'; message: string };
 
+/** The one-line verdict `switchboard audit verify` prints and the console shows. */
+export function describeVerifyResult(r: VerifyResult): string {
+  return r.ok ? `audit trail intact: ${r.entries} entries${r.firstSeq !== null ? ` (${r.firstSeq}-${r.lastSeq})` : ''}` : `audit trail BROKEN at entry ${r.seq}: ${r.message}`;
+}
+
+/** What the `audit.verified` entry records of a verification. */
+export function auditVerifiedDetail(r: VerifyResult): Record<string, string | number> {
+  return r.ok ? { entries: r.entries } : { entries: r.entries, broken_at: r.seq, problem: r.problem };
+}
+
+/** The audit log as an operator browses it: newest first, paged by `beforeSeq`. */
+export interface AuditFilter {
+  since?: Date | undefined;
+  until?: Date | undefined;
+  actions?: readonly AuditAction[] | undefined;
+  outcome?: AuditOutcome | undefined;
+  /** The principal's `kind:id`, its id, or its display name. */
+  principal?: string | undefined;
+  /** An entry naming this resource id (a message, delivery, token, destination...). */
+  resourceId?: string | undefined;
+  /** Entries numbered below this one (the next page). */
+  beforeSeq?: number | undefined;
+  limit?: number | undefined;
+}
+
 export class AuditStore implements AuditRecorder {
   private readonly years = new Set<number>();
 
@@ -154,6 +179,35 @@ export class AuditStore implements AuditRecorder {
       if (!last || res.rows.length < batch) return;
       after = { seq: last.seq, at: last.recorded_at };
     }
+  }
+
+  /** Entries matching the filter, newest first (at most 500 a page). */
+  async search(f: AuditFilter): Promise<RecordedAuditEntry[]> {
+    const args: unknown[] = [];
+    const where: string[] = [];
+    const add = (sql: string, v: unknown) => {
+      args.push(v);
+      where.push(sql.replaceAll('?', `$${args.length}`));
+    };
+    if (f.since) add('recorded_at >= ?', f.since);
+    if (f.until) add('recorded_at < ?', f.until);
+    if (f.actions && f.actions.length > 0) add('action = ANY(?::text[])', f.actions);
+    if (f.outcome) add('outcome = ?', f.outcome);
+    if (f.principal) add(`(principal_kind || ':' || principal_id = ? OR principal_id = ? OR principal_display = ?)`, f.principal);
+    if (f.resourceId) add(`resources @> jsonb_build_array(jsonb_build_object('id', ?::text))`, f.resourceId);
+    if (f.beforeSeq !== undefined) add('seq < ?', f.beforeSeq);
+    args.push(Math.min(f.limit ?? 50, 500));
+    const res = await this.pool.query<AuditRow>(
+      `SELECT * FROM audit_events ${where.length > 0 ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY seq DESC LIMIT $${args.length}`,
+      args,
+    );
+    return res.rows.map(toEntry);
+  }
+
+  /** How many entries were recorded in [since, until). */
+  async count(o: { since?: Date | undefined; until?: Date | undefined } = {}): Promise<number> {
+    const res = await this.pool.query<{ n: string }>('SELECT count(*) AS n FROM audit_events WHERE recorded_at >= $1 AND recorded_at < $2', [o.since ?? new Date(0), o.until ?? new Date(8.64e15)]);
+    return Number(res.rows[0]?.n ?? 0);
   }
 
   /**

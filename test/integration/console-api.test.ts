@@ -1,7 +1,9 @@
 /** The console's HTTP side: its static assets at /console, and the admin endpoints it reads (search, trace, stats, whoami). */
 import { existsSync } from 'node:fs';
 import path from 'node:path';
+import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { validateFhirResource } from '../../src/fhir/validate-resource.js';
 import { startFhirSandbox, type FhirSandbox } from '../../src/sandbox/fhir-sandbox.js';
 import { startFaultProxy, type FaultProxy } from '../support/fault-proxy.js';
 import { repoRoot, startGateway, waitFor, type TestGateway } from '../support/gateway.js';
@@ -15,6 +17,7 @@ describe.skipIf(redis === null)('console over HTTP', () => {
   let fhir: FhirSandbox;
   let proxy: FaultProxy;
   let gw: TestGateway;
+  let databaseUrl: string;
   const delivered = newWamid();
   const refused = newWamid();
 
@@ -22,7 +25,8 @@ describe.skipIf(redis === null)('console over HTTP', () => {
     if (!built) throw new Error('console/dist is missing: npm install (prepare) or npm run build:console builds it');
     fhir = await startFhirSandbox({ port: 0, seed: true });
     proxy = await startFaultProxy(fhir.baseUrl);
-    gw = await startGateway({ databaseUrl: await createTestDatabase(), redisUrl: redis, fhirBaseUrl: proxy.url });
+    databaseUrl = await createTestDatabase();
+    gw = await startGateway({ databaseUrl, redisUrl: redis, fhirBaseUrl: proxy.url });
     expect((await postWebhook(`${gw.url}/webhooks/whatsapp-to-ehr`, textEvent({ wamid: delivered }))).status).toBe(200);
     await waitFor('delivered', async () => {
       const r = await gw.admin(`/admin/messages/search?q=${delivered}`);
@@ -118,5 +122,80 @@ describe.skipIf(redis === null)('console over HTTP', () => {
     const s = (await (await gw.admin('/admin/stats')).json()) as { destinations: { channelId: string; destination: string; delivered: number; attempts: number; failedAttempts: number }[]; dead_letters: { count: number }[] };
     expect(s.destinations.find((x) => x.channelId === 'whatsapp-to-ehr' && x.destination === 'ehr')).toMatchObject({ delivered: 1, attempts: 2, failedAttempts: 1 });
     expect(s.dead_letters.reduce((n, x) => n + x.count, 0)).toBe(1);
+  });
+
+  interface AuditItem { seq: number; action: string; outcome: string; principal: { kind: string; id: string; display: string } | null; resources: { type: string; id: string }[]; detail: Record<string, unknown>; prev_hash: string; hash: string }
+  const auditLog = async (query: string) => {
+    const r = await gw.admin(`/admin/audit${query}`);
+    expect(r.status, query).toBe(200);
+    return (await r.json()) as { items: AuditItem[]; next: { before_seq: number } | null; actions: string[] };
+  };
+
+  it('browses the audit log by action, principal, resource and time, newest first and paged; the view is itself audited', async () => {
+    const id = ((await (await gw.admin(`/admin/messages/search?q=${delivered}`)).json()) as { items: { id: string }[] }).items[0]!.id;
+    expect((await gw.admin(`/admin/messages/${id}/trace`)).status).toBe(200);
+    const viewed = await auditLog(`?action=message.viewed&resource=${id}`);
+    expect(viewed.items.length).toBeGreaterThanOrEqual(1);
+    expect(viewed.items[0]).toMatchObject({ action: 'message.viewed', outcome: 'success', principal: { kind: 'bootstrap', id: 'ADMIN_TOKEN' }, detail: { view: 'trace' } });
+    expect(viewed.items.every((e) => e.action === 'message.viewed' && e.resources.some((r) => r.id === id))).toBe(true);
+    expect(viewed.actions).toContain('audit.viewed');
+
+    const two = await auditLog('?action=message.viewed,message.searched&limit=2');
+    expect(two.items.map((e) => e.action).every((a) => a === 'message.viewed' || a === 'message.searched')).toBe(true);
+    expect(two.items[0]!.seq).toBeGreaterThan(two.items[1]!.seq);
+    const more = await auditLog(`?action=message.viewed,message.searched&limit=2&before_seq=${two.next!.before_seq}`);
+    expect(more.items[0]!.seq).toBeLessThan(two.items[1]!.seq);
+
+    expect((await auditLog('?principal=bootstrap:ADMIN_TOKEN&limit=20')).items.every((e) => e.principal?.id === 'ADMIN_TOKEN')).toBe(true);
+    expect((await auditLog('?principal=nobody')).items).toEqual([]);
+    expect((await auditLog(`?since=${encodeURIComponent(new Date(Date.now() + 60_000).toISOString())}`)).items).toEqual([]);
+    const last = await auditLog('?action=audit.viewed&limit=1');
+    expect(last.items[0]).toMatchObject({ action: 'audit.viewed', principal: { id: 'ADMIN_TOKEN' }, detail: { listed: 0, principal: null } });
+    expect((await gw.admin('/admin/audit?action=message.teleported')).status).toBe(400);
+    expect((await gw.admin('/admin/audit?since=yesterday')).status).toBe(400);
+  });
+
+  it('exports the audit trail as the CLI does (NDJSON in chain order, FHIR R4 AuditEvent), recording the export', async () => {
+    const res = await gw.admin('/admin/audit/export');
+    expect(res.status).toBe(200);
+    expect(res.headers.get('content-type')).toContain('application/x-ndjson');
+    expect(res.headers.get('content-disposition')).toMatch(/^attachment; filename="switchboard-audit-.+\.ndjson"$/);
+    const lines = (await res.text()).trimEnd().split('\n').map((l) => JSON.parse(l) as AuditItem);
+    expect(lines.length).toBe(Number(res.headers.get('x-audit-entries')));
+    expect(lines[0]!.seq).toBe(1);
+    for (let i = 1; i < lines.length; i++) expect(lines[i]!.prev_hash).toBe(lines[i - 1]!.hash);
+    const recorded = (await auditLog('?action=audit.exported&limit=1')).items[0]!;
+    expect(recorded).toMatchObject({ principal: { id: 'ADMIN_TOKEN' }, detail: { format: 'ndjson', entries: lines.length, via: 'admin_api' } });
+    expect(recorded.seq).toBeGreaterThan(lines.at(-1)!.seq);
+
+    const fhirExport = await gw.admin(`/admin/audit/export?format=fhir&since=${encodeURIComponent(new Date(Date.now() - 3_600_000).toISOString())}`);
+    expect(fhirExport.headers.get('content-type')).toContain('application/fhir+ndjson');
+    const events = (await fhirExport.text()).trimEnd().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
+    expect(events.length).toBeGreaterThan(lines.length);
+    for (const ev of events.slice(-5)) expect(validateFhirResource(ev, 'AuditEvent'), JSON.stringify(ev)).toEqual({ ok: true });
+    expect((await gw.admin('/admin/audit/export?format=csv')).status).toBe(400);
+  });
+
+  // Last: it breaks the chain of this gateway's trail.
+  it('reports whether audit verify holds, and where the chain breaks after tampering', async () => {
+    const ok = (await (await gw.admin('/admin/audit/verify')).json()) as { ok: boolean; summary: string; entries: number };
+    expect(ok).toMatchObject({ ok: true });
+    expect(ok.summary).toBe(`audit trail intact: ${ok.entries} entries (1-${ok.entries})`);
+    expect((await auditLog('?action=audit.verified&limit=1')).items[0]).toMatchObject({ outcome: 'success', detail: { entries: ok.entries } });
+
+    // The database superuser alters entry 3 (the append-only triggers off for the session).
+    const pool = new pg.Pool({ connectionString: databaseUrl, max: 1 });
+    try {
+      const c = await pool.connect();
+      await c.query('SET session_replication_role = replica');
+      await c.query(`UPDATE audit_events SET outcome = CASE outcome WHEN 'success' THEN 'failure' ELSE 'success' END WHERE seq = 3`);
+      c.release(true);
+    } finally {
+      await pool.end();
+    }
+    const broken = (await (await gw.admin('/admin/audit/verify')).json()) as { ok: boolean; seq: number; problem: string; summary: string };
+    expect(broken).toMatchObject({ ok: false, seq: 3, problem: 'altered' });
+    expect(broken.summary).toMatch(/^audit trail BROKEN at entry 3: entry 3 \(recorded .+\) was altered/);
+    expect((await auditLog('?action=audit.verified&limit=1')).items[0]).toMatchObject({ outcome: 'failure', detail: { broken_at: 3, problem: 'altered' } });
   });
 });

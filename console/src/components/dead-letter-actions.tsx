@@ -1,4 +1,4 @@
-/** Replay or discard one dead letter, with a reason (required to discard). Offered only to roles that may act. */
+/** Replay or discard one dead letter, with a reason (required to discard). Each offered only to roles that may do it. */
 import { useState } from 'preact/hooks';
 import { useConsole } from '../context.js';
 import { errorText } from '../use-load.js';
@@ -8,7 +8,7 @@ export function DeadLetterActions(props: { deliveryId: string; label: string; on
   const [reason, setReason] = useState('');
   const [busy, setBusy] = useState(false);
   const [error, setError] = useState<string | undefined>(undefined);
-  if (!access.act) return null;
+  if (!access.replay && !access.discard) return null;
   const id = props.deliveryId;
   const run = async (what: 'replay' | 'discard') => {
     if (what === 'discard' && !reason.trim()) {
@@ -31,12 +31,16 @@ export function DeadLetterActions(props: { deliveryId: string; label: string; on
     <div class="dl-actions">
       <label for={`reason-${id}`}>Reason</label>
       <input id={`reason-${id}`} value={reason} onInput={(e) => setReason(e.currentTarget.value)} placeholder="e.g. EHR fixed the Patient record" maxLength={500} />
-      <button type="button" disabled={busy} onClick={() => run('replay')} aria-label={`Replay ${props.label}`}>
-        Replay
-      </button>
-      <button type="button" class="danger" disabled={busy} onClick={() => run('discard')} aria-label={`Discard ${props.label}`}>
-        Discard
-      </button>
+      {access.replay && (
+        <button type="button" disabled={busy} onClick={() => run('replay')} aria-label={`Replay ${props.label}`}>
+          Replay
+        </button>
+      )}
+      {access.discard && (
+        <button type="button" class="danger" disabled={busy} onClick={() => run('discard')} aria-label={`Discard ${props.label}`}>
+          Discard
+        </button>
+      )}
       {error && (
         <p class="error" role="alert">
           {error}

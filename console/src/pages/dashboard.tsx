@@ -114,7 +114,7 @@ export function Dashboard() {
                   <th scope="col" class="num">Delayed</th>
                   <th scope="col" class="num">Dead letters</th>
                   <th scope="col">Mapping</th>
-                  {access.act && <th scope="col">Actions</th>}
+                  {access.pause && <th scope="col">Actions</th>}
                 </tr>
               </thead>
               <tbody>
@@ -142,7 +142,7 @@ export function Dashboard() {
                         <td>
                           <code title={dest.mapping}>{dest.mapping_version}</code>
                         </td>
-                        {access.act && (
+                        {access.pause && (
                           <td>
                             {live?.paused ? (
                               <button type="button" class="secondary" disabled={busy} onClick={() => act(`${key} resumed`, () => api.post(`/destinations/${encodeURIComponent(c.id)}/${encodeURIComponent(dest.name)}/resume`))}>

@@ -58,7 +58,27 @@ function Inspect(props: { delivery: DeliveryRecord }) {
 }
 
 export function DeadLetters(props: { params: URLSearchParams }) {
+  const { access } = useConsole();
+  if (access.content) return <DeadLetterList params={props.params} />;
+  // The list shows error messages and servers' answers, which may echo content: without
+  // content.read the gateway refuses it, and the same dead letters are found as messages.
+  const channel = props.params.get('channel') ?? undefined;
+  const destination = props.params.get('destination') ?? undefined;
+  return (
+    <>
+      <h1>Dead letters</h1>
+      <p>
+        Your role may not read message content, which the dead-letter list shows. Find the same dead letters as{' '}
+        <a href={href('/messages', { state: 'dead_lettered', channel, destination })}>messages with a dead-lettered delivery</a>
+        {access.replay ? ', and replay each from its trace.' : '.'}
+      </p>
+    </>
+  );
+}
+
+function DeadLetterList(props: { params: URLSearchParams }) {
   const { api, access, announce } = useConsole();
+  const selectable = access.replay || access.discard;
   const channel = props.params.get('channel') ?? '';
   const destination = props.params.get('destination') ?? '';
   const code = props.params.get('code') ?? '';
@@ -156,16 +176,20 @@ export function DeadLetters(props: { params: URLSearchParams }) {
             {list.data.count} dead letter{list.data.count === 1 ? '' : 's'}
             {list.data.count > items.length ? ` (showing the oldest ${items.length})` : ''}
           </h2>
-          {access.act && items.length > 0 && (
+          {selectable && items.length > 0 && (
             <div class="bulk" role="group" aria-label="Selected dead letters">
               <label for="bulk-reason">Reason for selected</label>
               <input id="bulk-reason" value={bulkReason} onInput={(e) => setBulkReason(e.currentTarget.value)} maxLength={500} />
-              <button type="button" disabled={selected.size === 0 || (progress !== undefined && progress.done < progress.total)} onClick={() => bulk('replay')}>
-                Replay selected ({selected.size})
-              </button>
-              <button type="button" class="danger" disabled={selected.size === 0 || (progress !== undefined && progress.done < progress.total)} onClick={() => bulk('discard')}>
-                Discard selected ({selected.size})
-              </button>
+              {access.replay && (
+                <button type="button" disabled={selected.size === 0 || (progress !== undefined && progress.done < progress.total)} onClick={() => bulk('replay')}>
+                  Replay selected ({selected.size})
+                </button>
+              )}
+              {access.discard && (
+                <button type="button" class="danger" disabled={selected.size === 0 || (progress !== undefined && progress.done < progress.total)} onClick={() => bulk('discard')}>
+                  Discard selected ({selected.size})
+                </button>
+              )}
             </div>
           )}
           {progress && (
@@ -180,7 +204,7 @@ export function DeadLetters(props: { params: URLSearchParams }) {
             <table class="grid">
               <thead>
                 <tr>
-                  {access.act && (
+                  {selectable && (
                     <th scope="col">
                       <input type="checkbox" aria-label="Select all shown" checked={allSelected} onChange={() => setSelected(allSelected ? new Set() : new Set(items.map((d) => d.id)))} />
                     </th>
@@ -197,7 +221,7 @@ export function DeadLetters(props: { params: URLSearchParams }) {
                 {items.map((d) => (
                   <Fragment key={d.id}>
                     <tr>
-                      {access.act && (
+                      {selectable && (
                         <td>
                           <input type="checkbox" aria-label={`Select ${d.sourceMessageId} to ${d.destination}`} checked={selected.has(d.id)} onChange={() => toggle(d.id)} />
                         </td>
@@ -221,7 +245,7 @@ export function DeadLetters(props: { params: URLSearchParams }) {
                     </tr>
                     {open === d.id && (
                       <tr class="expanded">
-                        <td colSpan={access.act ? 7 : 6}>
+                        <td colSpan={selectable ? 7 : 6}>
                           <Inspect delivery={d} />
                           <DeadLetterActions deliveryId={d.id} label={`${d.sourceMessageId} to ${d.destination}`} onDone={() => { setOpen(undefined); list.reload(); }} />
                         </td>

@@ -9,29 +9,14 @@ import path from 'node:path';
 import { UsageError, parseCommandArgs } from '../args.js';
 import { EXIT_FAILURES, EXIT_OK, type CliIo } from '../io.js';
 import { openStoreAccess } from '../store-access.js';
-import { toFhirAuditEvent } from '../../fhir/audit-event.js';
-import type { RecordedAuditEntry } from '../../core/audit.js';
+import { auditExportLine } from '../../fhir/audit-event.js';
+import { auditVerifiedDetail, describeVerifyResult } from '../../store/audit-store.js';
 
 function instant(name: string, v: string | undefined): Date | undefined {
   if (v === undefined) return undefined;
   const ok = /^\d{4}-\d{2}-\d{2}(T\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:\d{2}))?$/.test(v) && !Number.isNaN(Date.parse(v));
   if (!ok) throw new UsageError(`--${name} ${v}: write a date (2025-01-31, UTC) or an ISO 8601 date-time with a zone`);
   return new Date(v);
-}
-
-function ndjsonLine(e: RecordedAuditEntry): string {
-  return JSON.stringify({
-    seq: e.seq,
-    recorded_at: e.recordedAt.toISOString(),
-    action: e.action,
-    outcome: e.outcome,
-    principal: e.principal,
-    source_address: e.sourceAddress ?? null,
-    resources: e.resources ?? [],
-    detail: e.detail ?? {},
-    prev_hash: e.prevHash,
-    hash: e.hash,
-  });
 }
 
 export async function run(argv: readonly string[], io: CliIo): Promise<number> {
@@ -54,12 +39,8 @@ export async function run(argv: readonly string[], io: CliIo): Promise<number> {
   try {
     if (sub === 'verify') {
       const r = await store.audit.verify();
-      if (r.ok) {
-        io.stdout(`audit trail intact: ${r.entries} entries${r.firstSeq !== null ? ` (${r.firstSeq}-${r.lastSeq})` : ''}\n`);
-      } else {
-        io.stdout(`audit trail BROKEN at entry ${r.seq}: ${r.message}\n`);
-      }
-      await store.record({ action: 'audit.verified', outcome: r.ok ? 'success' : 'failure', detail: r.ok ? { entries: r.entries } : { entries: r.entries, broken_at: r.seq, problem: r.problem } });
+      io.stdout(`${describeVerifyResult(r)}\n`);
+      await store.record({ action: 'audit.verified', outcome: r.ok ? 'success' : 'failure', detail: auditVerifiedDetail(r) });
       return r.ok ? EXIT_OK : EXIT_FAILURES;
     }
 
@@ -67,7 +48,7 @@ export async function run(argv: readonly string[], io: CliIo): Promise<number> {
     const write = (line: string) => (out ? new Promise<void>((res, rej) => out.write(line, (err) => (err ? rej(err) : res()))) : Promise.resolve(io.stdout(line)));
     let n = 0;
     for await (const e of store.audit.entries({ since, until })) {
-      await write(`${format === 'fhir' ? JSON.stringify(toFhirAuditEvent(e)) : ndjsonLine(e)}\n`);
+      await write(auditExportLine(e, format));
       n++;
     }
     if (out) await new Promise<void>((res) => out.end(res));
