@@ -18,6 +18,7 @@ import { createMediaRouter } from './http/media-route.js';
 import { apiTokenAuthenticator, identityOf, staticTokenAuthenticator, type Authenticator } from './http/access-control.js';
 import { createTokenRouter } from './http/token-routes.js';
 import { AuthThrottle } from './http/auth-throttle.js';
+import { oidcAuthenticator, type OidcOptions } from './http/oidc-authenticator.js';
 import { ApiTokenStore } from './store/api-token-store.js';
 import { createFileMediaStore } from './media/media-store.js';
 import { startHttpServer, type RunningHttpServer } from './http/http-server.js';
@@ -65,6 +66,8 @@ export interface SwitchboardOptions {
   /** Unset: generated once and kept in dataDir/admin-token. */
   adminToken?: string | undefined;
   /** Bad credentials from one address: after `limit` within `windowMs`, 429 for `lockoutMs` (doubling, up to 15 min). Default 10 / 60 s / 60 s. */
+  /** Single sign-on: bearer JWTs of this OpenID provider (OIDC_ISSUER, OIDC_AUDIENCE, OIDC_ROLE_CLAIM, OIDC_ROLE_MAP). */
+  oidc?: OidcOptions;
   /** TRUST_PROXY: client addresses (audit, throttling) from X-Forwarded-For, as set by a reverse proxy. */
   trustProxy?: boolean;
   authThrottle?: { limit: number; windowMs: number; lockoutMs: number };
@@ -335,6 +338,7 @@ export function createSwitchboard(o: SwitchboardOptions): Switchboard {
             { token: o.mediaToken ?? '', identity: { principal: { kind: 'token', id: 'MEDIA_TOKEN', display: 'MEDIA_TOKEN', role: null }, permissions: new Set(['media.fetch']) } },
           ]),
           apiTokenAuthenticator(apiTokens),
+          ...(o.oidc ? [oidcAuthenticator(o.oidc)] : []),
           ...(o.authenticators ?? []),
         ],
       },

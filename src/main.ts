@@ -10,6 +10,7 @@ import { createConnectorRegistry } from './connectors/registry.js';
 import { EnvError, effectiveEnv, parseEnv } from './config/env.js';
 import { MissingKeyError } from './crypto/key-provider.js';
 import { KeyringError } from './crypto/keyring.js';
+import { parseRoleMap } from './http/oidc-authenticator.js';
 
 async function main(): Promise<void> {
   let cfg;
@@ -42,6 +43,15 @@ async function main(): Promise<void> {
     production: cfg.SWITCHBOARD_ENV === 'production',
     consoleSessionMinutes: cfg.CONSOLE_SESSION_MINUTES,
     trustProxy: cfg.TRUST_PROXY,
+    ...(cfg.OIDC_ISSUER !== undefined && {
+      oidc: {
+        issuer: cfg.OIDC_ISSUER,
+        audience: cfg.OIDC_AUDIENCE!,
+        roleClaim: cfg.OIDC_ROLE_CLAIM,
+        roleMap: cfg.OIDC_ROLE_MAP === undefined ? undefined : parseRoleMap(cfg.OIDC_ROLE_MAP),
+        ...(cfg.OIDC_ALGORITHMS !== undefined && { algorithms: cfg.OIDC_ALGORITHMS.split(',') }),
+      },
+    }),
     authThrottle: { limit: cfg.AUTH_FAILURE_LIMIT, windowMs: cfg.AUTH_FAILURE_WINDOW_SECONDS * 1000, lockoutMs: cfg.AUTH_LOCKOUT_SECONDS * 1000 },
     registry: createConnectorRegistry(),
     logger,

@@ -49,6 +49,23 @@ export const envSchema = z.object({
   AUTH_FAILURE_LIMIT: z.preprocess(emptyAsUndefined, z.coerce.number().int().min(1).max(10_000).default(10)),
   AUTH_FAILURE_WINDOW_SECONDS: z.preprocess(emptyAsUndefined, z.coerce.number().int().min(1).max(86_400).default(60)),
   AUTH_LOCKOUT_SECONDS: z.preprocess(emptyAsUndefined, z.coerce.number().int().min(1).max(86_400).default(60)),
+  OIDC_ISSUER: optionalUrl(/^https?:$/, 'http:// or https://'),
+  OIDC_AUDIENCE: optionalString,
+  OIDC_ROLE_CLAIM: z.preprocess(emptyAsUndefined, z.string().regex(/^[A-Za-z0-9_:/.-]+$/, 'a claim name, dots for nested claims (realm_access.roles)').default('roles')),
+  OIDC_ROLE_MAP: z.preprocess(
+    emptyAsUndefined,
+    z
+      .string()
+      .regex(/^\s*[^=,]+=(viewer|operator|analyst|admin)\s*(,\s*[^=,]+=(viewer|operator|analyst|admin)\s*)*$/, 'claim-value=role pairs separated by commas, roles viewer, operator, analyst or admin')
+      .optional(),
+  ),
+  OIDC_ALGORITHMS: z.preprocess(
+    emptyAsUndefined,
+    z
+      .string()
+      .regex(/^((RS|PS|ES)(256|384|512)|EdDSA)(,((RS|PS|ES)(256|384|512)|EdDSA))*$/, 'asymmetric JWS algorithms separated by commas, e.g. RS256,ES256')
+      .optional(),
+  ),
   CONSOLE_SESSION_MINUTES: z.preprocess(emptyAsUndefined, z.coerce.number().int().min(1).max(24 * 60).default(30)),
   LOG_LEVEL: z.preprocess(emptyAsUndefined, z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info')),
   SWITCHBOARD_ROLE: z.preprocess(emptyAsUndefined, z.enum(['all', 'http', 'worker']).default('all')),
@@ -70,6 +87,9 @@ export function parseEnv(env: Readonly<Record<string, string | undefined>>): Env
   const r = envSchema.safeParse(env);
   if (!r.success) {
     throw new EnvError(r.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`));
+  }
+  if (r.data.OIDC_ISSUER !== undefined && r.data.OIDC_AUDIENCE === undefined) {
+    throw new EnvError(['OIDC_AUDIENCE: required with OIDC_ISSUER (the audience the provider puts into access tokens for this API)']);
   }
   return r.data;
 }

@@ -51,6 +51,7 @@ export const errorCatalogue = {
   UNAUTHENTICATED: { disposition: 'permanent', summary: 'HTTP 401: no bearer credential, or one that is unknown, expired, revoked or fails verification.' },
   FORBIDDEN: { disposition: 'permanent', summary: 'HTTP 403: the caller is authenticated but its role lacks the permission the route needs (the answer names it).' },
   AUTH_THROTTLED: { disposition: 'retryable', summary: 'HTTP 429: too many failed authentications from this address; Retry-After says when to try again.' },
+  OIDC_UNAVAILABLE: { disposition: 'retryable', summary: 'HTTP 503: the OpenID provider\'s discovery document or key set (JWKS) could not be fetched, so a bearer JWT cannot be checked.' },
   TOKEN_NAME_TAKEN: { disposition: 'permanent', summary: 'An API token of that name exists and is not revoked (also when it has expired): revoke it first.' },
   TOKEN_NOT_FOUND: { disposition: 'permanent', summary: 'No API token of that name that is not already revoked.' },
 } as const satisfies Record<string, { disposition: Disposition; summary: string }>;

@@ -12,6 +12,7 @@ import type { Principal } from '../core/principal.js';
 import { rolePermissions, routeKey, routePermissions, type Permission, type RouteRequirement } from './permissions.js';
 import { errorBody } from './webhook-route.js';
 import type { AuthThrottle } from './auth-throttle.js';
+import { SwitchboardError } from '../core/errors.js';
 
 /** A principal and what it may do (its role's permissions, or a narrower grant such as MEDIA_TOKEN's). */
 export interface Identity {
@@ -84,9 +85,21 @@ export function guard(requirement: RouteRequirement, route: string, ac: AccessCo
     const bearer = m?.[1];
     if (!bearer) return refuse(ctx, 401, 'UNAUTHENTICATED', 'send Authorization: Bearer <token>');
     let identity: Identity | null = null;
-    for (const a of ac.authenticators) {
-      identity = await a.authenticate(bearer);
-      if (identity) break;
+    try {
+      for (const a of ac.authenticators) {
+        identity = await a.authenticate(bearer);
+        if (identity) break;
+      }
+    } catch (err) {
+      // The credential could not be checked (e.g. the OpenID provider is down): not the caller's fault.
+      if (err instanceof SwitchboardError && err.disposition === 'retryable') {
+        ctx.status = 503;
+        ctx.set('Retry-After', '5');
+        ctx.type = 'application/json';
+        ctx.body = errorBody(err.code, err.message);
+        return;
+      }
+      throw err;
     }
     if (!identity) {
       await ac.audit.record({ action: 'auth.failed', principal: null, outcome: 'failure', resources: [{ type: 'route', id: route }], sourceAddress: ctx.ip, detail: { reason: 'invalid_credentials' } });

@@ -1,5 +1,6 @@
 /** Starts a whole gateway in-process for integration tests, on port 0 with a unique queue prefix. */
 import type { Authenticator } from '../../src/http/access-control.js';
+import type { OidcOptions } from '../../src/http/oidc-authenticator.js';
 import { mkdtemp } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -38,6 +39,7 @@ export async function startGateway(o: {
   authenticators?: readonly Authenticator[];
   authThrottle?: { limit: number; windowMs: number; lockoutMs: number };
   trustProxy?: boolean;
+  oidc?: OidcOptions;
 }): Promise<TestGateway> {
   const dataDir = await mkdtemp(path.join(os.tmpdir(), 'switchboard-gw-'));
   const adminToken = `test-admin-token-${uniquePrefix()}`;
@@ -57,6 +59,7 @@ export async function startGateway(o: {
     ...(o.authenticators && { authenticators: o.authenticators }),
     ...(o.authThrottle && { authThrottle: o.authThrottle }),
     ...(o.trustProxy && { trustProxy: true }),
+    ...(o.oidc && { oidc: o.oidc }),
     encryptionKeys: o.encryptionKeys,
     registry: createConnectorRegistry(),
     logger: createLogger({ level: 'info', ...(o.logStream ? { destination: o.logStream } : { level: 'silent' }) }),

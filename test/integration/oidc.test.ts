@@ -1,0 +1,133 @@
+/**
+ * Single sign-on against a real OpenID provider (`oidc-provider`, started here on port 0): access
+ * tokens it issues through the client_credentials grant with a resource indicator authenticate
+ * at the gateway as the OIDC subject, with the role the `roles` claim maps to; a wrong audience,
+ * an expired or not-yet-valid token, a forged or HMAC-signed one, and a key the issuer no longer
+ * publishes are refused; a rotated key is picked up without a restart.
+ */
+import { SignJWT, decodeProtectedHeader } from 'jose';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { RecordedAuditEntry } from '../../src/core/audit.js';
+import { SwitchboardError } from '../../src/core/errors.js';
+import { oidcAuthenticator, parseRoleMap, roleFrom } from '../../src/http/oidc-authenticator.js';
+import { startFhirSandbox, type FhirSandbox } from '../../src/sandbox/fhir-sandbox.js';
+import { startGateway, type TestGateway } from '../support/gateway.js';
+import { API_AUDIENCE, OTHER_AUDIENCE, startOpenIdProvider, type TestOpenIdProvider } from '../support/openid-provider.js';
+import { createTestDatabase, redisUrl } from '../support/services.js';
+
+const redis = redisUrl();
+const roleMap = 'sb-viewers=viewer, sb-operators=operator, sb-admins=admin';
+
+describe.skipIf(redis === null)('OpenID Connect bearer tokens', () => {
+  let idp: TestOpenIdProvider;
+  let fhir: FhirSandbox;
+  let gw: TestGateway;
+  beforeAll(async () => {
+    idp = await startOpenIdProvider([
+      { id: 'ops-bot', secret: 'ops-bot-secret-0123456789', roles: ['sb-operators'] },
+      { id: 'audit-bot', secret: 'audit-bot-secret-0123456789', roles: ['sb-viewers', 'sb-admins'] },
+      { id: 'other-bot', secret: 'other-bot-secret-0123456789', roles: ['payroll'] },
+      { id: 'short-bot', secret: 'short-bot-secret-0123456789', roles: ['sb-viewers'], ttl: 1 },
+      { id: 'future-bot', secret: 'future-bot-secret-0123456789', roles: ['sb-viewers'], notBeforeIn: 3600 },
+    ]);
+    fhir = await startFhirSandbox({ port: 0, seed: true });
+    gw = await startGateway({
+      databaseUrl: await createTestDatabase(),
+      redisUrl: redis,
+      fhirBaseUrl: fhir.baseUrl,
+      oidc: { issuer: idp.issuer, audience: API_AUDIENCE, roleClaim: 'roles', roleMap: parseRoleMap(roleMap), clockToleranceSeconds: 0, jwksCooldownMs: 0 },
+    });
+  });
+  afterAll(async () => {
+    await gw?.stop();
+    await fhir?.close();
+    await idp?.close();
+  });
+
+  const as = (token: string, p: string, body?: unknown) =>
+    fetch(`${gw.url}${p}`, { method: body === undefined ? 'GET' : 'POST', headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' }, ...(body !== undefined && { body: JSON.stringify(body) }) });
+  const whoami = async (token: string) => (await (await as(token, '/admin/whoami')).json()) as { principal: { kind: string; display: string; role: string | null } };
+
+  it('maps the roles claim to a role and names the subject in the audit trail', async () => {
+    const ops = await idp.accessToken('ops-bot');
+    expect((await whoami(ops)).principal).toEqual({ kind: 'oidc', display: 'ops-bot', role: 'operator' });
+    expect((await as(ops, '/admin/stats')).status).toBe(200);
+    expect((await as(ops, '/admin/tokens')).status).toBe(403);
+    expect((await as(ops, '/admin/destinations/whatsapp-to-ehr/ehr/pause', { reason: 'EHR maintenance' })).status).toBe(200);
+    expect((await as(ops, '/admin/destinations/whatsapp-to-ehr/ehr/resume', {})).status).toBe(200);
+
+    // The strongest mapped role wins; a token without a mapped role is known but may do nothing.
+    const admin = await idp.accessToken('audit-bot');
+    expect((await whoami(admin)).principal.role).toBe('admin');
+    expect((await as(admin, '/admin/tokens')).status).toBe(200);
+    const other = await idp.accessToken('other-bot');
+    const refused = await as(other, '/admin/stats');
+    expect(refused.status).toBe(403);
+    expect(((await refused.json()) as { error: { message: string } }).error.message).toContain('role none');
+
+    const entries: RecordedAuditEntry[] = [];
+    for await (const e of gw.app.internals.audit!.entries()) entries.push(e);
+    expect(entries.find((e) => e.action === 'destination.paused')?.principal).toEqual({ kind: 'oidc', id: `${idp.issuer}|ops-bot`, display: 'ops-bot', role: 'operator' });
+    expect(entries.find((e) => e.action === 'auth.failed' && e.principal?.display === 'other-bot')?.detail).toMatchObject({ reason: 'forbidden', permission: 'status.read' });
+  });
+
+  it('refuses a token for another audience, an expired one, one not yet valid, and forged ones with 401', async () => {
+    const unauthenticated = async (token: string) => {
+      const r = await as(token, '/admin/stats');
+      expect(r.status).toBe(401);
+      expect(((await r.json()) as { error: { code: string } }).error.code).toBe('UNAUTHENTICATED');
+    };
+    await unauthenticated(await idp.accessToken('ops-bot', OTHER_AUDIENCE));
+
+    const short = await idp.accessToken('short-bot');
+    expect((await as(short, '/admin/stats')).status).toBe(200);
+    await new Promise((r) => setTimeout(r, 2100));
+    await unauthenticated(short);
+
+    await unauthenticated(await idp.accessToken('future-bot'));
+
+    // The provider's token with a changed payload: the signature no longer matches.
+    const [h, p, sig] = (await idp.accessToken('ops-bot')).split('.') as [string, string, string];
+    const payload = JSON.parse(Buffer.from(p, 'base64url').toString()) as Record<string, unknown>;
+    await unauthenticated(`${h}.${Buffer.from(JSON.stringify({ ...payload, roles: ['sb-admins'] })).toString('base64url')}.${sig}`);
+    // Right claims, but HMAC-signed (with the public key's kid): only asymmetric algorithms are accepted.
+    const { kid } = decodeProtectedHeader(`${h}.${p}.${sig}`);
+    const hmac = await new SignJWT({ roles: ['sb-admins'] })
+      .setProtectedHeader({ alg: 'HS256', kid: kid! })
+      .setIssuer(idp.issuer)
+      .setAudience(API_AUDIENCE)
+      .setSubject('intruder')
+      .setExpirationTime('5m')
+      .sign(new TextEncoder().encode('a-secret-anyone-could-pick-0123456789'));
+    await unauthenticated(hmac);
+  });
+
+  it('follows a key rotation at the provider: new tokens work at once, tokens under the withdrawn key stop', async () => {
+    const before = await idp.accessToken('ops-bot');
+    expect((await as(before, '/admin/stats')).status).toBe(200);
+    await idp.rotateKeys();
+    const after = await idp.accessToken('ops-bot');
+    expect(decodeProtectedHeader(after).kid).not.toBe(decodeProtectedHeader(before).kid);
+    expect((await as(after, '/admin/stats')).status).toBe(200);
+    expect((await as(before, '/admin/stats')).status).toBe(401);
+  });
+
+  it('answers 503 OIDC_UNAVAILABLE (not 401) when the provider cannot be reached', async () => {
+    const down = oidcAuthenticator({ issuer: 'http://127.0.0.1:9', audience: API_AUDIENCE, roleClaim: 'roles' });
+    const jwt = await idp.accessToken('ops-bot');
+    await expect(down.authenticate(jwt)).rejects.toSatisfy((e) => e instanceof SwitchboardError && e.code === 'OIDC_UNAVAILABLE');
+    expect(await down.authenticate('sbt_not-a-jwt')).toBeNull();
+  });
+});
+
+describe('OIDC role mapping', () => {
+  it('reads strings, arrays, space-separated lists and nested claims; without a map, role names map to themselves', () => {
+    const map = parseRoleMap(roleMap);
+    expect(roleFrom({ roles: 'sb-viewers sb-operators' }, { roleClaim: 'roles', roleMap: map })).toBe('operator');
+    expect(roleFrom({ realm_access: { roles: ['x', 'sb-admins'] } }, { roleClaim: 'realm_access.roles', roleMap: map })).toBe('admin');
+    expect(roleFrom({ groups: ['analyst', 'viewer'] }, { roleClaim: 'groups' })).toBe('analyst');
+    expect(roleFrom({ roles: ['sb-viewers'] }, { roleClaim: 'groups', roleMap: map })).toBeNull();
+    expect(() => parseRoleMap('sb-root=root')).toThrow(/role must be one of/);
+    expect(() => oidcAuthenticator({ issuer: 'http://x', audience: 'a', roleClaim: 'roles', algorithms: ['HS256'] })).toThrow(/asymmetric/);
+  });
+});

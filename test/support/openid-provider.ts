@@ -1,0 +1,92 @@
+/**
+ * A real OpenID provider (`oidc-provider`) on 127.0.0.1, port 0, for SSO tests. Clients use the
+ * client_credentials grant with a resource indicator, so the provider issues JWT access tokens
+ * (RFC 9068) whose audience is the resource. Each client's roles go into the `roles` claim.
+ * `rotateKeys()` swaps the signing key behind the same issuer, as a provider does on rotation.
+ */
+import { generateKeyPairSync, randomUUID } from 'node:crypto';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import Provider, { errors } from 'oidc-provider';
+
+export const API_AUDIENCE = 'https://switchboard.test/api';
+export const OTHER_AUDIENCE = 'https://other-service.test/api';
+
+export interface TestClient {
+  id: string;
+  secret: string;
+  roles: string[];
+  /** Access token lifetime in seconds (default 300). */
+  ttl?: number;
+  /** Seconds from now put into the token's `nbf` (not valid before). */
+  notBeforeIn?: number;
+}
+
+export interface TestOpenIdProvider {
+  issuer: string;
+  /** A real access token for the client, for the given resource (default API_AUDIENCE). */
+  accessToken(clientId: string, resource?: string): Promise<string>;
+  /** A new signing key (with a new kid); the old one is no longer published. */
+  rotateKeys(): Promise<void>;
+  close(): Promise<void>;
+}
+
+function signingKey() {
+  const { privateKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });
+  return { ...(privateKey.export({ format: 'jwk' }) as Record<string, unknown>), kid: randomUUID(), alg: 'RS256', use: 'sig' };
+}
+
+export async function startOpenIdProvider(clients: readonly TestClient[]): Promise<TestOpenIdProvider> {
+  let handler: http.RequestListener = (_req, res) => res.end();
+  const server = http.createServer((req, res) => handler(req, res));
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const issuer = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  const byId = new Map(clients.map((c) => [c.id, c]));
+
+  const build = (key: Record<string, unknown>) => {
+    const provider = new Provider(issuer, {
+      clients: clients.map((c) => ({ client_id: c.id, client_secret: c.secret, grant_types: ['client_credentials'], response_types: [], redirect_uris: [] })),
+      jwks: { keys: [key] },
+      features: {
+        devInteractions: { enabled: false },
+        clientCredentials: { enabled: true },
+        resourceIndicators: {
+          enabled: true,
+          defaultResource: () => API_AUDIENCE,
+          useGrantedResource: () => true,
+          getResourceServerInfo: (_ctx, resource, client) => {
+            if (resource !== API_AUDIENCE && resource !== OTHER_AUDIENCE) throw new errors.InvalidTarget();
+            return { scope: 'switchboard', audience: resource, accessTokenFormat: 'jwt', accessTokenTTL: byId.get(client.clientId)?.ttl ?? 300, jwt: { sign: { alg: 'RS256' } } };
+          },
+        },
+      },
+      extraTokenClaims: (_ctx, token) => {
+        const clientId = (token as { clientId?: string }).clientId;
+        const c = clientId ? byId.get(clientId) : undefined;
+        if (!c) return undefined;
+        return { roles: c.roles, ...(c.notBeforeIn !== undefined && { nbf: Math.floor(Date.now() / 1000) + c.notBeforeIn }) };
+      },
+    });
+    handler = provider.callback();
+  };
+  build(signingKey());
+
+  return {
+    issuer,
+    async accessToken(clientId, resource = API_AUDIENCE) {
+      const c = byId.get(clientId)!;
+      const r = await fetch(`${issuer}/token`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/x-www-form-urlencoded', authorization: `Basic ${Buffer.from(`${c.id}:${c.secret}`).toString('base64')}` },
+        body: new URLSearchParams({ grant_type: 'client_credentials', resource, scope: 'switchboard' }),
+      });
+      const body = (await r.json()) as { access_token?: string; error?: string; error_description?: string };
+      if (!r.ok || !body.access_token) throw new Error(`token request failed: ${r.status} ${body.error}: ${body.error_description}`);
+      return body.access_token;
+    },
+    async rotateKeys() {
+      build(signingKey());
+    },
+    close: () => new Promise<void>((resolve) => server.close(() => resolve())),
+  };
+}
