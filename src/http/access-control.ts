@@ -20,9 +20,15 @@ export interface Identity {
   permissions: ReadonlySet<Permission>;
 }
 
+/** A credential this authenticator recognised as its kind and refused: why, in a PHI-free code and words. */
+export interface Rejection {
+  rejected: string;
+  message: string;
+}
+
 export interface Authenticator {
-  /** The identity a bearer credential stands for, or null when this authenticator does not know it. */
-  authenticate(bearer: string): Promise<Identity | null>;
+  /** The identity a bearer credential stands for; a Rejection when it is of this kind but invalid; null when this authenticator does not know it. */
+  authenticate(bearer: string): Promise<Identity | Rejection | null>;
 }
 
 export function identityOf(principal: Principal): Identity {
@@ -85,10 +91,13 @@ export function guard(requirement: RouteRequirement, route: string, ac: AccessCo
     const bearer = m?.[1];
     if (!bearer) return refuse(ctx, 401, 'UNAUTHENTICATED', 'send Authorization: Bearer <token>');
     let identity: Identity | null = null;
+    let rejection: Rejection | null = null;
     try {
       for (const a of ac.authenticators) {
-        identity = await a.authenticate(bearer);
-        if (identity) break;
+        const r = await a.authenticate(bearer);
+        if (r && 'rejected' in r) rejection = r;
+        else identity = r;
+        if (r) break;
       }
     } catch (err) {
       // The credential could not be checked (e.g. the OpenID provider is down): not the caller's fault.
@@ -102,7 +111,7 @@ export function guard(requirement: RouteRequirement, route: string, ac: AccessCo
       throw err;
     }
     if (!identity) {
-      await ac.audit.record({ action: 'auth.failed', principal: null, outcome: 'failure', resources: [{ type: 'route', id: route }], sourceAddress: ctx.ip, detail: { reason: 'invalid_credentials' } });
+      await ac.audit.record({ action: 'auth.failed', principal: null, outcome: 'failure', resources: [{ type: 'route', id: route }], sourceAddress: ctx.ip, detail: { reason: rejection?.rejected ?? 'invalid_credentials' } });
       const decision = ac.throttle?.failure(ctx.ip);
       if (decision) {
         await ac.audit.record({
@@ -115,7 +124,7 @@ export function guard(requirement: RouteRequirement, route: string, ac: AccessCo
         });
         return refuse(ctx, 429, 'AUTH_THROTTLED', `too many failed authentications from this address: try again in ${Math.ceil(decision.retryAfterMs / 1000)} s`, decision.retryAfterMs);
       }
-      return refuse(ctx, 401, 'UNAUTHENTICATED', 'the bearer token is not valid, has expired or was revoked');
+      return refuse(ctx, 401, 'UNAUTHENTICATED', rejection?.message ?? 'the bearer token is not valid, has expired or was revoked');
     }
     ac.throttle?.success(ctx.ip);
     if (!identity.permissions.has(requirement)) {

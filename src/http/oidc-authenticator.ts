@@ -9,7 +9,7 @@ import { createRemoteJWKSet, errors as joseErrors, jwtVerify, type JWTPayload } 
 import { z } from 'zod';
 import { SwitchboardError } from '../core/errors.js';
 import { roleNames, type Principal, type RoleName } from '../core/principal.js';
-import { identityOf, type Authenticator } from './access-control.js';
+import { identityOf, type Authenticator, type Rejection } from './access-control.js';
 
 /** Asymmetric only: an HMAC algorithm would let anyone holding a shared secret mint tokens. */
 export const DEFAULT_OIDC_ALGORITHMS = ['RS256', 'PS256', 'ES256', 'EdDSA'] as const;
@@ -64,6 +64,20 @@ export function roleFrom(payload: JWTPayload, o: Pick<OidcOptions, 'roleClaim' |
   return best;
 }
 
+/** Why jose refused a token, as an audit reason and the answer's message (never the token itself). */
+function rejectionOf(err: unknown): Rejection {
+  const claim = err instanceof joseErrors.JWTClaimValidationFailed ? err.claim : undefined;
+  if (err instanceof joseErrors.JWTExpired) return { rejected: 'jwt_expired', message: 'the bearer JWT has expired' };
+  if (claim === 'aud') return { rejected: 'jwt_audience', message: 'the bearer JWT is for another audience than OIDC_AUDIENCE' };
+  if (claim === 'iss') return { rejected: 'jwt_issuer', message: 'the bearer JWT is from another issuer than OIDC_ISSUER' };
+  if (claim === 'nbf') return { rejected: 'jwt_not_yet_valid', message: 'the bearer JWT is not valid yet (nbf)' };
+  if (claim !== undefined) return { rejected: 'jwt_claims', message: `the bearer JWT's ${claim} claim is missing or invalid` };
+  if (err instanceof joseErrors.JOSEAlgNotAllowed) return { rejected: 'jwt_algorithm', message: 'the bearer JWT is signed with an algorithm that is not accepted' };
+  if (err instanceof joseErrors.JWKSNoMatchingKey) return { rejected: 'jwt_unknown_key', message: 'the bearer JWT is signed with a key the issuer does not publish' };
+  if (err instanceof joseErrors.JWSSignatureVerificationFailed) return { rejected: 'jwt_signature', message: 'the bearer JWT signature does not verify' };
+  return { rejected: 'jwt_invalid', message: 'the bearer JWT is malformed' };
+}
+
 const looksLikeJwt = (s: string) => /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$/.test(s);
 
 export function oidcAuthenticator(o: OidcOptions): Authenticator {
@@ -113,7 +127,7 @@ export function oidcAuthenticator(o: OidcOptions): Authenticator {
         if (err instanceof joseErrors.JWKSTimeout || (err instanceof Error && /fetch failed|Expected 200 OK/.test(err.message))) {
           throw new SwitchboardError('OIDC_UNAVAILABLE', `the issuer's key set could not be fetched: ${err.message}`, { cause: err });
         }
-        return null; // bad signature, unknown key, wrong iss/aud, expired, not yet valid, not a JWT
+        return rejectionOf(err);
       }
       const sub = String(payload.sub);
       const name = typeof payload['preferred_username'] === 'string' ? payload['preferred_username'] : sub;

@@ -5,7 +5,10 @@
  * an expired or not-yet-valid token, a forged or HMAC-signed one, and a key the issuer no longer
  * publishes are refused; a rotated key is picked up without a restart.
  */
+import type { AddressInfo } from 'node:net';
 import { SignJWT, decodeProtectedHeader } from 'jose';
+import Koa from 'koa';
+import { guard } from '../../src/http/access-control.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { RecordedAuditEntry } from '../../src/core/audit.js';
 import { SwitchboardError } from '../../src/core/errors.js';
@@ -72,24 +75,26 @@ describe.skipIf(redis === null)('OpenID Connect bearer tokens', () => {
   });
 
   it('refuses a token for another audience, an expired one, one not yet valid, and forged ones with 401', async () => {
-    const unauthenticated = async (token: string) => {
+    const unauthenticated = async (token: string, message: RegExp) => {
       const r = await as(token, '/admin/stats');
       expect(r.status).toBe(401);
-      expect(((await r.json()) as { error: { code: string } }).error.code).toBe('UNAUTHENTICATED');
+      const { error } = (await r.json()) as { error: { code: string; message: string } };
+      expect(error.code).toBe('UNAUTHENTICATED');
+      expect(error.message).toMatch(message);
     };
-    await unauthenticated(await idp.accessToken('ops-bot', OTHER_AUDIENCE));
+    await unauthenticated(await idp.accessToken('ops-bot', OTHER_AUDIENCE), /another audience/);
 
     const short = await idp.accessToken('short-bot');
     expect((await as(short, '/admin/stats')).status).toBe(200);
     await new Promise((r) => setTimeout(r, 2100));
-    await unauthenticated(short);
+    await unauthenticated(short, /expired/);
 
-    await unauthenticated(await idp.accessToken('future-bot'));
+    await unauthenticated(await idp.accessToken('future-bot'), /not valid yet/);
 
     // The provider's token with a changed payload: the signature no longer matches.
     const [h, p, sig] = (await idp.accessToken('ops-bot')).split('.') as [string, string, string];
     const payload = JSON.parse(Buffer.from(p, 'base64url').toString()) as Record<string, unknown>;
-    await unauthenticated(`${h}.${Buffer.from(JSON.stringify({ ...payload, roles: ['sb-admins'] })).toString('base64url')}.${sig}`);
+    await unauthenticated(`${h}.${Buffer.from(JSON.stringify({ ...payload, roles: ['sb-admins'] })).toString('base64url')}.${sig}`, /signature does not verify/);
     // Right claims, but HMAC-signed (with the public key's kid): only asymmetric algorithms are accepted.
     const { kid } = decodeProtectedHeader(`${h}.${p}.${sig}`);
     const hmac = await new SignJWT({ roles: ['sb-admins'] })
@@ -99,7 +104,11 @@ describe.skipIf(redis === null)('OpenID Connect bearer tokens', () => {
       .setSubject('intruder')
       .setExpirationTime('5m')
       .sign(new TextEncoder().encode('a-secret-anyone-could-pick-0123456789'));
-    await unauthenticated(hmac);
+    await unauthenticated(hmac, /algorithm that is not accepted/);
+
+    const reasons: unknown[] = [];
+    for await (const e of gw.app.internals.audit!.entries()) if (e.action === 'auth.failed' && e.principal === null) reasons.push(e.detail?.['reason']);
+    expect(reasons).toEqual(['jwt_audience', 'jwt_expired', 'jwt_not_yet_valid', 'jwt_signature', 'jwt_algorithm']);
   });
 
   it('follows a key rotation at the provider: new tokens work at once, tokens under the withdrawn key stop', async () => {
@@ -109,7 +118,9 @@ describe.skipIf(redis === null)('OpenID Connect bearer tokens', () => {
     const after = await idp.accessToken('ops-bot');
     expect(decodeProtectedHeader(after).kid).not.toBe(decodeProtectedHeader(before).kid);
     expect((await as(after, '/admin/stats')).status).toBe(200);
-    expect((await as(before, '/admin/stats')).status).toBe(401);
+    const withdrawn = await as(before, '/admin/stats');
+    expect(withdrawn.status).toBe(401);
+    expect(((await withdrawn.json()) as { error: { message: string } }).error.message).toContain('a key the issuer does not publish');
   });
 
   it('answers 503 OIDC_UNAVAILABLE (not 401) when the provider cannot be reached', async () => {
@@ -117,6 +128,19 @@ describe.skipIf(redis === null)('OpenID Connect bearer tokens', () => {
     const jwt = await idp.accessToken('ops-bot');
     await expect(down.authenticate(jwt)).rejects.toSatisfy((e) => e instanceof SwitchboardError && e.code === 'OIDC_UNAVAILABLE');
     expect(await down.authenticate('sbt_not-a-jwt')).toBeNull();
+    // At the edge: the route's guard answers 503 with Retry-After, so clients retry instead of re-authenticating.
+    const app = new Koa();
+    app.use(guard('status.read', 'GET /admin/stats', { authenticators: [down], audit: { record: async () => {} } }));
+    const server = app.listen(0, '127.0.0.1');
+    await new Promise((r) => server.once('listening', r));
+    try {
+      const r = await fetch(`http://127.0.0.1:${(server.address() as AddressInfo).port}/admin/stats`, { headers: { authorization: `Bearer ${jwt}` } });
+      expect(r.status).toBe(503);
+      expect(r.headers.get('retry-after')).toBe('5');
+      expect(((await r.json()) as { error: { code: string } }).error.code).toBe('OIDC_UNAVAILABLE');
+    } finally {
+      server.close();
+    }
   });
 });
 
