@@ -5,6 +5,9 @@
  */
 import { readFileSync } from 'node:fs';
 
+/** Frames of the project's own files are named relative to the repository root. */
+const REPOSITORY_URL = new URL('../', import.meta.url).href;
+
 interface ProfileNode {
   id: number;
   callFrame: { functionName: string; url: string; lineNumber: number };
@@ -41,7 +44,8 @@ const where = (url: string): string => {
   if (url === '') return '(native/vm)';
   const nm = /node_modules\/((?:@[^/]+\/)?[^/]+)/.exec(url);
   if (nm) return nm[1]!;
-  const m = /\/work\/main\/(.*)$/.exec(url) ?? /file:\/\/(.*)$/.exec(url);
+  if (url.startsWith(REPOSITORY_URL)) return url.slice(REPOSITORY_URL.length);
+  const m = /file:\/\/(.*)$/.exec(url);
   return m ? m[1]! : url;
 };
 const byFn = new Map<string, number>();

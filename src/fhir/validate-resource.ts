@@ -3,7 +3,7 @@
  *
  * Medplum's `validateResource` does the structural work (cardinality, types, primitive
  * formats, unknown elements, invariants). It misses a few rules that matter for what we emit
- * (measured in shared/reference/fhir.md §7), so a typed walk over the resource adds:
+ * (each shown by a test), so a typed walk over the resource adds:
  *   - required-binding codes we emit: Communication.status (event-status) and .priority;
  *   - a dateTime or instant with a time carries a zone (R4: "SHALL");
  *   - Reference.reference has the literal-reference shape (Type/id, absolute URL, #id, urn:);

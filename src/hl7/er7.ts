@@ -11,7 +11,7 @@
  * `fields[i]` is always "the field after the i-th separator" for every segment. Use
  * `fieldOf(segment, n)` to read field n by its HL7 number.
  *
- * Reference: /work/shared/reference/hl7.md §2–§3.
+ * Reference: HL7 v2.5.1 chapter 2 (message construction rules, delimiters and escape sequences).
  */
 
 /** Subcomponents of one component (at least one, possibly empty strings). */

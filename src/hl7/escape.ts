@@ -3,7 +3,7 @@
  * folding and length splitting. Nothing here ever lets a delimiter, a segment separator or an
  * MLLP frame byte through: the result of `escapeLeaf` contains no character below 0x20 at all.
  *
- * Order matters (reference/hl7.md §3): `\` becomes `\E\` **first**, then `|` `^` `&` `~`.
+ * Order matters (HL7 v2 chapter 2, escape sequences): `\` becomes `\E\` **first**, then `|` `^` `&` `~`.
  */
 
 /** MSH-18 values Switchboard supports, and how each is written on the wire. */

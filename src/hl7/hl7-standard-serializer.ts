@@ -1,6 +1,6 @@
 /**
  * ER7 text from our segment model, written by hl7-standard 1.0.4 behind a wrapper that keeps
- * each of its known defects (reference/hl7.md §5) away from a partner:
+ * each of its known defects (shown in test/unit/hl7-standard-wrapper.test.ts) away from a partner:
  *
  * | defect | how this wrapper avoids it |
  * |---|---|

@@ -1,6 +1,6 @@
 /**
  * The part of hl7-standard 1.0.4 (no published types) that hl7-standard-serializer.ts uses.
- * Only the build path is declared on purpose: its parser is never used (reference/hl7.md §5).
+ * Only the build path is declared on purpose: its parser is never used.
  */
 declare module 'hl7-standard' {
   /** A field value as hl7-standard models it (the option names for `~` and `&` are swapped). */

@@ -1,6 +1,6 @@
 /**
  * HL7 TS/DTM values. Switchboard always writes seconds and an explicit offset
- * (`YYYYMMDDHHMMSS+0000`, reference/hl7.md §2); it never hands a Date to a library.
+ * (`YYYYMMDDHHMMSS+0000`, the HL7 v2 DTM type); it never hands a Date to a library.
  */
 
 /** `2025-03-04T09:15:02.123Z` -> `20250304091502+0000` (UTC; fractions dropped). */

@@ -1,6 +1,6 @@
 /**
  * The structural check every built message passes before it is sent, with parsers we did not
- * write (reference/hl7.md §6):
+ * write:
  *
  * 1. Bytes: `\r` is the only control character, every segment ends with `\r`, no segment ends
  *    with a stray `|`, no empty segment.

@@ -5,7 +5,7 @@
  * Failed connections are retried with exponential backoff; a connection that timed out or saw
  * garbage is dropped, so the next attempt starts clean and resends with the same MSH-10.
  *
- * Reference: /work/shared/reference/hl7.md §4. Logs carry control ids, codes and sizes only.
+ * Framing: HL7's Minimal Lower Layer Protocol (MLLP); docs/destinations/hl7v2-mllp.md. Logs carry control ids, codes and sizes only.
  */
 import net from 'node:net';
 import tls from 'node:tls';

@@ -1,7 +1,7 @@
 /**
  * MLLP framing (release 1): `0x0B` + message + `0x1C 0x0D`. The deframer keeps whatever follows
  * the last complete frame, so frames split across TCP reads and several frames in one read both
- * come out whole and in order (reference/hl7.md §4).
+ * come out whole and in order (MLLP framing).
  */
 
 export const VT = 0x0b;

@@ -9,7 +9,7 @@
  * like a validating server. It also builds what the router leaves to the HTTP layer:
  * status from the outcome, Location, ETag, Last-Modified, `Prefer: return=…`.
  *
- * Limits (shared/reference/fhir.md §6): transactions are not atomic; conditional references
+ * Limits: transactions are not atomic; conditional references
  * are stored literally; PATCH results are not re-validated. Data lives in memory only.
  */
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';

@@ -1,7 +1,7 @@
 /**
  * The hl7v2_mllp destination against Debian's python3-hl7 asyncio MLLP server (run as a python3
  * subprocess, test/support/hl7-python-peer.py): a non-JS partner whose parser and unescaping we
- * did not write. python-hl7 decodes ASCII by default (reference/hl7.md §3): the UTF-8
+ * did not write. python-hl7 decodes ASCII by default: the UTF-8
  * configuration is tested explicitly, and so is what happens without it (no ACK, and how the
  * destination's `charset: ASCII` fallback gets through).
  */

@@ -3,7 +3,7 @@
  * a temp channels directory written here, the embedded PostgreSQL, Redis when installed (else
  * BullMQ's PostgreSQL backend) and the real FHIR sandbox:
  *   Twilio WhatsApp webhook, Rocket.Chat outgoing + Livechat webhooks, the generic chat webhook,
- *   and the Rocket.Chat poller against a local server serving the recorded history response.
+ *   and the Rocket.Chat poller against a local server serving the history response of test/fixtures/rocketchat/history.
  * Each: a Communication in the FHIR server; duplicates never make a second one; wrong
  * signatures/tokens are refused with nothing stored.
  */
@@ -38,7 +38,7 @@ const SECRETS = {
 };
 const TWILIO_PUBLIC = 'https://hooks.e2e.example';
 const fixture = (p: string): string => readFileSync(path.join(repoRoot, p), 'utf8');
-const recordedHistory = readFileSync(new URL('../../../shared/fixtures/rocketchat/developer-docs_channels.history_response.json', import.meta.url), 'utf8');
+const historyPage = readFileSync(new URL('../fixtures/rocketchat/history/channels_history.json', import.meta.url), 'utf8');
 
 function destination(system: string): string {
   return [
@@ -83,13 +83,13 @@ async function delivered(channel: string, sourceId: string, fhirSystem: string):
 }
 
 beforeAll(async () => {
-  // A Rocket.Chat REST peer: the recorded channels.history answer, then nothing new.
+  // A Rocket.Chat REST peer: the channels.history answer of test/fixtures/rocketchat/history, then nothing new.
   rcServer = http.createServer((req, res) => {
     rcCalls++;
     const ok = req.headers['x-auth-token'] === SECRETS.ROCKETCHAT_AUTH_TOKEN && req.headers['x-user-id'] === SECRETS.ROCKETCHAT_USER_ID;
     res.writeHead(ok ? 200 : 401, { 'content-type': 'application/json' });
     const u = new URL(req.url ?? '/', 'http://x');
-    res.end(ok ? (u.searchParams.get('oldest') === null ? recordedHistory : '{"messages":[],"success":true}') : '{"success":false}');
+    res.end(ok ? (u.searchParams.get('oldest') === null ? historyPage : '{"messages":[],"success":true}') : '{"success":false}');
   });
   await new Promise<void>((r) => rcServer.listen(0, '127.0.0.1', r));
   const rcUrl = `http://127.0.0.1:${(rcServer.address() as AddressInfo).port}`;
@@ -111,7 +111,7 @@ beforeAll(async () => {
       `  server_url: ${rcUrl}`,
       '  auth_token: ${ROCKETCHAT_AUTH_TOKEN}',
       '  user_id: ${ROCKETCHAT_USER_ID}',
-      '  rooms: [{ id: ByehQjC44FwMeiLbX, type: channel, name: general }]',
+      '  rooms: [{ id: RCroomPatientDesk, type: channel, name: general }]',
       '  interval_ms: 200',
       '  rate_limit: { calls: 1000, per_ms: 60000 }',
       '  start_at: beginning',
@@ -251,15 +251,15 @@ describe('generic chat webhook (the shipped example channel), end to end', () =>
 });
 
 describe('Rocket.Chat poller, end to end', () => {
-  it('polls the recorded history into one Communication, with its cursor in the database, and never repeats it', async () => {
-    const c = await delivered('rocketchat-poll-e2e', 'AkzpHAvZpdnuchw2a', SYS.rcPoll);
-    expect(JSON.stringify(c['payload'])).toContain('hi');
+  it('polls the history page into one Communication, with its cursor in the database, and never repeats it', async () => {
+    const c = await delivered('rocketchat-poll-e2e', 'RChist00000000001', SYS.rcPoll);
+    expect(JSON.stringify(c['payload'])).toContain('Is the clinic open on Saturday?');
     const cursor = await pool.query<{ key: string; value: string }>("SELECT key, value FROM source_cursors WHERE channel_id = 'rocketchat-poll-e2e'");
-    expect(cursor.rows).toEqual([{ key: 'room:channel:ByehQjC44FwMeiLbX', value: JSON.stringify({ ts: '2016-12-09T12:50:51.555Z', ids: ['AkzpHAvZpdnuchw2a'] }) }]);
+    expect(cursor.rows).toEqual([{ key: 'room:channel:RCroomPatientDesk', value: JSON.stringify({ ts: '2026-02-26T09:30:15.250Z', ids: ['RChist00000000001'] }) }]);
     const calls = rcCalls;
     await waitFor('more polling rounds', async () => rcCalls >= calls + 2);
     const events = await pool.query<{ n: string }>("SELECT count(*) AS n FROM inbound_events WHERE channel_id = 'rocketchat-poll-e2e'");
     expect(Number(events.rows[0]!.n)).toBe(1);
-    expect(await communications(fhir.baseUrl, SYS.rcPoll, 'AkzpHAvZpdnuchw2a')).toHaveLength(1);
+    expect(await communications(fhir.baseUrl, SYS.rcPoll, 'RChist00000000001')).toHaveLength(1);
   });
 });

@@ -46,5 +46,5 @@ export function describeConformance(name: string, area: CorpusArea, body: (dir: 
 export const CONFORMANCE_SKIP_LINE = {
   what: `the conformance corpus (${CONFORMANCE_CORPUS_DIR})`,
   skipped: 'the conformance tests in test/conformance (HL7, WhatsApp, Twilio and Rocket.Chat payloads written by others) are',
-  howToGet: 'Place the shared fixture collection at ../shared/fixtures beside the checkout (see README, "Tests").',
+  howToGet: 'To run them, place the fixture collection at ../shared/fixtures beside the checkout (README: "What npm test reads").',
 };

@@ -1,6 +1,6 @@
 /**
  * A well-behaved HL7 partner we did not write: @medplum/hl7 5.x's MLLP server (its engines field
- * asks for Node 22, it works on Node 20: reference/hl7.md §6), plain or over node:tls with
+ * asks for Node 22, it works on Node 20), plain or over node:tls with
  * @medplum/hl7's Hl7Connection. Tests choose the answer per message; the peer records every
  * receipt by MSH-10 so tests can count what the partner got (exactly once, same MSH-10...).
  */

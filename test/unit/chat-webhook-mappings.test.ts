@@ -25,7 +25,7 @@ type Json = Record<string, unknown>;
 const twilio = (f: string): CanonicalMessage[] => parseTwilioWhatsApp(readFileSync(new URL(`../fixtures/twilio/${f}`, import.meta.url)), ctx).messages;
 const rc = rocketChatWebhookSource.create(rocketChatWebhookConfigSchema.parse({ kind: 'rocketchat_webhook', outgoing_token: 't', livechat_token: 'l' }), { channelId: 'rc' });
 const rocket = async (f: string, dir = '../fixtures/rocketchat/'): Promise<CanonicalMessage[]> => (await rc.parse(readFileSync(new URL(`${dir}${f}`, import.meta.url)), ctx)).messages;
-const historyPage = JSON.parse(readFileSync(new URL('../../../shared/fixtures/rocketchat/developer-docs_channels.history_response.json', import.meta.url), 'utf8')) as { messages: unknown[] };
+const historyPage = JSON.parse(readFileSync(new URL('../fixtures/rocketchat/history/channels_history.json', import.meta.url), 'utf8')) as { messages: unknown[] };
 let generic: SourceInstance;
 
 const cases: [string, () => CanonicalMessage[] | Promise<CanonicalMessage[]>][] = [
@@ -40,8 +40,8 @@ const cases: [string, () => CanonicalMessage[] | Promise<CanonicalMessage[]>][] 
   ['rocket.chat file upload', () => rocket('outgoing_file_uploaded.json')],
   ['rocket.chat livechat agent (staff)', () => rocket('livechat_message_agent.json')],
   ['rocket.chat session close (edit, image, closing comment)', () => rocket('livechat_session_close.json')],
-  ['rocket.chat offline message (docs example)', () => rocket('docs-old_livechat_LivechatOfflineMessage_example.json', '../../../shared/fixtures/rocketchat/')],
-  ['rocket.chat poll (recorded history page)', () => parseRocketChatPoll(Buffer.from(JSON.stringify({ rocketchat_poll: { server: 'https://chat.clinic.example', room: { id: 'ByehQjC44FwMeiLbX', type: 'channel' }, messages: historyPage.messages } })), ctx, { staffUsers: new Set() }).messages],
+  ['rocket.chat offline message', () => rocket('livechat_offline_message.json')],
+  ['rocket.chat poll (history page)', () => parseRocketChatPoll(Buffer.from(JSON.stringify({ rocketchat_poll: { server: 'https://chat.clinic.example', room: { id: 'RCroomPatientDesk', type: 'channel' }, messages: historyPage.messages } })), ctx, { staffUsers: new Set() }).messages],
   [
     'generic chat webhook',
     async () =>

@@ -1,6 +1,6 @@
 /**
  * hl7-standard 1.0.4 is used only behind src/hl7/hl7-standard-serializer.ts. These tests show
- * its defects (reference/hl7.md §5) are real in the raw library, and absent through the wrapper.
+ * its defects are real in the raw library, and absent through the wrapper.
  */
 import HL7 from 'hl7-standard';
 import { describe, expect, it } from 'vitest';

@@ -1,6 +1,6 @@
 /**
  * rocketchat_poll against a local HTTP server (port 0) that serves Rocket.Chat REST answers: the
- * recorded channels.history response from shared/fixtures/rocketchat as it is, and pages derived
+ * channels.history response of test/fixtures/rocketchat/history as it is, and pages derived
  * from it (same message shape, more messages) served with the documented query semantics
  * (roomId, oldest, inclusive, count, offset; newest first). Faults: 429 with X-RateLimit-Reset or
  * Retry-After, a failing emit, and a stop mid-way followed by a restart on the same cursor store.
@@ -16,16 +16,16 @@ import { advance, newerThan, rocketChatPollConfigSchema, rocketChatPollSource } 
 import { rateLimitWaitMs } from '../../src/connectors/sources/rocketchat-poll-client.js';
 import { syncResult } from '../support/sync-parse.js';
 
-const recorded = readFileSync(new URL('../../../shared/fixtures/rocketchat/developer-docs_channels.history_response.json', import.meta.url), 'utf8');
-const recordedMessages = (JSON.parse(recorded) as { messages: Record<string, unknown>[] }).messages;
+const historyPage = readFileSync(new URL('../fixtures/rocketchat/history/channels_history.json', import.meta.url), 'utf8');
+const historyMessages = (JSON.parse(historyPage) as { messages: Record<string, unknown>[] }).messages;
 const AUTH = { token: 'pat-token-for-tests', user: 'pollerUser0000001' };
 const ctx = { channelId: 'rc-poll', receivedAt: new Date('2026-03-01T12:00:00.000Z') };
 
 type Msg = Record<string, unknown> & { _id: string; ts: string };
 
-/** Room content derived from the recorded page: the first (user) message's shape, more of them, and its system messages. */
-function derivedRoom(rid: string, count: number, startMs = Date.parse('2016-12-09T12:50:51.555Z')): Msg[] {
-  const [user, ...system] = recordedMessages as Msg[];
+/** Room content derived from the history page: the first (user) message's shape, more of them, and its system messages. */
+function derivedRoom(rid: string, count: number, startMs = Date.parse('2026-02-26T09:30:15.250Z')): Msg[] {
+  const [user, ...system] = historyMessages as Msg[];
   const out: Msg[] = [];
   for (let i = 0; i < count; i++) {
     // Messages 4 and 5 share one millisecond: a page boundary between them must not skip either.
@@ -107,7 +107,7 @@ function makeSource(peer: Peer, over: Record<string, unknown> = {}): SourceInsta
     server_url: peer.url,
     auth_token: AUTH.token,
     user_id: AUTH.user,
-    rooms: [{ id: 'ByehQjC44FwMeiLbX', type: 'channel', name: 'general' }],
+    rooms: [{ id: 'RCroomPatientDesk', type: 'channel', name: 'general' }],
     interval_ms: 20,
     start_at: 'beginning',
     rate_limit: { calls: 1000, per_ms: 60_000 },
@@ -163,36 +163,36 @@ afterEach(async () => {
   await peer?.close();
 });
 
-describe('rocketchat_poll against recorded Rocket.Chat answers', () => {
-  it('the recorded channels.history response as it is: one user message, three system messages filtered', async () => {
+describe('rocketchat_poll against Rocket.Chat REST answers', () => {
+  it('the channels.history response as it is: one user message, three system messages filtered', async () => {
     peer = await startPeer();
-    peer.verbatim.push(recorded);
+    peer.verbatim.push(historyPage);
     const cursor = memoryCursor();
     const source = makeSource(peer);
     const run = await runPoll(source, cursor, (r) => r.events.length >= 1 && peer.calls.length >= 2);
-    expect(run.ids).toEqual(['AkzpHAvZpdnuchw2a']);
-    expect(JSON.parse(cursor.data.get('room:channel:ByehQjC44FwMeiLbX')!)).toEqual({ ts: '2016-12-09T12:50:51.555Z', ids: ['AkzpHAvZpdnuchw2a'] });
+    expect(run.ids).toEqual(['RChist00000000001']);
+    expect(JSON.parse(cursor.data.get('room:channel:RCroomPatientDesk')!)).toEqual({ ts: '2026-02-26T09:30:15.250Z', ids: ['RChist00000000001'] });
     const first = peer.calls[0]!;
     expect(first.path).toBe('/api/v1/channels.history');
     expect(first.params.get('oldest')).toBeNull();
     // The next round polls forward from the cursor.
-    expect(peer.calls[1]!.params.get('oldest')).toBe('2016-12-09T12:50:51.555Z');
+    expect(peer.calls[1]!.params.get('oldest')).toBe('2026-02-26T09:30:15.250Z');
     expect(peer.calls[1]!.params.get('inclusive')).toBe('true');
     // The emitted event parses into one canonical message.
-    const parsed = await source.parse(Buffer.from(JSON.stringify({ rocketchat_poll: { server: peer.url, room: { id: 'ByehQjC44FwMeiLbX', type: 'channel', name: 'general' }, messages: [recordedMessages[0]] } })), ctx);
+    const parsed = await source.parse(Buffer.from(JSON.stringify({ rocketchat_poll: { server: peer.url, room: { id: 'RCroomPatientDesk', type: 'channel', name: 'general' }, messages: [historyMessages[0]] } })), ctx);
     expect(parsed.messages).toHaveLength(1);
-    expect(parsed.messages[0]).toMatchObject({ kind: 'text', id: 'AkzpHAvZpdnuchw2a', text: 'hi', sent_at: '2016-12-09T12:50:51.555Z', sender: { platform_id: 'y65tAmHs93aDChMWu', username: 'testing' }, conversation_id: 'rocketchat:ByehQjC44FwMeiLbX', source: { kind: 'rocketchat_poll', endpoint_display: 'general' } });
+    expect(parsed.messages[0]).toMatchObject({ kind: 'text', id: 'RChist00000000001', text: 'Is the clinic open on Saturday?', sent_at: '2026-02-26T09:30:15.250Z', sender: { platform_id: 'usr00000000000031', username: 'pat.rivera' }, conversation_id: 'rocketchat:RCroomPatientDesk', source: { kind: 'rocketchat_poll', endpoint_display: 'general' } });
     expect(canonicalMessageSchema.safeParse(parsed.messages[0]).success).toBe(true);
     // System messages handed to parse() directly are ignored with a reason.
-    const sys = await source.parse(Buffer.from(JSON.stringify({ rocketchat_poll: { room: { id: 'r', type: 'channel' }, messages: recordedMessages.slice(1) } })), ctx);
+    const sys = await source.parse(Buffer.from(JSON.stringify({ rocketchat_poll: { room: { id: 'r', type: 'channel' }, messages: historyMessages.slice(1) } })), ctx);
     expect(sys.messages).toEqual([]);
     expect(sys.ignored).toHaveLength(3);
   });
 
   it('pages through history (count/offset), emits oldest first, exactly once, then polls forward', async () => {
     peer = await startPeer();
-    const room = derivedRoom('ByehQjC44FwMeiLbX', 12);
-    peer.rooms.set('ByehQjC44FwMeiLbX', room);
+    const room = derivedRoom('RCroomPatientDesk', 12);
+    peer.rooms.set('RCroomPatientDesk', room);
     const cursor = memoryCursor();
     const source = makeSource(peer, { page_size: 3, emit_batch: 2 });
     const expected = userIds(room);
@@ -217,7 +217,7 @@ describe('rocketchat_poll against recorded Rocket.Chat answers', () => {
 
   it('honours a 429 with X-RateLimit-Reset, and with Retry-After', async () => {
     peer = await startPeer();
-    peer.rooms.set('ByehQjC44FwMeiLbX', derivedRoom('ByehQjC44FwMeiLbX', 2));
+    peer.rooms.set('RCroomPatientDesk', derivedRoom('RCroomPatientDesk', 2));
     let refused = 0;
     peer.fault = (): { status: number; headers?: Record<string, string> } | undefined => {
       if (refused === 0) {
@@ -239,7 +239,7 @@ describe('rocketchat_poll against recorded Rocket.Chat answers', () => {
 
   it('keeps to the call budget per endpoint (default 10 per 60 s; here 2 per 600 ms)', async () => {
     peer = await startPeer();
-    peer.rooms.set('ByehQjC44FwMeiLbX', derivedRoom('ByehQjC44FwMeiLbX', 3));
+    peer.rooms.set('RCroomPatientDesk', derivedRoom('RCroomPatientDesk', 3));
     const run = await runPoll(makeSource(peer, { page_size: 1, rate_limit: { calls: 2, per_ms: 600 } }), memoryCursor(), (r) => r.ids.length >= 3);
     expect(run.ids).toHaveLength(3);
     const times = peer.calls.map((c) => c.at);
@@ -249,8 +249,8 @@ describe('rocketchat_poll against recorded Rocket.Chat answers', () => {
 
   it('a stop mid-way and a restart on the same cursor store skip and repeat nothing', async () => {
     peer = await startPeer();
-    const room = derivedRoom('ByehQjC44FwMeiLbX', 10);
-    peer.rooms.set('ByehQjC44FwMeiLbX', room);
+    const room = derivedRoom('RCroomPatientDesk', 10);
+    peer.rooms.set('RCroomPatientDesk', room);
     const cursor = memoryCursor();
     const source = makeSource(peer, { page_size: 4, emit_batch: 1 });
     const first = await runPoll(source, cursor, () => false, {
@@ -271,8 +271,8 @@ describe('rocketchat_poll against recorded Rocket.Chat answers', () => {
 
   it('a failing emit does not move the cursor: the messages come again next round', async () => {
     peer = await startPeer();
-    const room = derivedRoom('ByehQjC44FwMeiLbX', 4);
-    peer.rooms.set('ByehQjC44FwMeiLbX', room);
+    const room = derivedRoom('RCroomPatientDesk', 4);
+    peer.rooms.set('RCroomPatientDesk', room);
     let failures = 0;
     const run = await runPoll(makeSource(peer, { emit_batch: 2 }), memoryCursor(), (r) => r.ids.length >= 4, {
       emit: async (_raw, r) => {
@@ -301,7 +301,7 @@ describe('rocketchat_poll against recorded Rocket.Chat answers', () => {
         { id: 'dm', type: 'im' },
         { id: 'lc', type: 'livechat', name: 'Jon' },
       ],
-      staff_users: ['testing'],
+      staff_users: ['pat.rivera'],
     });
     const run = await runPoll(source, cursor, (r) => r.ids.length >= 7);
     expect(run.ids.sort()).toEqual(['dm-m00', 'lc-agent', 'lc-visitor', 'priv-m00', 'priv-m01', 'pub-m00', 'pub-m01']);
@@ -320,17 +320,17 @@ describe('rocketchat_poll against recorded Rocket.Chat answers', () => {
 
   it('start_at "now" remembers where now was', async () => {
     peer = await startPeer();
-    peer.rooms.set('ByehQjC44FwMeiLbX', derivedRoom('ByehQjC44FwMeiLbX', 3));
+    peer.rooms.set('RCroomPatientDesk', derivedRoom('RCroomPatientDesk', 3));
     const cursor = memoryCursor();
     const run = await runPoll(makeSource(peer, { start_at: 'now' }), cursor, () => peer.calls.length >= 2);
     expect(run.ids).toEqual([]);
-    const saved = JSON.parse(cursor.data.get('room:channel:ByehQjC44FwMeiLbX')!) as { ts: string };
+    const saved = JSON.parse(cursor.data.get('room:channel:RCroomPatientDesk')!) as { ts: string };
     expect(Date.now() - Date.parse(saved.ts)).toBeLessThan(10_000);
   });
 
   it('a wrong token is logged per room and retried, never crashing the loop', async () => {
     peer = await startPeer();
-    peer.rooms.set('ByehQjC44FwMeiLbX', derivedRoom('ByehQjC44FwMeiLbX', 1));
+    peer.rooms.set('RCroomPatientDesk', derivedRoom('RCroomPatientDesk', 1));
     const run = await runPoll(makeSource(peer, { auth_token: 'wrong' }), memoryCursor(), () => peer.calls.length >= 3);
     expect(run.ids).toEqual([]);
   });

@@ -2,8 +2,7 @@
  * FHIR R4 destination: one canonical message -> one `Communication`, written with a
  * conditional create (`If-None-Exist: identifier=<system>|<message id>`) so a redelivery never
  * duplicates. Before mapping, the sender is matched to a Patient by phone; Patients are never
- * created. Reference: /work/shared/reference/fhir.md (§1 modelling, §2 conditional create,
- * §3 retry classification, §5 fhir-kit-client). Docs: docs/destinations/fhir-r4.md.
+ * created. Docs (modelling, conditional create, retry classification): docs/destinations/fhir-r4.md.
  *
  * PHI: error messages and logs carry status codes, issue codes and ids only, never message text,
  * phone numbers or request URLs (search URLs contain the phone number).

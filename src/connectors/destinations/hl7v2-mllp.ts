@@ -8,7 +8,7 @@
  * control id, so a partner can discard duplicates. MSH-7 is the message's received time, so a
  * retry resends the same bytes.
  *
- * ACK → action (overridable per partner with `ack_actions`, reference/hl7.md §4):
+ * ACK → action (overridable per partner with `ack_actions`, docs/destinations/hl7v2-mllp.md):
  *   AA, CA                         delivered (CA + MSH-16 AL: the application ACK is awaited on
  *                                  the same connection for ack_timeout_ms; none → delivered, committed)
  *   AE, CE                         dead-letter (HL7_ACK_AE) with ERR location, code, severity

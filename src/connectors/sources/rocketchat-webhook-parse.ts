@@ -2,8 +2,8 @@
  * Rocket.Chat -> canonical messages. Pure functions over stored bytes: no I/O, no clock, never
  * throws on odd input. Used by both Rocket.Chat sources:
  *  - `rocketchat_webhook`: outgoing-webhook integrations (RC-TRIG) and Omnichannel/Livechat
- *    webhooks (RC-CRM), reference/chat-sources.md sections 3.1 and 3.2;
- *  - `rocketchat_poll`: REST history pages (section 3.3), wrapped by the poller.
+ *    webhooks (RC-CRM);
+ *  - `rocketchat_poll`: REST history pages, wrapped by the poller.
  *
  * What becomes what (also in docs/sources/rocketchat.md):
  *  - a chat message (outgoing `message_id`, Livechat `messages[]`, REST message) -> a message;

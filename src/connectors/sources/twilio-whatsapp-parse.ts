@@ -2,7 +2,7 @@
  * Twilio WhatsApp webhook (form-encoded) -> canonical messages and statuses. A pure function over
  * the raw stored bytes: no I/O, no clock, no randomness, and it never throws on odd input.
  *
- * Parameters: reference/chat-sources.md section 2.1 (Twilio's "webhook request" page).
+ * Parameters: Twilio's documented webhook request for WhatsApp (docs/sources/twilio-whatsapp.md).
  *  - an inbound message: `MessageSid`, `From`/`To` (`whatsapp:+E164`, or `whatsapp:US.123` for a
  *    username-only user), `Body`, `NumMedia` + `MediaUrlN`/`MediaContentTypeN`, location
  *    (`Latitude`, `Longitude`, `Address`, `Label`), quick replies (`ButtonText`, `ButtonPayload`),

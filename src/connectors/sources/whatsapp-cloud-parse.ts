@@ -4,7 +4,8 @@
  * cannot read becomes an `unsupported` message with an error entry, or an `ignored` part with a
  * reason, so nothing acknowledged to Meta silently disappears.
  *
- * Payload shapes: /work/shared/reference/chat-sources.md section 1 and the fixtures beside it.
+ * Payload shapes: Meta's Cloud API webhook reference, as in fixtures/whatsapp and
+ * test/fixtures/whatsapp; docs/sources/whatsapp-cloud.md.
  */
 import { createHash } from 'node:crypto';
 import { z } from 'zod';

@@ -1,7 +1,7 @@
 /**
  * WhatsApp Cloud API (Meta) webhook source: the GET verification handshake, the
  * `X-Hub-Signature-256` check over the raw bytes, an envelope check at the edge, and the parser
- * (in `whatsapp-cloud-parse.ts`). Reference: /work/shared/reference/chat-sources.md section 1.
+ * (in `whatsapp-cloud-parse.ts`). Docs: docs/sources/whatsapp-cloud.md.
  */
 import { createHmac, timingSafeEqual } from 'node:crypto';
 import { z } from 'zod';
