@@ -106,6 +106,8 @@ export interface SearchAnswer {
 }
 
 export interface MessageTrace {
+  /** The servers' answers were left out: the principal may not read content. */
+  contentWithheld?: boolean;
   id: string;
   channelId: string;
   kind: string;

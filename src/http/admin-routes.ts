@@ -384,8 +384,12 @@ export function createAdminRouter(deps: AdminDeps): Router {
       await audit(ctx, 'message.viewed', 'failure', [{ type: 'message', id: id.data }], { view: 'trace', reason: 'not_found' });
       return bad(ctx, 404, 'NOT_FOUND', 'no such message');
     }
-    await audit(ctx, 'message.viewed', 'success', [{ type: 'message', id: t.id }, ...t.deliveries.map((d) => deliveryResource(d.id))], { view: 'trace' });
-    ctx.body = { ...t, deliveries: t.deliveries.map(withReason) };
+    // Servers' answers may echo message content: only for principals that may read content.
+    const p = principalOf(ctx);
+    const content = p.role !== null && rolePermissions[p.role].has('content.read');
+    await audit(ctx, 'message.viewed', 'success', [{ type: 'message', id: t.id }, ...t.deliveries.map((d) => deliveryResource(d.id))], { view: 'trace', content });
+    const deliveries = t.deliveries.map((d) => withReason(content ? d : { ...d, history: d.history.map((a) => ({ ...a, response: null })) }));
+    ctx.body = { ...t, deliveries, contentWithheld: !content };
   });
 
   // One patient's thread across messages and channels, in order, with each delivery's state.

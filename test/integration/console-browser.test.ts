@@ -12,7 +12,9 @@ import path from 'node:path';
 import type { Browser, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startFhirSandbox, type FhirSandbox } from '../../src/sandbox/fhir-sandbox.js';
+import { runCli } from '../../src/cli/main.js';
 import { chromiumAvailable, launchChromium } from '../support/browser.js';
+import { capturedIo } from '../support/cli-io.js';
 import { startFaultProxy, type FaultProxy } from '../support/fault-proxy.js';
 import { repoRoot, startGateway, waitFor, type TestGateway } from '../support/gateway.js';
 import { createTestDatabase, redisUrl } from '../support/services.js';
@@ -195,6 +197,66 @@ describe.skipIf(redis === null || !chromiumAvailable())('operator console in chr
     // The views, the check and the export are themselves in the trail.
     const recorded = (await (await gw.admin('/admin/audit?action=audit.viewed,audit.verified,audit.exported&limit=10')).json()) as { items: { action: string }[] };
     expect(new Set(recorded.items.map((e) => e.action))).toEqual(new Set(['audit.viewed', 'audit.verified', 'audit.exported']));
+  });
+
+  it('a viewer sees no replay button and no message content', async () => {
+    // A named viewer token, made as an administrator would: switchboard tokens create --role viewer.
+    const io = capturedIo({ SWITCHBOARD_URL: gw.url, ADMIN_TOKEN: gw.adminToken });
+    expect(await runCli(['tokens', 'create', '--name', 'front-desk', '--role', 'viewer'], io), io.err).toBe(0);
+    const viewerToken = io.out.trim();
+    refuseCommunications(proxy);
+    const wamid = newWamid();
+    const text = 'Please cancel my test results appointment';
+    expect((await postWebhook(`${gw.url}/webhooks/whatsapp-to-ehr`, textEvent({ wamid, text }))).status).toBe(200);
+    await waitFor('dead-lettered', async () => (await deadLetterCount()) === 1 || undefined);
+    proxy.setRule(() => ({ kind: 'pass' }));
+
+    const context = await browser.newContext({ viewport: { width: 1280, height: 800 } });
+    try {
+      const v = await context.newPage();
+      await v.goto(`${gw.url}/console/`);
+      await v.getByLabel('API token').fill(viewerToken);
+      await v.getByRole('button', { name: 'Sign in' }).click();
+      await v.getByRole('heading', { name: 'Dashboard' }).waitFor();
+      expect(await v.getByText('front-desk (viewer)').count()).toBe(1);
+      await v.getByRole('row').filter({ hasText: 'whatsapp-to-ehr' }).first().waitFor();
+      expect(await v.getByRole('button', { name: /^(Reload channels|Pause|Resume)/ }).count()).toBe(0);
+      expect(await v.getByRole('link', { name: 'Audit log' }).count()).toBe(0);
+
+      await v.getByRole('link', { name: 'Messages' }).click();
+      await v.getByLabel('Search messages').fill(wamid);
+      await v.getByRole('button', { name: 'Search' }).click();
+      await v.getByRole('link', { name: `Trace of ${wamid}` }).click();
+      await v.getByRole('heading', { name: 'ehr: dead letter' }).waitFor();
+      await v.locator('ol.timeline').getByText('ehr: attempt 1: dead-lettered').waitFor();
+      expect(await v.getByRole('button', { name: /Replay|Discard/ }).count()).toBe(0);
+      expect(await v.getByText("Server's answer").count()).toBe(0);
+      await v.getByText("Servers' answers are not shown: your role may not read message content.").waitFor();
+      const html = await v.content();
+      expect(html).not.toContain(text);
+      expect(html).not.toContain('Patient is inactive');
+      await screenshot(v, 'viewer-trace');
+
+      await v.getByRole('link', { name: 'Dead letters' }).click();
+      await v.getByText('Your role may not read message content').waitFor();
+      expect(await v.getByRole('checkbox').count()).toBe(0);
+    } finally {
+      await context.close();
+    }
+
+    // The gateway refuses what the console does not offer, and keeps the server's answer from the trace.
+    const as = (p: string, init: RequestInit = {}) => fetch(`${gw.url}/admin${p}`, { ...init, headers: { authorization: `Bearer ${viewerToken}`, 'content-type': 'application/json' } });
+    const found = (await (await as(`/messages/search?q=${wamid}`)).json()) as { items: { id: string; deliveries: { id: string }[] }[] };
+    const deliveryId = found.items[0]!.deliveries[0]!.id;
+    expect((await as(`/dead-letters/${deliveryId}/replay`, { method: 'POST', body: '{}' })).status).toBe(403);
+    expect((await as(`/deliveries/${deliveryId}/rejected-output`)).status).toBe(403);
+    expect((await as('/dead-letters')).status).toBe(403);
+    const trace = await (await as(`/messages/${found.items[0]!.id}/trace`)).text();
+    expect(trace).not.toContain('Patient is inactive');
+    expect(trace).not.toContain(text);
+    expect(JSON.parse(trace)).toMatchObject({ contentWithheld: true });
+    expect(await (await gw.admin(`/admin/messages/${found.items[0]!.id}/trace`)).text()).toContain('Patient is inactive');
+    expect((await gw.admin(`/admin/dead-letters/${deliveryId}/replay`, { method: 'POST', body: '{}', headers: { 'content-type': 'application/json' } })).status).toBe(202);
   });
 
   it('signs out, and ends a session left idle', async () => {

@@ -86,6 +86,7 @@ export function Trace(props: { id: string }) {
         {m.kind} on {m.channelId}, sent {when(m.sentAt)}, received {when(m.receivedAt)} · message {m.id} ·{' '}
         <a href={href(`/messages/${m.id}/conversation`)}>Conversation with this patient</a>
       </p>
+      {m.contentWithheld && <p class="muted">Servers' answers are not shown: your role may not read message content.</p>}
       <section aria-labelledby="deliveries-h">
         <h2 id="deliveries-h">Deliveries</h2>
         {m.deliveries.length === 0 && <p>No destination was asked to deliver this message.</p>}
