@@ -128,6 +128,31 @@ describe.skipIf(redis === null)('switchboard dlq', () => {
     const left = (await (await gw.admin('/admin/dead-letters/count')).json()) as { count: number };
     expect(left.count).toBe(0);
   });
+
+  it('replay waits no longer than --timeout-ms: a delivery still retrying is reported pending with its last reason (exit 1)', async () => {
+    proxy.setRule((req) =>
+      req.method === 'POST' && req.url.includes('/Communication')
+        ? { kind: 'respond', status: 422, headers: { 'content-type': 'application/fhir+json' }, body: '{"resourceType":"OperationOutcome","issue":[{"severity":"error","code":"business-rule"}]}' }
+        : { kind: 'pass' },
+    );
+    expect((await postWebhook(`${gw.url}/webhooks/whatsapp-to-ehr`, textEvent({ wamid: newWamid() }))).status).toBe(200);
+    const id = await waitFor('dead-lettered', async () => {
+      const c = io(gw);
+      await runCli(['dlq', 'list', '--format', 'json'], c);
+      return (JSON.parse(c.out) as { items: { id: string }[] }).items[0]?.id;
+    });
+    // The EHR is now down (503, retryable): the replayed delivery keeps retrying past the wait.
+    proxy.setRule((req) => (req.method === 'POST' && req.url.includes('/Communication') ? { kind: 'respond', status: 503, body: 'maintenance' } : { kind: 'pass' }));
+    const r = io(gw);
+    const started = Date.now();
+    expect(await runCli(['dlq', 'replay', id, '--timeout-ms', '1500'], r)).toBe(1);
+    expect(Date.now() - started).toBeLessThan(15_000);
+    expect(r.err).toContain('waiting up to 1.5 s for the outcome (--no-wait to return at once)');
+    expect(r.out).toMatch(new RegExp(`^${id}: still pending after 1.5 s \\((not tried yet|\\d+ attempts?, last: .+)\\); dlq show ${id} later`));
+    const bad = io(gw);
+    expect(await runCli(['dlq', 'replay', id, '--timeout-ms', 'soon'], bad)).toBe(2);
+    expect(bad.err).toContain('--timeout-ms is a number of milliseconds, 1 to 600000');
+  });
 });
 
 describe.skipIf(redis === null)('switchboard dlq on a mapping problem', () => {

@@ -92,7 +92,7 @@ async function waitForOutcome(client: GatewayClient, q: { id: string; generation
         id: q.id,
         state: 'pending',
         reason,
-        text: `still pending after ${Math.round(waitMs / 1000)} s (${tried === 0 ? 'not tried yet' : `${tried} attempt${tried === 1 ? '' : 's'}, last: ${reason ?? '?'}`}); dlq show ${q.id} later`,
+        text: `still pending after ${waitMs / 1000} s (${tried === 0 ? 'not tried yet' : `${tried} attempt${tried === 1 ? '' : 's'}, last: ${reason ?? '?'}`}); dlq show ${q.id} later`,
       };
     }
   }
