@@ -3,19 +3,26 @@
  * delivery and prints the FHIR Communication it became. Uses the same defaults as `npm start`.
  */
 import { randomBytes } from 'node:crypto';
-import { existsSync, readFileSync } from 'node:fs';
-import path from 'node:path';
+import { UsageError } from '../src/cli/args.js';
+import { adminToken as findAdminToken, gatewayAddress } from '../src/cli/gateway-client.js';
 import { devDefaults } from '../src/config/env.js';
 import { whatsappSignature } from '../src/connectors/sources/whatsapp-cloud.js';
 import { metaSerialise, whatsappTextEvent } from '../src/sandbox/whatsapp-sample-events.js';
 
-const port = process.env['PORT'] ?? '8080';
-const base = process.env['SWITCHBOARD_URL'] ?? `http://127.0.0.1:${port}`;
+// The gateway and the admin token are found as every client command finds them.
+const clientIo = { env: process.env, cwd: process.cwd() };
+const { base, from } = gatewayAddress(clientIo);
 const secret = process.env['WHATSAPP_APP_SECRET'] || devDefaults.WHATSAPP_APP_SECRET;
 // CHANNEL=whatsapp-care-routing npm run sample -- "Are my blood test results ready?" shows HL7 routing.
 const channel = process.env['CHANNEL'] ?? 'whatsapp-to-ehr';
-const tokenFile = path.resolve(process.env['DATA_DIR'] ?? '.data', 'admin-token');
-const adminToken = process.env['ADMIN_TOKEN'] ?? (existsSync(tokenFile) ? readFileSync(tokenFile, 'utf8').trim() : undefined);
+let adminToken: string | undefined;
+let noToken = '';
+try {
+  adminToken = findAdminToken(clientIo);
+} catch (err) {
+  if (!(err instanceof UsageError)) throw err;
+  noToken = err.message;
+}
 const text = process.argv.slice(2).join(' ') || 'Hello, can I move my appointment on Friday to next week? Merci 🙏';
 
 const wamid = `wamid.SAMPLE${randomBytes(12).toString('hex').toUpperCase()}`;
@@ -30,12 +37,12 @@ async function main(): Promise<void> {
     headers: { 'content-type': 'application/json', 'x-hub-signature-256': signature },
     body,
   }).catch((err: unknown) => {
-    throw new Error(`cannot reach the gateway at ${base} (${(err as Error).message}); is \`npm start\` running?`);
+    throw new Error(`cannot reach the gateway at ${base} (from ${from}): ${(err as Error).message}; is \`npm start\` running? Point at it with SWITCHBOARD_URL, or set PORT to the port it listens on`);
   });
   console.log(`POST /webhooks/${channel} -> ${res.status} ${await res.text()}`);
   if (!res.ok) process.exit(1);
   if (!adminToken) {
-    console.log('Set ADMIN_TOKEN (or run from the directory with .data/admin-token) to see the delivery.');
+    console.log(`To see the delivery: ${noToken}.`);
     return;
   }
   const deadline = Date.now() + 20_000;

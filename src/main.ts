@@ -139,7 +139,8 @@ async function main(): Promise<void> {
   }
   if (started.webhooks) {
     lines.push('', 'Try it: send a signed sample WhatsApp message and see the resulting FHIR Communication:');
-    lines.push(`  PORT=${started.port} npm run sample`);
+    // The sample finds the admin token in DATA_DIR, like every client command.
+    lines.push(`  PORT=${started.port}${cfg.DATA_DIR === '.data' ? '' : ` DATA_DIR=${cfg.DATA_DIR}`} npm run sample`);
   }
   lines.push('');
   process.stdout.write(lines.join('\n') + '\n');

@@ -4,7 +4,7 @@
  * file:line:column where the analyst has to fix it; all problems are collected before one
  * ConfigError is thrown, so one `validate` run shows everything.
  */
-import { didYouMean } from '../core/did-you-mean.js';
+import { didYouMean, missingFileHint } from '../core/did-you-mean.js';
 import { describeIndentation } from '../core/yaml-indentation.js';
 import type { Dirent } from 'node:fs';
 import { readdir, readFile, stat } from 'node:fs/promises';
@@ -260,7 +260,7 @@ async function loadOne(file: string, loader: Loader): Promise<FileResult> {
       if (typeof name === 'string') mappingFiles[name] = absolute;
       const check = await checkMapping(loader, shown, absolute);
       const at = nodePosition(locate(doc, ['destinations', index, 'mapping']).node, lineCounter);
-      if (check.status === 'missing') issue(at, `mapping file not found: ${shown} (paths are relative to the channel file)`);
+      if (check.status === 'missing') issue(at, `mapping file not found: ${shown}${missingFileHint(absolute)} (paths are relative to the channel file)`);
       else if (check.status === 'directory') issue(at, `mapping must name a .jsonata file, not a directory: ${shown}`);
       else result.mappingIssues.push(...check.issues);
     }),

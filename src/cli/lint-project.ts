@@ -10,6 +10,7 @@ import type { ConnectorRegistry } from '../connectors/types.js';
 import { loadChannelFile, type LoadedChannel } from '../channels/load-channel.js';
 import { scalarPosition } from '../channels/interpolate.js';
 import { ConfigError, type ConfigIssue } from '../core/errors.js';
+import { missingFileHint } from '../core/did-you-mean.js';
 import { compileMapping } from '../mapping/jsonata-mapping.js';
 import { effectiveChannelEnv, type EnvMode } from '../mapping-tests/mapping-test-env.js';
 import { collectProjectFiles, testedFileCandidates, testFileCandidates } from '../mapping-tests/mapping-test-files.js';
@@ -282,7 +283,7 @@ async function lintTestFile(file: string, yaml: PositionedYaml, options: LintOpt
     error(
       spec.mapping !== undefined ? ['mapping'] : [],
       spec.mapping !== undefined
-        ? `mapping file not found: ${spec.mapping} (relative to the test file)`
+        ? `mapping file not found: ${spec.mapping}${missingFileHint(mapping)} (relative to the test file)`
         : `test file without a mapping: there is no ${path.basename(mapping)} beside it; rename the test file or add "mapping: <file>.jsonata"`,
     );
   }

@@ -1,4 +1,6 @@
-/** Suggestions for misspelt keys and kinds in error messages: ` (did you mean "x"?)` or ''. */
+/** Suggestions for misspelt keys, kinds and file names in error messages: ` (did you mean "x"?)` or ''. */
+import { readdirSync } from 'node:fs';
+import path from 'node:path';
 
 function editDistance(a: string, b: string): number {
   const row = Array.from({ length: b.length + 1 }, (_, i) => i);
@@ -25,4 +27,23 @@ export function didYouMean(value: string, candidates: readonly string[]): string
     }
   }
   return best !== undefined && bestDistance <= Math.max(1, Math.floor(best.length / 3)) ? ` (did you mean "${best}"?)` : '';
+}
+
+/**
+ * For a file that does not exist: ` (did you mean "x.jsonata"?)` for a near name in its folder,
+ * else the files of that kind that are there (when few), else that the folder does not exist.
+ */
+export function missingFileHint(file: string, extension = '.jsonata'): string {
+  let names: string[];
+  try {
+    names = readdirSync(path.dirname(file)).filter((n) => n.endsWith(extension));
+  } catch {
+    return ' (and its folder does not exist)';
+  }
+  // Names compared without the extension, which every candidate shares.
+  const stem = (name: string) => name.slice(0, name.length - extension.length);
+  const near = didYouMean(stem(path.basename(file)), names.map(stem));
+  const hint = near === '' ? '' : near.replace(/"\?\)$/, `${extension}"?)`);
+  if (hint !== '' || names.length === 0) return hint;
+  return names.length <= 8 ? ` (${extension} files there: ${names.sort().join(', ')})` : ` (none of the ${names.length} ${extension} files there is close)`;
 }

@@ -7,6 +7,7 @@ import { existsSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { ConfigError, type ConfigIssue } from '../core/errors.js';
+import { missingFileHint } from '../core/did-you-mean.js';
 import type { ConnectorRegistry, SourceInstance } from '../connectors/types.js';
 import { compileMapping, type CompiledMapping } from '../mapping/jsonata-mapping.js';
 import { runChannelTests } from './mapping-test-channel.js';
@@ -131,7 +132,7 @@ async function runMappingTests(file: string, yaml: PositionedYaml, options: Test
       ...yaml.at(spec.mapping !== undefined ? ['mapping'] : []),
       message:
         spec.mapping !== undefined
-          ? `mapping file not found: ${shown(mappingFile)} (the path is relative to the test file)`
+          ? `mapping file not found: ${shown(mappingFile)}${missingFileHint(mappingFile)} (the path is relative to the test file)`
           : `test file without a mapping: there is no ${path.basename(mappingFile)} beside it; rename the test file or add "mapping: <file>.jsonata"`,
     });
     return result;

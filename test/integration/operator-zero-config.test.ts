@@ -41,6 +41,8 @@ describe('zero-config gateway', () => {
     expect(first.output()).toContain(`ADMIN_TOKEN generated and saved in ${dataDir}/admin-token`);
     expect(first.output()).toContain(`(its address and credentials: ${path.join(dataDir, 'postgres-credentials.json')})`);
     expect(first.output()).toMatch(/metrics: http:\/\/127\.0\.0\.1:\d+\/metrics/);
+    // The sample finds the admin token where this gateway keeps it.
+    expect(first.output()).toMatch(new RegExp(`PORT=\\d+ DATA_DIR=${dataDir} npm run sample`));
     const code = await first.kill('SIGINT');
     expect(code, first.output().slice(-3000)).toBe(0);
     const log = shutdownLog(first.output());

@@ -306,13 +306,27 @@ describe('loadChannelFile: problems with positions', () => {
     ]);
   });
 
-  it('reports a missing mapping at the mapping key of the channel', async () => {
+  it('reports a missing mapping at the mapping key of the channel, with the file meant or the files there', async () => {
     const [file, found] = await fileIssues(
       'channels/nomap.yaml',
       validChannel({ destination: ['  - name: ehr', '    kind: test_dest', '    mapping: ../mappings/nope.jsonata', '    url: x'] }),
     );
     expect(found).toEqual([
-      `${file}:9:14: mapping file not found: ${path.join(dir, 'mappings/nope.jsonata')} (paths are relative to the channel file)`,
+      `${file}:9:14: mapping file not found: ${path.join(dir, 'mappings/nope.jsonata')} (.jsonata files there: to-ehr.jsonata) (paths are relative to the channel file)`,
+    ]);
+    const [typo, misspelt] = await fileIssues(
+      'channels/typo.yaml',
+      validChannel({ destination: ['  - name: ehr', '    kind: test_dest', '    mapping: ../mappings/to-ehrr.jsonata', '    url: x'] }),
+    );
+    expect(misspelt).toEqual([
+      `${typo}:9:14: mapping file not found: ${path.join(dir, 'mappings/to-ehrr.jsonata')} (did you mean "to-ehr.jsonata"?) (paths are relative to the channel file)`,
+    ]);
+    const [folder, noFolder] = await fileIssues(
+      'channels/folder.yaml',
+      validChannel({ destination: ['  - name: ehr', '    kind: test_dest', '    mapping: ../mapings/to-ehr.jsonata', '    url: x'] }),
+    );
+    expect(noFolder).toEqual([
+      `${folder}:9:14: mapping file not found: ${path.join(dir, 'mapings/to-ehr.jsonata')} (and its folder does not exist) (paths are relative to the channel file)`,
     ]);
   });
 
@@ -358,7 +372,7 @@ describe('loadChannelFile: problems with positions', () => {
     );
     expect(found).toEqual([
       `${file}:7:5: missing required key "url" (a string) in destinations[0] (test_dest)`,
-      `${file}:9:14: mapping file not found: ${path.join(dir, 'mappings/nope.jsonata')} (paths are relative to the channel file)`,
+      `${file}:9:14: mapping file not found: ${path.join(dir, 'mappings/nope.jsonata')} (.jsonata files there: to-ehr.jsonata) (paths are relative to the channel file)`,
       `${file}:10:18: destinations[0].concurrency must be at least 1 (got 0)`,
     ]);
   });

@@ -158,7 +158,7 @@ describe('lint', () => {
       const lines = r.out.split('\n');
       expect(lines).toContain('channels/c.yaml:6:1: error: unknown key "filtre" in the channel (did you mean "filter"?); allowed keys: id, description, source, media, filter, destinations');
       expect(lines).toContain('channels/c.yaml:10:15: error: environment variable EHR_URL is not set: set it in the environment or in a file given with --env-file');
-      expect(lines).toContain('channels/c.yaml:11:14: error: mapping file not found: mappings/gone.jsonata (paths are relative to the channel file)');
+      expect(lines).toContain('channels/c.yaml:11:14: error: mapping file not found: mappings/gone.jsonata (.jsonata files there: broken.jsonata) (paths are relative to the channel file)');
       expect(lines.some((l) => /^mappings\/broken\.jsonata:3:1: error: JSONata S0211: The symbol "}" cannot be used as a unary operator — /.test(l))).toBe(true);
       expect(lines).toContain('mappings/broken.jsonata:1:1: warning: mapping without a test file: create broken.test.yaml beside it (docs/analyst-guide.md, "Test")');
       expect(lines).toContain('mappings/orphan.test.yaml:1:1: error: test file without a mapping: there is no orphan.jsonata beside it; rename the test file or add "mapping: <file>.jsonata"');

@@ -234,4 +234,13 @@ describe('error quality', () => {
     const result = await runTestFile(path.join(sub, 'lonely.test.yaml'), { registry: createConnectorRegistry() });
     expect(result.issues[0]?.message).toBe('test file without a mapping: there is no lonely.jsonata beside it; rename the test file or add "mapping: <file>.jsonata"');
   });
+
+  it('a misspelt mapping: file is not found, with the file meant', async () => {
+    const sub = await mkdtemp(path.join(dir, 'typo-'));
+    await writeFile(path.join(sub, 'to-ehr.jsonata'), '{}');
+    await writeFile(path.join(sub, 't.test.yaml'), `mapping: to-eht.jsonata\ntests:\n  - name: x\n    ${inline}\n    expect: { dropped: true }\n`);
+    const result = await runTestFile(path.join(sub, 't.test.yaml'), { registry: createConnectorRegistry() });
+    expect(result.issues[0]).toMatchObject({ line: 1, column: 10 });
+    expect(result.issues[0]?.message).toMatch(/^mapping file not found: \S*to-eht\.jsonata \(did you mean "to-ehr\.jsonata"\?\) \(the path is relative to the test file\)$/);
+  });
 });

@@ -1,10 +1,10 @@
 /** `switchboard map -m <mapping> -i <input>`: evaluates a mapping on a sample, optionally on every save. */
-import { readdirSync, watch, type FSWatcher } from 'node:fs';
+import { watch, type FSWatcher } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { createConnectorRegistry } from '../../connectors/registry.js';
 import type { CanonicalMessage } from '../../core/canonical-message.js';
-import { didYouMean } from '../../core/did-you-mean.js';
+import { missingFileHint } from '../../core/did-you-mean.js';
 import { ConfigError, SwitchboardError } from '../../core/errors.js';
 import type { SourceInstance } from '../../connectors/types.js';
 import { validateFhirResource } from '../../fhir/validate-resource.js';
@@ -160,7 +160,7 @@ async function evaluateWith(options: MapOptions, io: CliIo, target: MapTarget | 
   try {
     source = await readFile(mappingFile, 'utf8');
   } catch {
-    io.stderr(`${relative(io, mappingFile)}: mapping file not found${mappingSuggestion(mappingFile)}\n`);
+    io.stderr(`${relative(io, mappingFile)}: mapping file not found${missingFileHint(mappingFile)}\n`);
     return { ok: false, dependencies: [] };
   }
   let mapping;
@@ -261,17 +261,6 @@ async function evaluateWith(options: MapOptions, io: CliIo, target: MapTarget | 
 }
 
 /** " (did you mean mappings/x.jsonata?)" for a mapping file that does not exist. */
-function mappingSuggestion(file: string): string {
-  let names: string[];
-  try {
-    names = readdirSync(path.dirname(file)).filter((n) => n.endsWith('.jsonata'));
-  } catch {
-    return ' (and its folder does not exist)';
-  }
-  const hint = didYouMean(path.basename(file), names);
-  return hint === '' && names.length > 0 ? ` (mappings there: ${names.join(', ')})` : hint;
-}
-
 /** Re-runs on every save of the watched files (debounced) until io.signal aborts. */
 async function watchLoop(options: MapOptions, io: CliIo, first: RunResult): Promise<number> {
   const signal = io.signal;
