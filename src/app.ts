@@ -22,6 +22,7 @@ import { oidcAuthenticator, type OidcOptions } from './http/oidc-authenticator.j
 import { ApiTokenStore } from './store/api-token-store.js';
 import { createFileMediaStore } from './media/media-store.js';
 import { startHttpServer, type RunningHttpServer } from './http/http-server.js';
+import type { ListenerTimeouts, ListenerTls } from './http/listener.js';
 import { createWebhookMiddleware } from './http/webhook-route.js';
 import { ChannelRuntime } from './channels/channel-runtime.js';
 import type Koa from 'koa';
@@ -101,6 +102,10 @@ export interface SwitchboardOptions {
   consoleDir?: string;
   /** Console sessions end after this many idle minutes (CONSOLE_SESSION_MINUTES, default 30). */
   consoleSessionMinutes?: number;
+  /** HTTP header/request/keep-alive timeouts (HTTP_*_TIMEOUT_MS; defaults 10 s, 30 s, 65 s). */
+  httpTimeouts?: ListenerTimeouts;
+  /** HTTPS on the listener (TLS_CERT_FILE, TLS_KEY_FILE), reloaded when the files change. */
+  tls?: ListenerTls | undefined;
 }
 
 export class QueueDurabilityError extends Error {
@@ -343,6 +348,8 @@ export function createSwitchboard(o: SwitchboardOptions): Switchboard {
         ],
       },
       middleware,
+      ...(o.httpTimeouts && { timeouts: o.httpTimeouts }),
+      tls: o.tls,
       metrics: async () => {
         // Sampled at scrape time: queue depths, dead letters, circuits of this process.
         metrics.queueJobs.reset();
@@ -372,7 +379,7 @@ export function createSwitchboard(o: SwitchboardOptions): Switchboard {
           : []),
       ],
     });
-    publicBaseUrl ??= `http://${o.host === '0.0.0.0' ? '127.0.0.1' : o.host}:${http.port}`;
+    publicBaseUrl ??= `${http.secure ? 'https' : 'http'}://${o.host === '0.0.0.0' ? '127.0.0.1' : o.host}:${http.port}`;
     // The HTTP edge stops first so no new work arrives while workers drain.
     onStop('HTTP server closed: no new webhooks', () => http.close());
     return {

@@ -11,6 +11,7 @@ import { EnvError, effectiveEnv, parseEnv } from './config/env.js';
 import { MissingKeyError } from './crypto/key-provider.js';
 import { KeyringError } from './crypto/keyring.js';
 import { parseRoleMap } from './http/oidc-authenticator.js';
+import { ListenerConfigError } from './http/listener.js';
 
 async function main(): Promise<void> {
   let cfg;
@@ -53,6 +54,8 @@ async function main(): Promise<void> {
       },
     }),
     authThrottle: { limit: cfg.AUTH_FAILURE_LIMIT, windowMs: cfg.AUTH_FAILURE_WINDOW_SECONDS * 1000, lockoutMs: cfg.AUTH_LOCKOUT_SECONDS * 1000 },
+    httpTimeouts: { headersMs: cfg.HTTP_HEADERS_TIMEOUT_MS, requestMs: cfg.HTTP_REQUEST_TIMEOUT_MS, keepAliveMs: cfg.HTTP_KEEP_ALIVE_TIMEOUT_MS },
+    tls: cfg.TLS_CERT_FILE !== undefined && cfg.TLS_KEY_FILE !== undefined ? { certFile: cfg.TLS_CERT_FILE, keyFile: cfg.TLS_KEY_FILE, reloadIntervalMs: cfg.TLS_RELOAD_INTERVAL_MS } : undefined,
     registry: createConnectorRegistry(),
     logger,
     shutdownTimeoutMs: cfg.SHUTDOWN_TIMEOUT_MS,
@@ -99,7 +102,7 @@ async function main(): Promise<void> {
       process.stderr.write(`switchboard: refusing to start: invalid channel configuration\n${err.message}\n`);
     } else if (err instanceof QueueDurabilityError) {
       process.stderr.write(`switchboard: refusing to start: ${err.message}\n`);
-    } else if (err instanceof KeyringError || err instanceof MissingKeyError) {
+    } else if (err instanceof KeyringError || err instanceof MissingKeyError || err instanceof ListenerConfigError) {
       process.stderr.write(`switchboard: refusing to start: ${err.message}\n`);
     } else if (err instanceof EnvError) {
       process.stderr.write(`switchboard: ${err.message}\n`);
@@ -111,7 +114,7 @@ async function main(): Promise<void> {
   }
 
   const lines: string[] = ['', 'Switchboard is running.'];
-  const base = `http://${host === '0.0.0.0' ? '127.0.0.1' : host}:${started.port}`;
+  const base = `${cfg.TLS_CERT_FILE !== undefined ? 'https' : 'http'}://${host === '0.0.0.0' ? '127.0.0.1' : host}:${started.port}`;
   if (started.webhooks) {
     for (const c of started.channels) {
       if (c.source.path !== undefined) lines.push(`  webhook  ${c.id}: ${base}${c.source.path}  (GET verify, POST events)`);

@@ -27,6 +27,8 @@ const optionalUrl = (protocols: RegExp, what: string) =>
       .optional(),
   );
 
+const milliseconds = (min: number, def: number) => z.preprocess(emptyAsUndefined, z.coerce.number().int().min(min).default(def));
+
 export const envSchema = z.object({
   PORT: z.preprocess(emptyAsUndefined, z.coerce.number().int().min(0).max(65535).default(8080)),
   HOST: optionalString,
@@ -73,6 +75,12 @@ export const envSchema = z.object({
   REDIS_DURABILITY: z.preprocess(emptyAsUndefined, z.enum(['strict', 'warn']).default('strict')),
   JOB_LOCK_MS: z.preprocess(emptyAsUndefined, z.coerce.number().int().min(1000).default(30_000)),
   SHUTDOWN_TIMEOUT_MS: z.preprocess(emptyAsUndefined, z.coerce.number().int().min(0).default(10_000)),
+  HTTP_HEADERS_TIMEOUT_MS: milliseconds(100, 10_000),
+  HTTP_REQUEST_TIMEOUT_MS: milliseconds(100, 30_000),
+  HTTP_KEEP_ALIVE_TIMEOUT_MS: milliseconds(100, 65_000),
+  TLS_CERT_FILE: optionalString,
+  TLS_KEY_FILE: optionalString,
+  TLS_RELOAD_INTERVAL_MS: milliseconds(100, 10_000),
 });
 export type EnvConfig = z.infer<typeof envSchema>;
 
@@ -83,8 +91,19 @@ export class EnvError extends Error {
   }
 }
 
+/** Rules across variables (envSchema stays a plain object: its keys are the documented names). */
+const envRules = envSchema.superRefine((v, ctx) => {
+  if (v.HTTP_HEADERS_TIMEOUT_MS > v.HTTP_REQUEST_TIMEOUT_MS) {
+    ctx.addIssue({ code: 'custom', path: ['HTTP_HEADERS_TIMEOUT_MS'], message: `must not exceed HTTP_REQUEST_TIMEOUT_MS (${v.HTTP_REQUEST_TIMEOUT_MS})` });
+  }
+  if ((v.TLS_CERT_FILE === undefined) !== (v.TLS_KEY_FILE === undefined)) {
+    const [missing, given] = v.TLS_CERT_FILE === undefined ? ['TLS_CERT_FILE', 'TLS_KEY_FILE'] : ['TLS_KEY_FILE', 'TLS_CERT_FILE'];
+    ctx.addIssue({ code: 'custom', path: [missing], message: `must be set together with ${given} (HTTPS needs both the certificate and its key, or neither)` });
+  }
+});
+
 export function parseEnv(env: Readonly<Record<string, string | undefined>>): EnvConfig {
-  const r = envSchema.safeParse(env);
+  const r = envRules.safeParse(env);
   if (!r.success) {
     throw new EnvError(r.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`));
   }

@@ -1,10 +1,11 @@
 /** The Koa application: health, readiness, channel webhooks and the admin API. */
-import http from 'node:http';
 import Koa from 'koa';
 import Router from '@koa/router';
 import type { Logger } from '../core/logger.js';
 import { errorBody } from './webhook-route.js';
 import { guardRouters, registeredRoutes, type AccessControl } from './access-control.js';
+import { createListener, defaultTimeouts, type ListenerTimeouts, type ListenerTls } from './listener.js';
+import { securityHeaders } from './security-headers.js';
 
 export interface ReadinessCheck {
   name: string;
@@ -25,12 +26,20 @@ export interface HttpServerOptions {
   middleware?: readonly Koa.Middleware[];
   /** Prometheus text for GET /metrics. */
   metrics?: () => Promise<{ contentType: string; body: string }>;
+  /** Header, request and keep-alive timeouts (defaults: 10 s, 30 s, 65 s). */
+  timeouts?: ListenerTimeouts;
+  /** HTTPS on the listener from certificate files, reloaded on change. */
+  tls?: ListenerTls | undefined;
 }
 
 export interface RunningHttpServer {
   port: number;
   /** Every registered route as `METHOD path`, each guarded by its declared permission. */
   routes: readonly string[];
+  /** True when the listener speaks HTTPS. */
+  secure: boolean;
+  /** Re-reads TLS_CERT_FILE / TLS_KEY_FILE now; true when a new certificate was loaded. */
+  reloadTls(): Promise<boolean>;
   close(): Promise<void>;
 }
 
@@ -40,6 +49,9 @@ export function createHttpApp(o: Omit<HttpServerOptions, 'port' | 'host'>): { ap
   // proxy appended); without one that header is the client's to invent, so it is ignored.
   app.proxy = o.trustProxy === true;
   app.maxIpsCount = 1;
+  // A connection that fails after its handler ran (a sender cut off by the request timeout) is logged here, not printed by Koa.
+  app.on('error', (err: Error) => o.logger.warn({ err: { message: err.message } }, 'HTTP connection error'));
+  app.use(securityHeaders({ tls: o.tls !== undefined }));
   // Errors by position: the first middleware catches everything; internals are never exposed.
   app.use(async (ctx, next) => {
     try {
@@ -92,9 +104,8 @@ export function createHttpApp(o: Omit<HttpServerOptions, 'port' | 'host'>): { ap
 
 export async function startHttpServer(o: HttpServerOptions): Promise<RunningHttpServer> {
   const { app, routes } = createHttpApp(o);
-  const server = http.createServer(app.callback());
-  server.keepAliveTimeout = 65_000;
-  server.requestTimeout = 30_000;
+  const listener = await createListener(app.callback(), { timeouts: o.timeouts ?? defaultTimeouts, tls: o.tls, logger: o.logger });
+  const server = listener.server;
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
     server.listen(o.port, o.host, () => resolve());
@@ -104,8 +115,11 @@ export async function startHttpServer(o: HttpServerOptions): Promise<RunningHttp
   return {
     port,
     routes,
+    secure: listener.secure,
+    reloadTls: listener.reloadTls,
     close: () =>
       new Promise<void>((resolve) => {
+        listener.dispose();
         server.close(() => resolve());
         server.closeIdleConnections();
       }),

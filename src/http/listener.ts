@@ -1,0 +1,111 @@
+/**
+ * The HTTP(S) listener under the Koa app: request timeouts of seconds (not Node's minutes), and
+ * optional TLS from TLS_CERT_FILE / TLS_KEY_FILE, re-read periodically and swapped in with
+ * setSecureContext when the files change, so a renewed certificate needs no restart.
+ */
+import { readFile } from 'node:fs/promises';
+import http from 'node:http';
+import https from 'node:https';
+import tls from 'node:tls';
+import type { Logger } from '../core/logger.js';
+
+export interface ListenerTimeouts {
+  /** Time allowed to receive the request headers (HTTP_HEADERS_TIMEOUT_MS). */
+  headersMs: number;
+  /** Time allowed to receive the whole request, headers and body (HTTP_REQUEST_TIMEOUT_MS). */
+  requestMs: number;
+  /** An idle keep-alive connection is closed after this (HTTP_KEEP_ALIVE_TIMEOUT_MS). */
+  keepAliveMs: number;
+}
+
+export const defaultTimeouts: ListenerTimeouts = { headersMs: 10_000, requestMs: 30_000, keepAliveMs: 65_000 };
+
+export interface ListenerTls {
+  certFile: string;
+  keyFile: string;
+  /** How often the files are checked for a new certificate (TLS_RELOAD_INTERVAL_MS). */
+  reloadIntervalMs: number;
+}
+
+export class ListenerConfigError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'ListenerConfigError';
+  }
+}
+
+interface Pem {
+  cert: Buffer;
+  key: Buffer;
+}
+
+async function readPem(o: ListenerTls): Promise<Pem> {
+  const read = async (file: string, variable: string): Promise<Buffer> => {
+    try {
+      return await readFile(file);
+    } catch (err) {
+      throw new ListenerConfigError(`${variable} ${file}: cannot read it (${(err as NodeJS.ErrnoException).code ?? 'error'})`);
+    }
+  };
+  const pem = { cert: await read(o.certFile, 'TLS_CERT_FILE'), key: await read(o.keyFile, 'TLS_KEY_FILE') };
+  try {
+    // Parses both and checks that the key belongs to the certificate; never echoes key material.
+    tls.createSecureContext(pem);
+  } catch (err) {
+    throw new ListenerConfigError(`TLS_CERT_FILE ${o.certFile} / TLS_KEY_FILE ${o.keyFile}: not a usable certificate and key (${(err as Error).message.split('\n')[0]})`);
+  }
+  return pem;
+}
+
+export interface Listener {
+  server: http.Server;
+  secure: boolean;
+  /** Re-reads the certificate files now (the periodic check calls this). True when a new one was loaded. */
+  reloadTls(): Promise<boolean>;
+  /** Stops the certificate check. */
+  dispose(): void;
+}
+
+export async function createListener(handler: http.RequestListener, o: { timeouts: ListenerTimeouts; tls?: ListenerTls | undefined; logger: Logger }): Promise<Listener> {
+  const { headersMs, requestMs, keepAliveMs } = o.timeouts;
+  if (headersMs > requestMs) throw new ListenerConfigError(`HTTP_HEADERS_TIMEOUT_MS (${headersMs}) must not exceed HTTP_REQUEST_TIMEOUT_MS (${requestMs})`);
+  const serverOptions: http.ServerOptions = {
+    headersTimeout: headersMs,
+    requestTimeout: requestMs,
+    keepAliveTimeout: keepAliveMs,
+    // Node checks the two timeouts above only this often (default 30 s): check at a fraction of the shorter.
+    connectionsCheckingInterval: Math.max(50, Math.min(1000, Math.floor(headersMs / 4))),
+  };
+  if (!o.tls) {
+    const server = http.createServer(serverOptions, handler);
+    return { server, secure: false, reloadTls: async () => false, dispose: () => undefined };
+  }
+  const files = o.tls;
+  let current = await readPem(files);
+  const server = https.createServer({ ...serverOptions, ...current }, handler);
+  const reloadTls = async (): Promise<boolean> => {
+    let next: Pem;
+    try {
+      next = await readPem(files);
+    } catch (err) {
+      // Mid-rotation (certificate written, key not yet) or a bad file: keep serving the old one.
+      o.logger.warn({ err: { message: (err as Error).message } }, 'TLS certificate not reloaded; still serving the previous one');
+      return false;
+    }
+    if (next.cert.equals(current.cert) && next.key.equals(current.key)) return false;
+    server.setSecureContext(next);
+    current = next;
+    o.logger.info({ certFile: files.certFile }, 'TLS certificate reloaded');
+    return true;
+  };
+  let checking = false;
+  const timer = setInterval(() => {
+    if (checking) return;
+    checking = true;
+    void reloadTls().finally(() => {
+      checking = false;
+    });
+  }, files.reloadIntervalMs);
+  timer.unref();
+  return { server, secure: true, reloadTls, dispose: () => clearInterval(timer) };
+}
