@@ -15,7 +15,7 @@ export function securityHeaders(o: { tls: boolean }): Koa.Middleware {
     ctx.set('Referrer-Policy', 'no-referrer');
     ctx.set('X-Frame-Options', 'DENY');
     ctx.set('Cross-Origin-Opener-Policy', 'same-origin');
-    // Behind a TLS-terminating proxy (X-Forwarded-Proto: https, trusted with app.proxy) too.
+    // Behind a TLS-terminating proxy too (X-Forwarded-Proto: https, believed only with TRUST_PROXY).
     if (o.tls || ctx.secure) ctx.set('Strict-Transport-Security', strictTransportSecurity);
     try {
       await next();

@@ -11,31 +11,49 @@ import os from 'node:os';
 import path from 'node:path';
 import tls from 'node:tls';
 import Router from '@koa/router';
+import type Koa from 'koa';
 import getRawBody from 'raw-body';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { createLogger } from '../../src/core/logger.js';
 import { createConsoleMiddleware } from '../../src/http/console-route.js';
 import { startHttpServer, type RunningHttpServer } from '../../src/http/http-server.js';
+import { identityOf, staticTokenAuthenticator, type AccessControl } from '../../src/http/access-control.js';
 import { ListenerConfigError } from '../../src/http/listener.js';
 import { parseEnv } from '../../src/config/env.js';
 import { createTestPki, opensslAvailable, type TestPki } from '../support/tls-certs.js';
 
 const logger = createLogger({ level: 'silent' });
 
+const adminToken = 'transport-test-admin-token';
+const access: AccessControl = {
+  authenticators: [staticTokenAuthenticator([{ token: adminToken, identity: identityOf({ kind: 'bootstrap', id: 'ADMIN_TOKEN', display: 'ADMIN_TOKEN', role: 'admin' }) }])],
+  audit: { record: async () => undefined },
+};
+
+/** A declared admin route (GET /admin/whoami), guarded like the real one. */
 function routes(): Router {
   const r = new Router();
-  r.post('/webhook/echo', async (ctx) => {
-    const raw = await getRawBody(ctx.req, { limit: '1mb' });
-    ctx.body = { bytes: raw.length };
-  });
-  r.get('/boom', () => {
-    throw new Error('handler failed');
-  });
-  r.get('/admin/things', (ctx) => {
-    ctx.body = { things: [] };
+  r.get('/admin/whoami', (ctx) => {
+    ctx.body = { ok: true };
   });
   return r;
 }
+
+/** Webhook-like handlers (middleware, as the real webhook dispatcher is): read a body, or fail. */
+const handlers: Koa.Middleware = async (ctx, next) => {
+  if (ctx.path === '/webhook/echo') {
+    if (ctx.method !== 'POST') {
+      ctx.status = 405;
+      ctx.set('Allow', 'POST');
+      return;
+    }
+    const raw = await getRawBody(ctx.req, { limit: '1mb' });
+    ctx.body = { bytes: raw.length };
+    return;
+  }
+  if (ctx.path === '/boom') throw new Error('handler failed');
+  return next();
+};
 
 const servers: RunningHttpServer[] = [];
 afterEach(async () => {
@@ -43,7 +61,7 @@ afterEach(async () => {
 });
 
 async function start(extra: Partial<Parameters<typeof startHttpServer>[0]> = {}): Promise<RunningHttpServer> {
-  const s = await startHttpServer({ port: 0, host: '127.0.0.1', logger, readiness: [], routers: [routes()], ...extra });
+  const s = await startHttpServer({ port: 0, host: '127.0.0.1', logger, readiness: [], routers: [routes()], access, ...extra, middleware: [...(extra.middleware ?? []), handlers] });
   servers.push(s);
   return s;
 }
@@ -145,10 +163,11 @@ describe('security headers', () => {
       notFound: await get(s.port, '/no/such/route'),
       notAllowed: await get(s.port, '/webhook/echo', { method: 'PUT' }),
       error: await get(s.port, '/boom'),
-      admin: await get(s.port, '/admin/things'),
+      admin: await get(s.port, '/admin/whoami', { headers: { authorization: `Bearer ${adminToken}` } }),
+      adminRefused: await get(s.port, '/admin/whoami'),
       console: await get(s.port, '/console/'),
     };
-    expect(Object.fromEntries(Object.entries(answers).map(([k, r]) => [k, r.status]))).toEqual({ health: 200, notFound: 404, notAllowed: 405, error: 500, admin: 200, console: 200 });
+    expect(Object.fromEntries(Object.entries(answers).map(([k, r]) => [k, r.status]))).toEqual({ health: 200, notFound: 404, notAllowed: 405, error: 500, admin: 200, adminRefused: 401, console: 200 });
     for (const [name, r] of Object.entries(answers)) {
       expect.soft(r.headers.get('x-content-type-options'), name).toBe('nosniff');
       expect.soft(r.headers.get('referrer-policy'), name).toBe('no-referrer');
@@ -158,16 +177,19 @@ describe('security headers', () => {
       expect.soft(r.headers.get('strict-transport-security'), name).toBeNull();
     }
     expect(answers.admin.headers.get('cache-control')).toBe('no-store');
+    expect(answers.adminRefused.headers.get('cache-control')).toBe('no-store');
     expect(answers.notFound.headers.get('content-type')).toMatch(/application\/json/);
     // The console keeps its own policy (scripts and styles from itself), not the API's default-src 'none'.
     expect(answers.console.headers.get('content-security-policy')).not.toContain("default-src 'none'");
     expect(await answers.error.text()).not.toContain('handler failed');
   });
 
-  it('HSTS behind a TLS-terminating proxy that says so', async () => {
-    const s = await start();
-    const r = await get(s.port, '/healthz', { headers: { 'X-Forwarded-Proto': 'https' } });
+  it('HSTS behind a trusted TLS-terminating proxy (TRUST_PROXY) that says so, not on a client\'s word', async () => {
+    const trusted = await start({ trustProxy: true });
+    const r = await get(trusted.port, '/healthz', { headers: { 'X-Forwarded-Proto': 'https' } });
     expect(r.headers.get('strict-transport-security')).toMatch(/^max-age=\d{7,}/);
+    const direct = await start();
+    expect((await get(direct.port, '/healthz', { headers: { 'X-Forwarded-Proto': 'https' } })).headers.get('strict-transport-security')).toBeNull();
   });
 });
 
