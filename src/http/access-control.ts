@@ -12,6 +12,7 @@ import type { Principal } from '../core/principal.js';
 import { rolePermissions, routeKey, routePermissions, type Permission, type RouteRequirement } from './permissions.js';
 import { errorBody } from './webhook-route.js';
 import type { AuthThrottle } from './auth-throttle.js';
+import type { ApiTokenStore } from '../store/api-token-store.js';
 import { SwitchboardError } from '../core/errors.js';
 
 /** A principal and what it may do (its role's permissions, or a narrower grant such as MEDIA_TOKEN's). */
@@ -51,11 +52,13 @@ export function staticTokenAuthenticator(tokens: readonly { token: string; ident
 }
 
 /** Named API tokens from the store (`switchboard tokens create`). */
-export function apiTokenAuthenticator(tokens: { authenticate(token: string): Promise<Principal | null> }): Authenticator {
+export function apiTokenAuthenticator(tokens: Pick<ApiTokenStore, 'authenticate'>): Authenticator {
   return {
     async authenticate(bearer) {
-      const principal = await tokens.authenticate(bearer);
-      return principal ? identityOf(principal) : null;
+      const found = await tokens.authenticate(bearer);
+      if (found === null) return null;
+      if ('principal' in found) return identityOf(found.principal);
+      return { rejected: `token_${found.refused}`, message: `the API token "${found.name}" ${found.refused === 'revoked' ? 'was revoked' : 'has expired'}` };
     },
   };
 }

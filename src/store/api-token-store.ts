@@ -164,20 +164,22 @@ export class ApiTokenStore {
     });
   }
 
-  /** The principal of a valid (known, unexpired, unrevoked) token, else null. */
-  async authenticate(token: string): Promise<Principal | null> {
+  /** The principal of a valid token; for a known one that is revoked or expired, which; null for an unknown one. */
+  async authenticate(token: string): Promise<{ principal: Principal } | { refused: 'revoked' | 'expired'; name: string } | null> {
     if (!token.startsWith(TOKEN_PREFIX)) return null;
     const hash = hashOf(token);
-    const r = await this.pool.query<Row & { id: string; token_hash: Buffer }>(
-      'SELECT id, name, role, token_hash, last_used_at FROM api_tokens WHERE token_hash = $1 AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > now())',
+    const r = await this.pool.query<Row & { id: string; token_hash: Buffer; expired: boolean }>(
+      'SELECT id, name, role, token_hash, last_used_at, revoked_at, (expires_at IS NOT NULL AND expires_at <= now()) AS expired FROM api_tokens WHERE token_hash = $1',
       [hash],
     );
     const row = r.rows[0];
     if (!row || !timingSafeEqual(row.token_hash, hash)) return null;
+    if (row.revoked_at) return { refused: 'revoked', name: row.name };
+    if (row.expired) return { refused: 'expired', name: row.name };
     // Last use to the minute: one write per token a minute, not one per request.
     if (!row.last_used_at || Date.now() - row.last_used_at.getTime() > 60_000) {
       await this.pool.query('UPDATE api_tokens SET last_used_at = now() WHERE id = $1', [row.id]);
     }
-    return { kind: 'token', id: row.name, display: row.name, role: row.role };
+    return { principal: { kind: 'token', id: row.name, display: row.name, role: row.role } };
   }
 }

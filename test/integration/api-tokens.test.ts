@@ -98,7 +98,7 @@ describe.skipIf(redis === null)('switchboard tokens', () => {
     expect(await runCli(['tokens', 'revoke', '--offline', 'ehr-analyst'], revoke)).toBe(0);
     const refused = await as(token, '/admin/whoami');
     expect(refused.status).toBe(401);
-    expect(((await refused.json()) as { error: { code: string } }).error.code).toBe('UNAUTHENTICATED');
+    expect(((await refused.json()) as { error: { code: string; message: string } }).error).toEqual({ code: 'UNAUTHENTICATED', message: 'the API token "ehr-analyst" was revoked' });
     const twice = offline();
     expect(await runCli(['tokens', 'revoke', '--offline', 'ehr-analyst'], twice)).toBe(1);
     expect(twice.err).toContain('no token named "ehr-analyst"');
@@ -117,7 +117,9 @@ describe.skipIf(redis === null)('switchboard tokens', () => {
     const token = io.out.trim();
     expect((await as(token, '/admin/stats')).status).toBe(200);
     await db.query("UPDATE api_tokens SET expires_at = now() - interval '1 second' WHERE name = 'short-lived'");
-    expect((await as(token, '/admin/stats')).status).toBe(401);
+    const expired = await as(token, '/admin/stats');
+    expect(expired.status).toBe(401);
+    expect(((await expired.json()) as { error: { message: string } }).error.message).toBe('the API token "short-lived" has expired');
     const list = online();
     expect(await runCli(['tokens', 'list'], list)).toBe(0);
     expect(list.out).toMatch(/short-lived\s+viewer\s+expired/);
@@ -143,6 +145,7 @@ describe.skipIf(redis === null)('switchboard tokens', () => {
       ['ehr-analyst', 'failure', 'cli'],
       ['short-lived', 'success', 'ADMIN_TOKEN'],
     ]);
+    expect(entries.filter((e) => e.action === 'auth.failed').map((e) => e.detail?.['reason'])).toEqual(expect.arrayContaining(['token_revoked', 'token_expired']));
     expect(JSON.stringify(entries)).not.toMatch(/sbt_/);
   });
 });
