@@ -56,10 +56,11 @@ export interface LoadedChannel {
 }
 
 /**
- * \`auth: { type: bearer }\` was the spelling before every block named its variant with \`kind\`:
- * renamed in place (so old files keep loading); returns the paths of the blocks renamed.
+ * \`auth: { type: bearer }\` (and \`rooms: [{ type: channel }]\`) was the spelling before every block
+ * named its variant with \`kind\`: renamed in place (so old files keep loading); returns the paths of
+ * the blocks renamed.
  */
-function renameLegacyAuthType(data: unknown): YamlPath[] {
+function renameLegacyType(data: unknown): YamlPath[] {
   const renamed: YamlPath[] = [];
   const fix = (block: unknown, at: YamlPath) => {
     if (!isRecord(block) || !isRecord(block['auth'])) return;
@@ -71,6 +72,16 @@ function renameLegacyAuthType(data: unknown): YamlPath[] {
   };
   if (!isRecord(data)) return renamed;
   fix(data['source'], ['source']);
+  // rocketchat_poll rooms: `{ id, type: channel }` before rooms named their kind too.
+  const rooms = isRecord(data['source']) ? data['source']['rooms'] : undefined;
+  if (Array.isArray(rooms)) {
+    rooms.forEach((room: unknown, i) => {
+      if (!isRecord(room) || !('type' in room) || 'kind' in room) return;
+      const { type, ...rest } = room;
+      rooms[i] = { kind: type, ...rest };
+      renamed.push(['source', 'rooms', i]);
+    });
+  }
   const destinations = data['destinations'];
   if (Array.isArray(destinations)) destinations.forEach((d: unknown, i) => fix(d, ['destinations', i]));
   return renamed;
@@ -203,7 +214,7 @@ async function loadOne(file: string, loader: Loader): Promise<FileResult> {
     return result;
   }
   coerceBareReferences(loader.schema, data, interpolation.scalars);
-  for (const at of renameLegacyAuthType(data)) {
+  for (const at of renameLegacyType(data)) {
     result.warnings.push({
       file,
       ...nodePosition(locate(doc, [...at, 'type']).nearest, lineCounter),

@@ -111,7 +111,7 @@ beforeAll(async () => {
       `  server_url: ${rcUrl}`,
       '  auth_token: ${ROCKETCHAT_AUTH_TOKEN}',
       '  user_id: ${ROCKETCHAT_USER_ID}',
-      '  rooms: [{ id: RCroomPatientDesk, type: channel, name: general }]',
+      '  rooms: [{ id: RCroomPatientDesk, kind: channel, name: general }]',
       '  interval_ms: 200',
       '  rate_limit: { calls: 1000, per_ms: 60000 }',
       '  start_at: beginning',

@@ -107,7 +107,7 @@ function makeSource(peer: Peer, over: Record<string, unknown> = {}): SourceInsta
     server_url: peer.url,
     auth_token: AUTH.token,
     user_id: AUTH.user,
-    rooms: [{ id: 'RCroomPatientDesk', type: 'channel', name: 'general' }],
+    rooms: [{ id: 'RCroomPatientDesk', kind: 'channel', name: 'general' }],
     interval_ms: 20,
     start_at: 'beginning',
     rate_limit: { calls: 1000, per_ms: 60_000 },
@@ -244,7 +244,7 @@ describe('rocketchat_poll against Rocket.Chat REST answers', () => {
     expect(run.ids).toHaveLength(3);
     const times = peer.calls.map((c) => c.at);
     for (let i = 2; i < times.length; i++) expect(times[i]! - times[i - 2]!).toBeGreaterThanOrEqual(500);
-    expect(rocketChatPollConfigSchema.parse({ kind: 'rocketchat_poll', server_url: 'https://x.example', auth_token: 't', user_id: 'u', rooms: [{ id: 'r', type: 'im' }] }).rate_limit).toEqual({ calls: 10, per_ms: 60_000 });
+    expect(rocketChatPollConfigSchema.parse({ kind: 'rocketchat_poll', server_url: 'https://x.example', auth_token: 't', user_id: 'u', rooms: [{ id: 'r', kind: 'im' }] }).rate_limit).toEqual({ calls: 10, per_ms: 60_000 });
   });
 
   it('a stop mid-way and a restart on the same cursor store skip and repeat nothing', async () => {
@@ -296,10 +296,10 @@ describe('rocketchat_poll against Rocket.Chat REST answers', () => {
     const cursor = memoryCursor();
     const source = makeSource(peer, {
       rooms: [
-        { id: 'pub', type: 'channel' },
-        { id: 'priv', type: 'group' },
-        { id: 'dm', type: 'im' },
-        { id: 'lc', type: 'livechat', name: 'Jon' },
+        { id: 'pub', kind: 'channel' },
+        { id: 'priv', kind: 'group' },
+        { id: 'dm', kind: 'im' },
+        { id: 'lc', kind: 'livechat', name: 'Jon' },
       ],
       staff_users: ['pat.rivera'],
     });

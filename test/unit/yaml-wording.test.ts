@@ -1,13 +1,14 @@
 /**
  * YAML and schema errors in plain words at the offending line: indentation mistakes (the parser
- * itself reports the line above), and `auth` blocks that now name their variant with `kind` like
- * every other block, the old `type` still loading with a warning.
+ * itself reports the line above), and `auth` blocks and rocketchat_poll rooms that now name their
+ * variant with `kind` like every other block, the old `type` still loading with a warning.
  */
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadChannelFile } from '../../src/channels/load-channel.js';
+import { channelJsonSchema } from '../../src/channels/channel-schema.js';
 import { createConnectorRegistry } from '../../src/connectors/registry.js';
 import { ConfigError } from '../../src/core/errors.js';
 import { parseYamlWithPositions } from '../../src/mapping-tests/mapping-test-yaml.js';
@@ -88,6 +89,36 @@ describe('auth blocks name their variant with kind', () => {
     expect(r.channel?.config.destinations[0]).toMatchObject({ auth: { kind: 'bearer' } });
     expect(r.channel?.warnings?.[0]).toMatchObject({ line: 12 });
     expect(r.channel?.warnings?.[0]?.message).toContain('destinations[0].auth: "type" is the old spelling; write "kind"');
+  });
+
+  it('rocketchat_poll rooms name their kind too; the old type: channel still loads, with a warning at the key', async () => {
+    const poll = (room: string) =>
+      channel(`  kind: rocketchat_poll\n  server_url: https://chat.clinic.example\n  auth_token: \${EHR_TOKEN}\n  user_id: u1\n  rooms:\n    - ${room}`);
+    const now = await load(poll('{ id: GENERAL, kind: group }'));
+    expect(now.issues).toEqual([]);
+    expect(now.channel?.config.source).toMatchObject({ rooms: [{ id: 'GENERAL', kind: 'group' }] });
+    expect(now.channel?.warnings).toEqual([]);
+    const old = await load(poll('{ id: GENERAL, type: group }'));
+    expect(old.issues).toEqual([]);
+    expect(old.channel?.config.source).toMatchObject({ rooms: [{ id: 'GENERAL', kind: 'group' }] });
+    expect(old.channel?.warnings?.[0]).toMatchObject({ line: 8 });
+    expect(old.channel?.warnings?.[0]?.message).toContain('source.rooms[0]: "type" is the old spelling; write "kind"');
+  });
+
+  it('no block of the channel schema names its variant with another word than kind', () => {
+    // Every property that picks one of a closed set of variants (a const or an enum of words).
+    const variantKeys = new Set<string>();
+    const walk = (node: unknown): void => {
+      if (Array.isArray(node)) return node.forEach(walk);
+      if (typeof node !== 'object' || node === null) return;
+      const props = (node as { properties?: Record<string, { const?: unknown; enum?: unknown[] }> }).properties;
+      for (const [key, value] of Object.entries(props ?? {})) {
+        if (/^(type|kind|variant|mode|style)$/.test(key) && (value.const !== undefined || value.enum !== undefined)) variantKeys.add(key);
+      }
+      Object.values(node).forEach(walk);
+    };
+    walk(channelJsonSchema(createConnectorRegistry()));
+    expect([...variantKeys]).toEqual(['kind']);
   });
 
   it('a missing kind lists the kinds to choose from', async () => {

@@ -33,9 +33,9 @@ export const ROCKETCHAT_POLL_KIND = 'rocketchat_poll';
 
 const roomSchema = z.strictObject({
   id: z.string().min(1).describe('The room id (rid), e.g. from the room URL or rooms.info.'),
-  type: z
+  kind: z
     .enum(['channel', 'group', 'im', 'livechat'])
-    .describe('channel: public (channels.history); group: private (groups.history); im: direct messages (im.history); livechat: an Omnichannel room (chat.syncMessages).'),
+    .describe('The room kind. channel: public (channels.history); group: private (groups.history); im: direct messages (im.history); livechat: an Omnichannel room (chat.syncMessages).'),
   name: z.string().optional().describe('A label for the room, used as endpoint_display.'),
 });
 export type RocketChatPollRoom = z.infer<typeof roomSchema>;
@@ -78,7 +78,7 @@ export interface RoomCursor {
 }
 
 export function cursorKey(room: RocketChatPollRoom): string {
-  return `room:${room.type}:${room.id}`;
+  return `room:${room.kind}:${room.id}`;
 }
 
 function readCursor(text: string | null): RoomCursor | null {
@@ -141,7 +141,7 @@ export function createRocketChatPollSource(config: RocketChatPollConfig, _ctx: {
   const roleOptions: RocketChatRoleOptions = { staffUsers: new Set(config.staff_users) };
 
   async function fetchRoom(client: RocketChatClient, room: RocketChatPollRoom, cursor: RoomCursor, signal: AbortSignal): Promise<Sortable[]> {
-    if (room.type === 'livechat') {
+    if (room.kind === 'livechat') {
       const body = await client.get('chat.syncMessages', { roomId: room.id, lastUpdate: cursor.ts ?? new Date(0).toISOString() }, signal);
       const result = isRecord(body) && isRecord(body.result) ? body.result : {};
       const updated: unknown[] = Array.isArray(result.updated) ? result.updated : [];
@@ -154,7 +154,7 @@ export function createRocketChatPollSource(config: RocketChatPollConfig, _ctx: {
         params['oldest'] = cursor.ts;
         params['inclusive'] = 'true';
       }
-      const body = await client.get(historyEndpoint[room.type], params, signal);
+      const body = await client.get(historyEndpoint[room.kind], params, signal);
       const messages: unknown[] = isRecord(body) && Array.isArray(body.messages) ? body.messages : [];
       for (const m of messages) {
         const s = sortable(m, 'ts');
@@ -162,7 +162,7 @@ export function createRocketChatPollSource(config: RocketChatPollConfig, _ctx: {
       }
       if (messages.length < config.page_size) return all;
     }
-    throw new RocketChatApiError(historyEndpoint[room.type], undefined, `more than ${MAX_PAGES_PER_ROUND} pages in one round`);
+    throw new RocketChatApiError(historyEndpoint[room.kind], undefined, `more than ${MAX_PAGES_PER_ROUND} pages in one round`);
   }
 
   async function pollRoom(client: RocketChatClient, room: RocketChatPollRoom, ctx: PollingContext): Promise<number> {
@@ -180,7 +180,7 @@ export function createRocketChatPollSource(config: RocketChatPollConfig, _ctx: {
       const chunk = fresh.slice(i, i + config.emit_batch);
       const messages = chunk.filter((m) => m.raw.t === undefined).map((m) => m.raw);
       if (messages.length > 0) {
-        const event = { rocketchat_poll: { server: config.server_url, room: { id: room.id, type: room.type, name: room.name }, messages } };
+        const event = { rocketchat_poll: { server: config.server_url, room: { id: room.id, type: room.kind, name: room.name }, messages } };
         await ctx.emit(Buffer.from(JSON.stringify(event), 'utf8'), 'application/json');
         emitted += messages.length;
       }
