@@ -15,6 +15,8 @@ import { AuditStore } from './store/audit-store.js';
 import { createAuditRouter } from './http/audit-routes.js';
 import { CONSOLE_PATH, createConsoleMiddleware, defaultConsoleDir } from './http/console-route.js';
 import { createMediaRouter } from './http/media-route.js';
+import { mediaLinkAuthenticator } from './http/media-link-auth.js';
+import { createMediaLinks } from './media/media-links.js';
 import { apiTokenAuthenticator, identityOf, staticTokenAuthenticator, type Authenticator } from './http/access-control.js';
 import { createTokenRouter } from './http/token-routes.js';
 import { AuthThrottle } from './http/auth-throttle.js';
@@ -64,6 +66,8 @@ export interface SwitchboardOptions {
   publicBaseUrl?: string | undefined;
   /** Bearer token for GET /media/:key (the admin token is accepted too). */
   mediaToken?: string | undefined;
+  /** Lifetime of signed media links in seconds (MEDIA_LINK_TTL, default 7 days); 0: plain URLs that need a bearer (MEDIA_TOKEN). */
+  mediaLinkTtlSeconds?: number;
   /** Unset: generated once and kept in dataDir/admin-token. */
   adminToken?: string | undefined;
   /** Bad credentials from one address: after `limit` within `windowMs`, 429 for `lockoutMs` (doubling, up to 15 min). Default 10 / 60 s / 60 s. */
@@ -262,9 +266,12 @@ export function createSwitchboard(o: SwitchboardOptions): Switchboard {
     // Media downloaded from chat platforms, content-addressed under DATA_DIR/media, served by URL.
     const mediaStore = createFileMediaStore(path.resolve(o.dataDir, 'media'), storeCodec);
     let publicBaseUrl = o.publicBaseUrl;
+    // Attachment URLs are signed and expire (HMAC under the media link key), so destinations need no shared secret.
+    const mediaLinkTtl = o.mediaLinkTtlSeconds ?? 7 * 24 * 3600;
+    const mediaLinks = createMediaLinks({ keys: { current: () => codec.mediaLinkKey(), byId: (id) => codec.mediaLinkKeyById(id) }, ttlSeconds: mediaLinkTtl });
     const pipeline = new Pipeline({
       metrics,
-      media: { store: mediaStore, mediaUrl: (key) => `${publicBaseUrl ?? ''}/media/${key}` },
+      media: { store: mediaStore, mediaUrl: (key) => `${publicBaseUrl ?? ''}/media/${key}${mediaLinkTtl > 0 ? `?${mediaLinks.sign(key)}` : ''}` },
       backend,
       store,
       logger: log,
@@ -337,6 +344,7 @@ export function createSwitchboard(o: SwitchboardOptions): Switchboard {
       access: {
         audit,
         throttle: new AuthThrottle({ limit: 10, windowMs: 60_000, lockoutMs: 60_000, ...o.authThrottle, maxLockoutMs: 15 * 60_000 }),
+        requestAuthenticators: [mediaLinkAuthenticator(mediaLinks)],
         authenticators: [
           staticTokenAuthenticator([
             { token: token.token, identity: identityOf(bootstrapPrincipal) },

@@ -39,6 +39,7 @@ async function main(): Promise<void> {
     adminToken: cfg.ADMIN_TOKEN,
     publicBaseUrl: cfg.PUBLIC_BASE_URL?.replace(/\/$/, ''),
     mediaToken: cfg.MEDIA_TOKEN,
+    mediaLinkTtlSeconds: cfg.MEDIA_LINK_TTL,
     encryptionKeys: cfg.ENCRYPTION_KEYS,
     encryptionKeysFile: cfg.ENCRYPTION_KEYS_FILE,
     production: cfg.SWITCHBOARD_ENV === 'production',

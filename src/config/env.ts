@@ -81,6 +81,14 @@ export const envSchema = z.object({
   TLS_CERT_FILE: optionalString,
   TLS_KEY_FILE: optionalString,
   TLS_RELOAD_INTERVAL_MS: milliseconds(100, 10_000),
+  MEDIA_LINK_TTL: z.preprocess(
+    emptyAsUndefined,
+    z
+      .string()
+      .regex(/^(0|\d{1,7}[smhd])$/, 'a duration such as 900s, 24h or 7d (0: unsigned links that need MEDIA_TOKEN)')
+      .default('7d')
+      .transform((v) => (v === '0' ? 0 : Number(v.slice(0, -1)) * { s: 1, m: 60, h: 3600, d: 86_400 }[v.slice(-1) as 's' | 'm' | 'h' | 'd'])),
+  ),
 });
 export type EnvConfig = z.infer<typeof envSchema>;
 

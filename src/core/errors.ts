@@ -50,6 +50,8 @@ export const errorCatalogue = {
   MEDIA_STORE_UNAVAILABLE: { disposition: 'retryable', summary: 'Downloaded media could not be written to the media store.' },
   UNAUTHENTICATED: { disposition: 'permanent', summary: 'HTTP 401: no bearer credential, or one that is unknown, expired, revoked or fails verification.' },
   FORBIDDEN: { disposition: 'permanent', summary: 'HTTP 403: the caller is authenticated but its role lacks the permission the route needs (the answer names it).' },
+  MEDIA_LINK_INVALID: { disposition: 'permanent', summary: 'HTTP 403: a media link whose signature does not match its media key and expiry (altered or forged), is incomplete, or names an unknown key.' },
+  MEDIA_LINK_EXPIRED: { disposition: 'permanent', summary: 'HTTP 403: a signed media link past its expiry (MEDIA_LINK_TTL after it was made).' },
   AUTH_THROTTLED: { disposition: 'retryable', summary: 'HTTP 429: too many failed authentications from this address; Retry-After says when to try again.' },
   OIDC_UNAVAILABLE: { disposition: 'retryable', summary: 'HTTP 503: the OpenID provider\'s discovery document or key set (JWKS) could not be fetched, so a bearer JWT cannot be checked.' },
   TOKEN_NAME_TAKEN: { disposition: 'permanent', summary: 'An API token of that name exists and is not revoked (also when it has expired): revoke it first.' },

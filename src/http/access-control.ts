@@ -13,7 +13,7 @@ import { rolePermissions, routeKey, routePermissions, type Permission, type Rout
 import { errorBody } from './webhook-route.js';
 import type { AuthThrottle } from './auth-throttle.js';
 import type { ApiTokenStore } from '../store/api-token-store.js';
-import { SwitchboardError } from '../core/errors.js';
+import { SwitchboardError, type ErrorCode } from '../core/errors.js';
 
 /** A principal and what it may do (its role's permissions, or a narrower grant such as MEDIA_TOKEN's). */
 export interface Identity {
@@ -63,8 +63,19 @@ export function apiTokenAuthenticator(tokens: Pick<ApiTokenStore, 'authenticate'
   };
 }
 
+/**
+ * A credential carried by the request itself instead of a bearer header (a signed media link),
+ * for the routes it names. It answers null when the request carries none (the bearer is checked
+ * then), an identity, or a refusal (403 with the reason; the bearer is not consulted).
+ */
+export interface RequestAuthenticator {
+  routes: readonly string[];
+  authenticate(ctx: Context): Promise<Identity | { refused: { code: ErrorCode; reason: string; message: string } } | null>;
+}
+
 export interface AccessControl {
   authenticators: readonly Authenticator[];
+  requestAuthenticators?: readonly RequestAuthenticator[];
   audit: AuditRecorder;
   /** Repeated bad credentials from one address: 429 with Retry-After (unset: no throttling). */
   throttle?: AuthThrottle;
@@ -92,12 +103,21 @@ export function guard(requirement: RouteRequirement, route: string, ac: AccessCo
     if (waitMs > 0) return refuse(ctx, 429, 'AUTH_THROTTLED', `too many failed authentications from this address: try again in ${Math.ceil(waitMs / 1000)} s`, waitMs);
     const m = /^Bearer (.+)$/.exec(ctx.get('authorization'));
     const bearer = m?.[1];
-    if (!bearer) return refuse(ctx, 401, 'UNAUTHENTICATED', 'send Authorization: Bearer <token>');
     let identity: Identity | null = null;
+    for (const a of ac.requestAuthenticators ?? []) {
+      if (identity || !a.routes.includes(route)) continue;
+      const r = await a.authenticate(ctx);
+      if (r && 'refused' in r) {
+        await ac.audit.record({ action: 'auth.failed', principal: null, outcome: 'failure', resources: [{ type: 'route', id: route }], sourceAddress: ctx.ip, detail: { reason: r.refused.reason } });
+        return refuse(ctx, 403, r.refused.code, r.refused.message);
+      }
+      identity = r;
+    }
+    if (!identity && !bearer) return refuse(ctx, 401, 'UNAUTHENTICATED', 'send Authorization: Bearer <token>');
     let rejection: Rejection | null = null;
     try {
-      for (const a of ac.authenticators) {
-        const r = await a.authenticate(bearer);
+      for (const a of identity || !bearer ? [] : ac.authenticators) {
+        const r = await a.authenticate(bearer ?? '');
         if (r && 'rejected' in r) rejection = r;
         else identity = r;
         if (r) break;

@@ -23,11 +23,11 @@ export interface DataKeyRow {
   created_at: Date;
 }
 
-export type KeyPurpose = 'data' | 'index' | 'audit';
+export type KeyPurpose = 'data' | 'index' | 'audit' | 'media_link';
 
 export const wrapContext = (purpose: string, id: string) => `${purpose}:${id}`;
 
-const idPrefix: Record<KeyPurpose, string> = { data: 'dk', index: 'ix', audit: 'au' };
+const idPrefix: Record<KeyPurpose, string> = { data: 'dk', index: 'ix', audit: 'au', media_link: 'ml' };
 
 export function newDataKeyId(purpose: KeyPurpose, now = new Date()): string {
   return `${idPrefix[purpose]}-${now.toISOString().replace(/[-:T]/g, '').slice(0, 14)}-${randomBytes(3).toString('hex')}`;
@@ -41,7 +41,7 @@ export async function createDataKey(q: Pick<Pool, 'query'>, provider: KeyProvide
   return id;
 }
 
-/** Creates the first data key, the index key and the audit key if the database has none (safe under concurrency). */
+/** Creates the first data key, the index key, the audit key and the media link key if the database has none (safe under concurrency). */
 export async function ensureDataKeys(pool: Pool, provider: KeyProvider): Promise<void> {
   const c = await pool.connect();
   try {
@@ -52,6 +52,7 @@ export async function ensureDataKeys(pool: Pool, provider: KeyProvider): Promise
     if (!purposes.has('data')) await createDataKey(c, provider, 'data');
     if (!purposes.has('index')) await createDataKey(c, provider, 'index');
     if (!purposes.has('audit')) await createDataKey(c, provider, 'audit');
+    if (!purposes.has('media_link')) await createDataKey(c, provider, 'media_link');
     await c.query('COMMIT');
   } catch (err) {
     await c.query('ROLLBACK').catch(() => undefined);
@@ -72,6 +73,10 @@ export function payloadAad(ref: PayloadRef, keyId: string): Buffer {
 export interface EncryptingCodec extends PayloadCodec {
   /** The audit key (HMAC-SHA256 of audit entries) and its id. */
   auditKey(): { id: string; key: Buffer };
+  /** The newest media link key (HMAC-SHA256 of signed media URLs) and its id. */
+  mediaLinkKey(): { id: string; key: Buffer };
+  /** A media link key by id (links signed before a rotation), undefined for unknown ids and keys of other purposes. */
+  mediaLinkKeyById(id: string): Buffer | undefined;
   /** Any known key by id (audit verification of entries written under an older audit key). */
   keyById(id: string): Promise<Buffer>;
   /** Reloads the key table (picks up a rotation done by another process). */
@@ -85,6 +90,8 @@ export async function openEncryptingCodec(pool: Pool, provider: KeyProvider, o: 
   let active = '';
   let indexKey: Buffer = Buffer.alloc(0);
   let audit: { id: string; key: Buffer } = { id: '', key: Buffer.alloc(0) };
+  let mediaLink: { id: string; key: Buffer } = { id: '', key: Buffer.alloc(0) };
+  const mediaLinkIds = new Set<string>();
 
   async function refresh(): Promise<void> {
     const rows = await loadDataKeyRows(pool);
@@ -94,10 +101,13 @@ export async function openEncryptingCodec(pool: Pool, provider: KeyProvider, o: 
     const newestData = rows.find((r) => r.purpose === 'data');
     const oldestIndex = rows.filter((r) => r.purpose === 'index').at(-1);
     const newestAudit = rows.find((r) => r.purpose === 'audit');
-    if (!newestData || !oldestIndex || !newestAudit) throw new Error('encryption_keys lacks a data, index or audit key');
+    const newestMediaLink = rows.find((r) => r.purpose === 'media_link');
+    if (!newestData || !oldestIndex || !newestAudit || !newestMediaLink) throw new Error('encryption_keys lacks a data, index, audit or media link key');
     active = newestData.id;
     indexKey = keys.get(oldestIndex.id)!;
     audit = { id: newestAudit.id, key: keys.get(newestAudit.id)! };
+    mediaLink = { id: newestMediaLink.id, key: keys.get(newestMediaLink.id)! };
+    for (const r of rows) if (r.purpose === 'media_link') mediaLinkIds.add(r.id);
   }
   await refresh();
 
@@ -118,6 +128,8 @@ export async function openEncryptingCodec(pool: Pool, provider: KeyProvider, o: 
 
   return {
     auditKey: () => audit,
+    mediaLinkKey: () => mediaLink,
+    mediaLinkKeyById: (id) => (mediaLinkIds.has(id) ? keys.get(id) : undefined),
     keyById,
     async encode(plain, ref) {
       const keyId = active;

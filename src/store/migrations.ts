@@ -262,6 +262,16 @@ CREATE UNIQUE INDEX api_tokens_name_not_revoked ON api_tokens (name) WHERE revok
 `,
   },
   {
+    version: 27,
+    name: 'media link signing key',
+    // Attachment URLs given to destinations carry an HMAC-SHA256 under a key of its own (purpose
+    // media_link), wrapped by the key-encryption key like every other key.
+    sql: `
+ALTER TABLE encryption_keys DROP CONSTRAINT encryption_keys_purpose_check;
+ALTER TABLE encryption_keys ADD CONSTRAINT encryption_keys_purpose_check CHECK (purpose IN ('data', 'index', 'audit', 'media_link'));
+`,
+  },
+  {
     version: 30,
     name: 'rejected output of an attempt',
     // What a destination refused to send (invalid mapping output) or was refused (a server's

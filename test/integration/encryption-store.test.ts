@@ -126,7 +126,7 @@ describe('encrypting message store', () => {
     await expect(store.loadEvent(id)).rejects.toThrow(/encryption key "dk-gone" is not available/);
   });
 
-  it('processes opening at once create one data key, one index key and one audit key', async () => {
+  it('processes opening at once create one data key, one index key, one audit key and one media link key', async () => {
     const fresh = new pg.Pool({ connectionString: await createTestDatabase() });
     try {
       await runMigrations(fresh);
@@ -138,7 +138,11 @@ describe('encrypting message store', () => {
         { purpose: 'audit', n: 1 },
         { purpose: 'data', n: 1 },
         { purpose: 'index', n: 1 },
+        { purpose: 'media_link', n: 1 },
       ]);
+      expect(codecs[0]!.mediaLinkKey().id).toMatch(/^ml-/);
+      expect(codecs[1]!.mediaLinkKey().key.equals(codecs[0]!.mediaLinkKey().key)).toBe(true);
+      expect(codecs[0]!.mediaLinkKeyById(codecs[0]!.activeKeyId() ?? 'dk')).toBeUndefined(); // a data key is not a link key
     } finally {
       await fresh.end();
     }

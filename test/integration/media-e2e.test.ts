@@ -18,6 +18,8 @@ import { newWamid, postWebhook } from '../support/whatsapp-webhook.js';
 const redis = redisUrl();
 const TOKEN = 'graph-access-token-for-tests';
 
+const LINK_TTL_S = 15;
+
 describe.skipIf(redis === null)('media download and serving', () => {
   let fhir: FhirSandbox;
   let graph: http.Server;
@@ -84,6 +86,8 @@ destinations:
       fhirBaseUrl: fhir.baseUrl,
       channelsDir: path.join(dir, 'channels'),
       env: { WHATSAPP_ACCESS_TOKEN: TOKEN, GRAPH_URL: graphUrl },
+      // Short enough to watch a link expire in the test.
+      mediaLinkTtlSeconds: LINK_TTL_S,
     });
   });
   afterAll(async () => {
@@ -122,14 +126,60 @@ destinations:
     expect(att.contentType).toBe('image/jpeg');
     expect(att.size).toBe(4096);
     expect(att.hash).toBe(createHash('sha1').update(bytes).digest('base64'));
-    expect(att.url).toMatch(new RegExp(`^${gw.url}/media/[0-9a-f]{64}$`));
-
-    expect((await fetch(att.url)).status).toBe(401);
-    expect((await fetch(att.url, { headers: { authorization: 'Bearer wrong-token-wrong-token' } })).status).toBe(401);
-    const served = await fetch(att.url, { headers: { authorization: `Bearer ${gw.adminToken}` } });
+    // A signed link: the EHR fetches it with no credential of ours until it expires.
+    expect(att.url).toMatch(new RegExp(`^${gw.url}/media/[0-9a-f]{64}\\?expires=\\d+&kid=ml-[\\w-]+&sig=[\\w-]{43}$`));
+    const link = new URL(att.url);
+    const mediaKey = link.pathname.split('/').pop()!;
+    const expires = Number(link.searchParams.get('expires'));
+    expect(expires * 1000).toBeGreaterThan(Date.now());
+    expect(expires * 1000).toBeLessThanOrEqual(Date.now() + LINK_TTL_S * 1000);
+    const served = await fetch(att.url);
     expect(served.status).toBe(200);
     expect(served.headers.get('content-type')).toBe('image/jpeg');
+    expect(served.headers.get('cache-control')).toBe('private, no-store');
     expect(Buffer.from(await served.arrayBuffer()).equals(bytes)).toBe(true);
+
+    // Every fetch is audited, naming the link as the principal and the medium by key.
+    const fetched = await gw.app.internals.audit!.search({ actions: ['media.fetched'], resourceId: mediaKey });
+    expect(fetched.length).toBe(1);
+    expect(fetched[0]!.principal?.kind).toBe('media_link');
+    expect(fetched[0]!.outcome).toBe('success');
+
+    // Tampered links are refused with the reason, and audited.
+    const tampered = (change: (u: URL) => void): string => {
+      const u = new URL(att.url);
+      change(u);
+      return u.toString();
+    };
+    const sig = link.searchParams.get('sig')!;
+    const refusals = {
+      signature: tampered((u) => u.searchParams.set('sig', (sig[0] === 'A' ? 'B' : 'A') + sig.slice(1))),
+      longerLife: tampered((u) => u.searchParams.set('expires', String(expires + 86_400))),
+      otherMedium: tampered((u) => (u.pathname = `/media/${'0'.repeat(64)}`)),
+      unknownKey: tampered((u) => u.searchParams.set('kid', 'ml-19700101000000-000000')),
+      incomplete: tampered((u) => u.searchParams.delete('sig')),
+    };
+    for (const [what, url] of Object.entries(refusals)) {
+      const r = await fetch(url);
+      expect(r.status, what).toBe(403);
+      expect(((await r.json()) as { error: { code: string } }).error.code, what).toBe('MEDIA_LINK_INVALID');
+    }
+    const failures = await gw.app.internals.audit!.search({ actions: ['auth.failed'], resourceId: 'GET /media/:key' });
+    expect(failures.filter((f) => String(f.detail?.['reason']).startsWith('media_link_')).length).toBeGreaterThanOrEqual(Object.keys(refusals).length);
+
+    // Without link parameters the route still wants a bearer; MEDIA_TOKEN and the admin token work.
+    const plain = `${gw.url}/media/${mediaKey}`;
+    expect((await fetch(plain)).status).toBe(401);
+    expect((await fetch(plain, { headers: { authorization: 'Bearer wrong-token-wrong-token' } })).status).toBe(401);
+    expect((await fetch(plain, { headers: { authorization: `Bearer ${gw.adminToken}` } })).status).toBe(200);
+
+    // Once expired, the link is refused as expired.
+    await new Promise((r) => setTimeout(r, Math.max(0, expires * 1000 - Date.now()) + 200));
+    const late = await fetch(att.url);
+    expect(late.status).toBe(403);
+    const body = (await late.json()) as { error: { code: string; message: string } };
+    expect(body.error.code).toBe('MEDIA_LINK_EXPIRED');
+    expect(body.error.message).toContain('expired');
   });
 
   it('dead-letters media of a refused type with its cause', async () => {

@@ -40,6 +40,8 @@ export async function startGateway(o: {
   authThrottle?: { limit: number; windowMs: number; lockoutMs: number };
   trustProxy?: boolean;
   oidc?: OidcOptions;
+  /** MEDIA_LINK_TTL in seconds. */
+  mediaLinkTtlSeconds?: number;
 }): Promise<TestGateway> {
   const dataDir = await mkdtemp(path.join(os.tmpdir(), 'switchboard-gw-'));
   const adminToken = `test-admin-token-${uniquePrefix()}`;
@@ -60,6 +62,7 @@ export async function startGateway(o: {
     ...(o.authThrottle && { authThrottle: o.authThrottle }),
     ...(o.trustProxy && { trustProxy: true }),
     ...(o.oidc && { oidc: o.oidc }),
+    ...(o.mediaLinkTtlSeconds !== undefined && { mediaLinkTtlSeconds: o.mediaLinkTtlSeconds }),
     encryptionKeys: o.encryptionKeys,
     registry: createConnectorRegistry(),
     logger: createLogger({ level: 'info', ...(o.logStream ? { destination: o.logStream } : { level: 'silent' }) }),
