@@ -356,6 +356,7 @@ export function createSwitchboard(o: SwitchboardOptions): Switchboard {
         ],
       },
       middleware,
+      jwks: () => channels().flatMap((c) => c.destinations.flatMap((d) => d.publicJwks?.() ?? [])),
       ...(o.httpTimeouts && { timeouts: o.httpTimeouts }),
       tls: o.tls,
       metrics: async () => {

@@ -7,6 +7,7 @@ import { z } from 'zod';
 import type { CanonicalMessage, ParseResult } from '../core/canonical-message.js';
 import type { Logger } from '../core/logger.js';
 import type { CompiledMapping } from '../mapping/jsonata-mapping.js';
+import type { PublicJwk } from '../fhir/smart-backend.js';
 import { circuitBreakerSchema, retryPolicySchema, type CircuitBreakerPolicy, type RetryPolicy } from '../core/policies.js';
 
 export interface ConnectorSpec<Schema extends z.ZodObject> {
@@ -195,6 +196,8 @@ export interface DestinationInstance {
    * "reachable: MLLP connection opened (plain TCP, no authentication)".
    */
   healthcheck(signal: AbortSignal): Promise<string>;
+  /** Public keys this destination signs with (SMART Backend Services), for /.well-known/jwks.json. */
+  publicJwks?(): readonly PublicJwk[];
   close(): Promise<void>;
 }
 

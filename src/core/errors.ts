@@ -22,6 +22,8 @@ export const errorCatalogue = {
   FHIR_HTTP_RETRYABLE: { disposition: 'retryable', summary: 'The FHIR server answered 408, 425, 429, 500, 502, 503 or 504.' },
   FHIR_HTTP_PERMANENT: { disposition: 'permanent', summary: 'The FHIR server rejected the request (400, 403, 404, 405, 410, 422, ...).' },
   FHIR_AUTH: { disposition: 'retryable', summary: 'The FHIR server answered 401; credentials are refreshed and the request retried.' },
+  SMART_TOKEN_UNAVAILABLE: { disposition: 'retryable', summary: 'SMART Backend Services: the token endpoint or smart-configuration could not be reached, timed out, or answered 408, 429 or 5xx.' },
+  SMART_TOKEN_REFUSED: { disposition: 'permanent', summary: 'SMART Backend Services: the authorization server refused the client (invalid_client, unauthorized_client, invalid_scope, ...: check the client id, registered JWKS and scopes) or has no usable smart-configuration.' },
   FHIR_MULTIPLE_MATCHES: { disposition: 'permanent', summary: 'Conditional create matched several resources (412): duplicates already exist.' },
   FHIR_RESPONSE_INVALID: { disposition: 'retryable', summary: 'The FHIR server answered 2xx with a body that is not the expected resource.' },
   SOURCE_PARSE: { disposition: 'permanent', summary: 'A stored inbound event could not be parsed into canonical messages.' },

@@ -6,6 +6,7 @@ import { errorBody } from './webhook-route.js';
 import { guardRouters, registeredRoutes, type AccessControl } from './access-control.js';
 import { createListener, defaultTimeouts, type ListenerTimeouts, type ListenerTls } from './listener.js';
 import { securityHeaders } from './security-headers.js';
+import type { PublicJwk } from '../fhir/smart-backend.js';
 
 export interface ReadinessCheck {
   name: string;
@@ -24,6 +25,8 @@ export interface HttpServerOptions {
   access: AccessControl;
   /** Extra middleware mounted after the routers (e.g. the webhook dispatcher). */
   middleware?: readonly Koa.Middleware[];
+  /** Public signing keys for GET /.well-known/jwks.json (SMART Backend Services registration). */
+  jwks?: () => readonly PublicJwk[];
   /** Prometheus text for GET /metrics. */
   metrics?: () => Promise<{ contentType: string; body: string }>;
   /** Header, request and keep-alive timeouts (defaults: 10 s, 30 s, 65 s). */
@@ -86,6 +89,15 @@ export function createHttpApp(o: Omit<HttpServerOptions, 'port' | 'host'>): { ap
     const ready = results.every(([, s]) => s === 'ok');
     ctx.status = ready ? 200 : 503;
     ctx.body = { status: ready ? 'ready' : 'not ready', checks: Object.fromEntries(results) };
+  });
+  // Always registered (an empty set when no destination signs), so an EHR's registration
+  // check and the permission table do not depend on the channels loaded.
+  base.get('/.well-known/jwks.json', (ctx) => {
+    const keys = new Map<string, PublicJwk>();
+    for (const k of o.jwks?.() ?? []) if (!keys.has(k.kid)) keys.set(k.kid, k);
+    ctx.set('cache-control', 'public, max-age=300');
+    ctx.type = 'application/jwk-set+json';
+    ctx.body = { keys: [...keys.values()] };
   });
   if (o.metrics) {
     const render = o.metrics;

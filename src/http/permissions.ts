@@ -44,6 +44,7 @@ export const routePermissions: Readonly<Record<string, RouteRequirement>> = {
   'GET /healthz': 'public',
   'GET /readyz': 'public',
   'GET /metrics': 'public',
+  'GET /.well-known/jwks.json': 'public',
   'GET /admin/whoami': 'status.read',
   'GET /admin/stats': 'status.read',
   'GET /admin/channels': 'status.read',

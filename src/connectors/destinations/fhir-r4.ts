@@ -7,12 +7,15 @@
  * PHI: error messages and logs carry status codes, issue codes and ids only, never message text,
  * phone numbers or request URLs (search URLs contain the phone number).
  */
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
 import { z } from 'zod';
 import type { Client as FhirKitClient, FhirResource } from 'fhir-kit-client';
 import type { CanonicalMessage } from '../../core/canonical-message.js';
-import { SwitchboardError, attachRejectedOutput, parseRetryAfter, type ErrorCode } from '../../core/errors.js';
+import { ConfigError, SwitchboardError, attachRejectedOutput, parseRetryAfter, type ErrorCode } from '../../core/errors.js';
 import { mappingOutputInvalid } from '../../mapping/mapping-output-error.js';
 import { loadFhirDefinitions, validateFhirResource } from '../../fhir/validate-resource.js';
+import { createSmartBackendClient, type SmartBackendClient } from '../../fhir/smart-backend.js';
 import type {
   DeliveryContext,
   DeliveryOutcome,
@@ -46,6 +49,28 @@ const authSchema = z
       kind: z.literal('basic').describe('HTTP Basic: `Authorization: Basic base64(username:password)`.'),
       username: z.string().min(1).describe('User name or client id.'),
       password: z.string().describe('Password or client secret. Use ${ENV_VAR}, never a literal.'),
+    }),
+    z.strictObject({
+      kind: z
+        .literal('smart_backend')
+        .describe('SMART Backend Services: a client assertion JWT signed with our private key buys a short-lived access token (client_credentials); public keys at /.well-known/jwks.json.'),
+      client_id: z.string().min(1).describe('The client id the EHR registered for Switchboard.'),
+      scope: z
+        .string()
+        .regex(/^\S+( \S+)*$/, 'space-separated scopes, e.g. "system/Communication.c system/Patient.rs"')
+        .default('system/Communication.c system/Patient.rs')
+        .describe('System scopes requested. Default: create Communication, read and search Patient (SMART v2 syntax).'),
+      token_url: z.url().optional().describe('The token endpoint. Default: discovered from <base_url>/.well-known/smart-configuration.'),
+      keys: z
+        .array(
+          z.strictObject({
+            kid: z.string().min(1).describe('Key id, sent in the assertion header and published in the JWKS.'),
+            alg: z.enum(['RS384', 'ES384']).describe('RS384 (RSA, 2048 bits or more) or ES384 (EC P-384).'),
+            private_key_file: z.string().min(1).describe('PEM private key file (e.g. ${EHR_SMART_KEY_FILE}), never the key itself.'),
+          }),
+        )
+        .min(1)
+        .describe('Newest first: the first key signs, all are published, so a new key can be registered before it is used.'),
     }),
   ])
   .default({ kind: 'none' })
@@ -175,6 +200,12 @@ export interface FhirTransport {
   capabilities(signal: AbortSignal): Promise<FhirHttpResponse>;
 }
 
+/** A source of bearer tokens that can be refreshed after a 401 (SMART Backend Services). */
+export interface BearerSource {
+  accessToken(signal: AbortSignal): Promise<string>;
+  invalidate(token: string): void;
+}
+
 export function authHeaders(auth: FhirR4Config['auth']): Record<string, string> {
   switch (auth.kind) {
     case 'bearer':
@@ -186,8 +217,12 @@ export function authHeaders(auth: FhirR4Config['auth']): Record<string, string> 
   }
 }
 
-/** Creates the fhir-kit-client transport. The import is dynamic: the package is ESM only. */
-export async function createFhirKitTransport(baseUrl: string, headers: Record<string, string>): Promise<FhirTransport> {
+/**
+ * Creates the fhir-kit-client transport. The import is dynamic: the package is ESM only. With a
+ * bearer source, each request carries its current token; a 401 drops that token and the request
+ * is sent once more with a fresh one (a token revoked or expired early at the server).
+ */
+export async function createFhirKitTransport(baseUrl: string, headers: Record<string, string>, bearer?: BearerSource): Promise<FhirTransport> {
   const { Client } = await import('fhir-kit-client');
   const client: FhirKitClient = new Client({ baseUrl, customHeaders: headers });
   const toResponse = (result: FhirResource): FhirHttpResponse => {
@@ -195,17 +230,30 @@ export async function createFhirKitTransport(baseUrl: string, headers: Record<st
     // A plain copy: the result carries hidden request/response properties.
     return { status: response?.status ?? 200, headers: response?.headers ?? new Headers(), body: { ...result } };
   };
+  const authorized = async (signal: AbortSignal, send: (auth: Record<string, string>) => Promise<FhirResource>): Promise<FhirHttpResponse> => {
+    if (bearer === undefined) return toResponse(await send({}));
+    const token = await bearer.accessToken(signal);
+    try {
+      return toResponse(await send({ authorization: `Bearer ${token}` }));
+    } catch (err) {
+      const http = httpErrorSchema.safeParse(err);
+      if (!http.success || http.data.response.status !== 401) throw err;
+      bearer.invalidate(token);
+      const fresh = await bearer.accessToken(signal);
+      return toResponse(await send({ authorization: `Bearer ${fresh}` }));
+    }
+  };
   return {
     async search(resourceType, params, signal) {
-      return toResponse(await client.resourceSearch({ resourceType, searchParams: params, options: { signal } }));
+      return authorized(signal, (auth) => client.resourceSearch({ resourceType, searchParams: params, options: { headers: auth, signal } }));
     },
     async create(resourceType, resource, extraHeaders, signal) {
       // fhir-kit-client types resources as Record<string, unknown>: cast at this boundary only.
       const body = resource as unknown as FhirResource;
-      return toResponse(await client.create({ resourceType, body, options: { headers: extraHeaders, signal } }));
+      return authorized(signal, (auth) => client.create({ resourceType, body, options: { headers: { ...extraHeaders, ...auth }, signal } }));
     },
     async capabilities(signal) {
-      return toResponse(await client.capabilityStatement({ signal }));
+      return authorized(signal, (auth) => client.capabilityStatement({ headers: auth, signal }));
     },
   };
 }
@@ -470,13 +518,30 @@ export function ifNoneExistFor(system: string, value: string): string {
   return `identifier=${encodeURIComponent(system)}|${encodeURIComponent(value)}`;
 }
 
+type SmartAuth = Extract<FhirR4Config['auth'], { kind: 'smart_backend' }>;
+
+function createSmartClient(auth: SmartAuth, baseUrl: string, channelId: string): SmartBackendClient {
+  const keys = auth.keys.map((k, i) => {
+    let privateKeyPem: string;
+    try {
+      privateKeyPem = readFileSync(path.resolve(k.private_key_file), 'utf8');
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      throw new ConfigError([{ file: path.resolve(k.private_key_file), line: 1, column: 1, message: `channel ${channelId}: auth.keys[${i}].private_key_file: ${code === 'ENOENT' ? 'file not found' : `cannot read it (${code ?? 'error'})`}` }]);
+    }
+    return { kid: k.kid, alg: k.alg, privateKeyPem };
+  });
+  return createSmartBackendClient({ clientId: auth.client_id, fhirBaseUrl: baseUrl, scope: auth.scope, keys, ...(auth.token_url !== undefined && { tokenUrl: auth.token_url }) });
+}
+
 function createFhirR4Destination(config: FhirR4Config, ctx: DestinationCreateContext): DestinationInstance {
   const { mapping, channelId } = ctx;
   // Index the R4 definitions now (≈1.7 s once per process) rather than on the first delivery.
   loadFhirDefinitions();
+  const smart = config.auth.kind === 'smart_backend' ? createSmartClient(config.auth, config.base_url, channelId) : undefined;
   let transport: Promise<FhirTransport> | undefined;
   const getTransport = (): Promise<FhirTransport> => {
-    transport ??= createFhirKitTransport(config.base_url, authHeaders(config.auth)).catch((err: unknown) => {
+    transport ??= createFhirKitTransport(config.base_url, authHeaders(config.auth), smart).catch((err: unknown) => {
       transport = undefined;
       throw err;
     });
@@ -589,6 +654,7 @@ function createFhirR4Destination(config: FhirR4Config, ctx: DestinationCreateCon
 
   return {
     ...destinationBase(config, mapping),
+    ...(smart !== undefined && { publicJwks: () => smart.publicJwks() }),
     deliver,
     async render(message, options) {
       const r = await renderCommunication(message, options.now, options.bindings);
