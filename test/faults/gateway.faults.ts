@@ -12,7 +12,7 @@
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { deploy, type Deployment, type FaultEnvironment, startEnvironment } from './support/environment.js';
-import { operationOutcome, type ProxyRule } from './support/fhir-fault-proxy.js';
+import { operationOutcome, type FaultRule } from '../support/fault-proxy.js';
 import type { GatewayRoleProcess } from './support/gateway-role.js';
 import { POISON_422_MARKER, type MessageKind } from './support/load-generator.js';
 import { sleep, which } from './support/processes.js';
@@ -26,7 +26,7 @@ const isCommunicationWrite = (req: { method: string; path: string }) => req.meth
 
 /** Communication writes take `ms` at the FHIR server, so deliveries are in flight when a worker dies. */
 const slowCommunicationWrites =
-  (ms: number): ProxyRule =>
+  (ms: number): FaultRule =>
   (req) =>
     isCommunicationWrite(req) ? { kind: 'pass', delayMs: ms } : { kind: 'pass' };
 

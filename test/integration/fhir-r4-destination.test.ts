@@ -4,7 +4,7 @@
  * Retry-After, 422 with an OperationOutcome, an HTML 503 from a gateway, a server that never
  * answers, a closed port, and an auth check. The proxy is the only fake here.
  */
-import { createServer, request as httpRequest, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
@@ -20,6 +20,7 @@ import {
   DEFAULT_IDENTIFIER_SYSTEM,
 } from '../../src/connectors/destinations/fhir-r4.js';
 import { DEMO_PATIENT_PHONE, startFhirSandbox, type FhirSandbox } from '../../src/sandbox/fhir-sandbox.js';
+import { passAll, startFaultProxy, type FaultProxy, type FaultRule, type ProxyRequest } from '../support/fault-proxy.js';
 
 const MAPPING_FILE = fileURLToPath(new URL('../../mappings/whatsapp-to-communication.jsonata', import.meta.url));
 const logger = createLogger({ level: 'silent' });
@@ -86,52 +87,11 @@ async function communicationsWithIdentifier(value: string): Promise<{ id: string
   return (bundle.entry ?? []).map((e) => e.resource);
 }
 
-/** A fault-injecting proxy in front of the sandbox. `fault` answers a request itself or returns false to pass it on. */
-interface FaultProxy {
-  baseUrl: string;
-  fault: ((req: IncomingMessage, res: ServerResponse) => boolean) | undefined;
-  seen: { method: string; path: string; authorization: string | undefined }[];
-  close(): Promise<void>;
-}
+const isCreate = (req: ProxyRequest): boolean => req.method === 'POST' && req.path === '/fhir/R4/Communication';
 
-async function startFaultProxy(target: FhirSandbox): Promise<FaultProxy> {
-  const targetUrl = new URL(target.baseUrl);
-  const proxy: FaultProxy = {
-    baseUrl: '',
-    fault: undefined,
-    seen: [],
-    close: async () => undefined,
-  };
-  const server: Server = createServer((req, res) => {
-    proxy.seen.push({ method: req.method ?? '', path: (req.url ?? '').split('?')[0] ?? '', authorization: req.headers.authorization });
-    if (proxy.fault?.(req, res)) return;
-    const upstream = httpRequest(
-      { host: targetUrl.hostname, port: targetUrl.port, method: req.method, path: req.url, headers: req.headers },
-      (up) => {
-        res.writeHead(up.statusCode ?? 502, up.headers);
-        up.pipe(res);
-      },
-    );
-    upstream.on('error', () => res.destroy());
-    req.pipe(upstream);
-  });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as AddressInfo;
-  proxy.baseUrl = `http://127.0.0.1:${port}/fhir/R4`;
-  proxy.close = () =>
-    new Promise<void>((resolve) => {
-      server.close(() => resolve());
-      server.closeAllConnections();
-    });
-  return proxy;
-}
-
-const isCreate = (req: IncomingMessage): boolean => req.method === 'POST' && (req.url ?? '').split('?')[0] === '/fhir/R4/Communication';
-
-function answer(res: ServerResponse, status: number, body: string, headers: Record<string, string>): true {
-  res.writeHead(status, { 'content-length': Buffer.byteLength(body), ...headers });
-  res.end(body);
-  return true;
+/** A rule that answers the Communication create with this response and passes everything else. */
+function onCreate(status: number, body: string, headers: Record<string, string>): FaultRule {
+  return (req) => (isCreate(req) ? { kind: 'respond', status, headers, body } : { kind: 'pass' });
 }
 
 async function closedPort(): Promise<number> {
@@ -273,11 +233,11 @@ describe('fhir_r4 destination through a fault-injecting proxy', () => {
   let proxy: FaultProxy;
 
   beforeAll(async () => {
-    proxy = await startFaultProxy(sandbox);
+    proxy = await startFaultProxy(sandbox.baseUrl);
   });
   afterEach(() => {
-    proxy.fault = undefined;
-    proxy.seen = [];
+    proxy.setRule(passAll);
+    proxy.seen.length = 0;
   });
   afterAll(async () => {
     await proxy?.close();
@@ -285,22 +245,22 @@ describe('fhir_r4 destination through a fault-injecting proxy', () => {
 
   it('reuses a Patient match for the same number within cache_ttl_ms, and searches every time when it is 0', async () => {
     const patientSearches = () => proxy.seen.filter((r) => r.method === 'GET' && r.path.endsWith('/Patient')).length;
-    const cached = destination({ base_url: proxy.baseUrl });
+    const cached = destination({ base_url: proxy.url });
     for (let i = 0; i < 3; i++) {
       const m = message();
       expect((await cached.deliver(m, ctx(m))).detail['patient_match']).toBe('matched');
     }
     const withCache = patientSearches();
     expect(withCache).toBeGreaterThan(0);
-    proxy.seen = [];
-    const uncached = destination({ base_url: proxy.baseUrl, patient_match: { cache_ttl_ms: 0 } });
+    proxy.seen.length = 0;
+    const uncached = destination({ base_url: proxy.url, patient_match: { cache_ttl_ms: 0 } });
     for (let i = 0; i < 3; i++) {
       const m = message();
       expect((await uncached.deliver(m, ctx(m))).detail['patient_match']).toBe('matched');
     }
     expect(patientSearches()).toBe(3 * withCache);
     // An unmatched number is never cached: a Patient registered a moment later is found.
-    proxy.seen = [];
+    proxy.seen.length = 0;
     const stranger = message({ sender: { phone: '+15550009999', platform_id: '15550009999' }, conversation_id: '15550009999' });
     expect((await cached.deliver(stranger, ctx(stranger))).detail['patient_match']).toBe('unmatched');
     const again = message({ sender: { phone: '+15550009999', platform_id: '15550009999' }, conversation_id: '15550009999' });
@@ -310,20 +270,20 @@ describe('fhir_r4 destination through a fault-injecting proxy', () => {
 
   it('503 with Retry-After: 2 -> FHIR_HTTP_RETRYABLE retryAfterMs 2000; recovery delivers exactly once', async () => {
     const msg = message();
-    const dest = destination({ base_url: proxy.baseUrl });
-    proxy.fault = (req, res) =>
-      isCreate(req) &&
-      answer(res, 503, JSON.stringify({ resourceType: 'OperationOutcome', issue: [{ severity: 'error', code: 'transient' }] }), {
+    const dest = destination({ base_url: proxy.url });
+    proxy.setRule(
+      onCreate(503, JSON.stringify({ resourceType: 'OperationOutcome', issue: [{ severity: 'error', code: 'transient' }] }), {
         'content-type': 'application/fhir+json',
         'retry-after': '2',
-      });
+      }),
+    );
     const err = await failure(dest.deliver(msg, ctx(msg)));
     expect(err.code).toBe('FHIR_HTTP_RETRYABLE');
     expect(err.disposition).toBe('retryable');
     expect(err.retryAfterMs).toBe(2000);
     expect(err.details).toMatchObject({ http_status: 503, issue_codes: ['transient'], interaction: 'conditional-create' });
 
-    proxy.fault = undefined;
+    proxy.setRule(passAll);
     const outcome = await dest.deliver(msg, ctx(msg));
     expect(outcome.detail).toMatchObject({ created: true, status: 201 });
     const again = await dest.deliver(msg, ctx(msg));
@@ -336,19 +296,18 @@ describe('fhir_r4 destination through a fault-injecting proxy', () => {
       resourceType: 'OperationOutcome',
       issue: [{ severity: 'error', code: 'business-rule', details: { text: 'Communication.subject is required by this EHR' } }],
     };
-    proxy.fault = (req, res) => isCreate(req) && answer(res, 422, JSON.stringify(outcomeBody), { 'content-type': 'application/fhir+json' });
+    proxy.setRule(onCreate(422, JSON.stringify(outcomeBody), { 'content-type': 'application/fhir+json' }));
     const msg = message();
-    const err = await failure(destination({ base_url: proxy.baseUrl }).deliver(msg, ctx(msg)));
+    const err = await failure(destination({ base_url: proxy.url }).deliver(msg, ctx(msg)));
     expect(err.code).toBe('FHIR_HTTP_PERMANENT');
     expect(err.disposition).toBe('permanent');
     expect(err.details).toMatchObject({ http_status: 422, issue_codes: ['business-rule'], operation_outcome: outcomeBody });
   });
 
   it('an HTML 503 from a gateway is still classified, without crashing', async () => {
-    proxy.fault = (req, res) =>
-      isCreate(req) && answer(res, 503, '<html><body><h1>503 Service Temporarily Unavailable</h1></body></html>', { 'content-type': 'text/html' });
+    proxy.setRule(onCreate(503, '<html><body><h1>503 Service Temporarily Unavailable</h1></body></html>', { 'content-type': 'text/html' }));
     const msg = message();
-    const err = await failure(destination({ base_url: proxy.baseUrl }).deliver(msg, ctx(msg)));
+    const err = await failure(destination({ base_url: proxy.url }).deliver(msg, ctx(msg)));
     expect(err.code).toBe('FHIR_HTTP_RETRYABLE');
     expect(err.retryAfterMs).toBeUndefined();
     expect(err.details).toMatchObject({ http_status: 503, body_kind: 'html' });
@@ -356,32 +315,32 @@ describe('fhir_r4 destination through a fault-injecting proxy', () => {
   });
 
   it('409 on the conditional create is a race worth retrying', async () => {
-    proxy.fault = (req, res) =>
-      isCreate(req) &&
-      answer(res, 409, JSON.stringify({ resourceType: 'OperationOutcome', issue: [{ severity: 'error', code: 'conflict' }] }), {
+    proxy.setRule(
+      onCreate(409, JSON.stringify({ resourceType: 'OperationOutcome', issue: [{ severity: 'error', code: 'conflict' }] }), {
         'content-type': 'application/fhir+json',
-      });
+      }),
+    );
     const msg = message();
-    const err = await failure(destination({ base_url: proxy.baseUrl }).deliver(msg, ctx(msg)));
+    const err = await failure(destination({ base_url: proxy.url }).deliver(msg, ctx(msg)));
     expect(err.code).toBe('FHIR_HTTP_RETRYABLE');
     expect(err.details).toMatchObject({ http_status: 409, reason: 'conditional create race' });
   });
 
   it('a server that never answers -> FHIR_TIMEOUT', async () => {
-    proxy.fault = () => true; // swallow every request
+    proxy.setRule(() => ({ kind: 'hang' })); // never answer
     const msg = message();
     const started = Date.now();
-    const err = await failure(destination({ base_url: proxy.baseUrl, timeout_ms: 300 }).deliver(msg, ctx(msg)));
+    const err = await failure(destination({ base_url: proxy.url, timeout_ms: 300 }).deliver(msg, ctx(msg)));
     expect(err.code).toBe('FHIR_TIMEOUT');
     expect(err.disposition).toBe('retryable');
     expect(Date.now() - started).toBeLessThan(5_000);
   });
 
   it('a delivery aborted by the caller stops at once and is retryable', async () => {
-    proxy.fault = () => true;
+    proxy.setRule(() => ({ kind: 'hang' }));
     const controller = new AbortController();
     const msg = message();
-    const pending = destination({ base_url: proxy.baseUrl, timeout_ms: 60_000 }).deliver(msg, ctx(msg, controller.signal));
+    const pending = destination({ base_url: proxy.url, timeout_ms: 60_000 }).deliver(msg, ctx(msg, controller.signal));
     setTimeout(() => controller.abort(), 50);
     const err = await failure(pending);
     expect(err.code).toBe('FHIR_TIMEOUT');
@@ -402,20 +361,24 @@ describe('fhir_r4 destination through a fault-injecting proxy', () => {
   });
 
   it('sends the bearer token on every request; a refused token is FHIR_AUTH', async () => {
-    proxy.fault = (req, res) =>
-      req.headers.authorization !== 'Bearer s3cret-token' &&
-      answer(res, 401, JSON.stringify({ resourceType: 'OperationOutcome', issue: [{ severity: 'error', code: 'login' }] }), {
-        'content-type': 'application/fhir+json',
-        'www-authenticate': 'Bearer',
-      });
+    proxy.setRule((req) =>
+      req.headers.authorization !== 'Bearer s3cret-token'
+        ? {
+            kind: 'respond',
+            status: 401,
+            headers: { 'content-type': 'application/fhir+json', 'www-authenticate': 'Bearer' },
+            body: JSON.stringify({ resourceType: 'OperationOutcome', issue: [{ severity: 'error', code: 'login' }] }),
+          }
+        : { kind: 'pass' },
+    );
     const msg = message();
-    const outcome = await destination({ base_url: proxy.baseUrl, auth: { kind: 'bearer', token: 's3cret-token' } }).deliver(msg, ctx(msg));
+    const outcome = await destination({ base_url: proxy.url, auth: { kind: 'bearer', token: 's3cret-token' } }).deliver(msg, ctx(msg));
     expect(outcome.detail).toMatchObject({ created: true, patient_match: 'matched' });
     expect(proxy.seen.length).toBeGreaterThanOrEqual(2); // patient search(es) + create
     expect(proxy.seen.every((r) => r.authorization === 'Bearer s3cret-token')).toBe(true);
 
     const refused = message();
-    const err = await failure(destination({ base_url: proxy.baseUrl, auth: { kind: 'bearer', token: 'wrong' } }).deliver(refused, ctx(refused)));
+    const err = await failure(destination({ base_url: proxy.url, auth: { kind: 'bearer', token: 'wrong' } }).deliver(refused, ctx(refused)));
     expect(err.code).toBe('FHIR_AUTH');
     expect(err.details).toMatchObject({ http_status: 401 });
     expect(err.message).not.toContain('wrong');
@@ -423,16 +386,16 @@ describe('fhir_r4 destination through a fault-injecting proxy', () => {
 
   it('sends HTTP Basic credentials', async () => {
     const msg = message();
-    await destination({ base_url: proxy.baseUrl, auth: { kind: 'basic', username: 'switchboard', password: 'pa:ss' } }).deliver(msg, ctx(msg));
+    await destination({ base_url: proxy.url, auth: { kind: 'basic', username: 'switchboard', password: 'pa:ss' } }).deliver(msg, ctx(msg));
     const expected = `Basic ${Buffer.from('switchboard:pa:ss').toString('base64')}`;
     expect(proxy.seen.length).toBeGreaterThan(0);
     expect(proxy.seen.every((r) => r.authorization === expected)).toBe(true);
   });
 
   it('a 2xx create without a usable id -> FHIR_RESPONSE_INVALID', async () => {
-    proxy.fault = (req, res) => isCreate(req) && answer(res, 201, JSON.stringify({ resourceType: 'OperationOutcome', issue: [{ severity: 'information', code: 'informational' }] }), { 'content-type': 'application/fhir+json' });
+    proxy.setRule(onCreate(201, JSON.stringify({ resourceType: 'OperationOutcome', issue: [{ severity: 'information', code: 'informational' }] }), { 'content-type': 'application/fhir+json' }));
     const msg = message();
-    const err = await failure(destination({ base_url: proxy.baseUrl }).deliver(msg, ctx(msg)));
+    const err = await failure(destination({ base_url: proxy.url }).deliver(msg, ctx(msg)));
     expect(err.code).toBe('FHIR_RESPONSE_INVALID');
     expect(err.details).toMatchObject({ http_status: 201 });
   });

@@ -13,7 +13,7 @@ import pg from 'pg';
 import YAML from 'yaml';
 import { startFhirSandbox, type FhirSandbox } from '../../../src/sandbox/fhir-sandbox.js';
 import { TEST_APP_SECRET, TEST_VERIFY_TOKEN } from '../../support/whatsapp-webhook.js';
-import { startFhirFaultProxy, type FhirFaultProxy } from './fhir-fault-proxy.js';
+import { startFaultProxy, type FaultProxy } from '../../support/fault-proxy.js';
 import { GatewayRoleProcess, repoRoot } from './gateway-role.js';
 import { POISON_MAPPING_MARKER } from './load-generator.js';
 import { PostgresServer } from './postgres-server.js';
@@ -38,7 +38,7 @@ export interface FaultEnvironment {
   redis: RedisServer | undefined;
   postgres: PostgresServer;
   fhir: FhirSandbox;
-  proxy: FhirFaultProxy;
+  proxy: FaultProxy;
   channelsDir: string;
   /** Keep the gateway logs after close (a scenario failed); returns where they are kept. */
   keepLogs(): string;
@@ -102,7 +102,7 @@ export async function startEnvironment(o: { redis: boolean }): Promise<FaultEnvi
     cleanups.push(() => postgres.stop());
     if (redis) cleanups.push(() => redis.stop('SIGTERM'));
     cleanups.push(() => fhir.close());
-    const proxy = await startFhirFaultProxy(fhir.baseUrl);
+    const proxy = await startFaultProxy(fhir.baseUrl, { responseHeaders: { 'content-type': 'application/fhir+json' }, freshConnections: true });
     cleanups.push(() => proxy.close());
     const channelsDir = await writeChannels(tmp);
     return { tmp, redis, postgres, fhir, proxy, channelsDir, keepLogs, close };

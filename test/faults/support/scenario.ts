@@ -7,7 +7,7 @@
 import { appendFileSync } from 'node:fs';
 import path from 'node:path';
 import type { Deployment, FaultEnvironment } from './environment.js';
-import { passAll, type ProxyRule } from './fhir-fault-proxy.js';
+import { passAll, type FaultRule } from '../../support/fault-proxy.js';
 import { LoadGenerator, type MessageKind } from './load-generator.js';
 import { sleep } from './processes.js';
 import { formatReport, verify, waitUntilQuiet, type Verdict } from './verify.js';
@@ -35,7 +35,7 @@ export interface ScenarioSpec {
   title: string;
   ratePerSec: number;
   kindOf?: (seq: number) => MessageKind;
-  proxyRule?: ProxyRule;
+  proxyRule?: FaultRule;
   /** Stream before the fault starts. */
   leadMs: number;
   /** The fault, run while the stream flows; its duration sets the scenario's. */
