@@ -6,6 +6,7 @@ import path from 'node:path';
 import { QueueDurabilityError, createSwitchboard } from './app.js';
 import { ConfigError } from './core/errors.js';
 import { createLogger } from './core/logger.js';
+import { formatStartFailure } from './core/start-failure.js';
 import { createConnectorRegistry } from './connectors/registry.js';
 import { EnvError, effectiveEnv, parseEnv } from './config/env.js';
 import { MissingKeyError } from './crypto/key-provider.js';
@@ -64,6 +65,7 @@ async function main(): Promise<void> {
     queueDurability: cfg.REDIS_DURABILITY,
   });
 
+  let started: Awaited<ReturnType<typeof app.start>> | undefined;
   let stopping = false;
   const shutdown = (signal: string) => {
     if (stopping) return;
@@ -91,11 +93,19 @@ async function main(): Promise<void> {
       shutdown('SIGINT');
       return;
     }
+    // Before the gateway is up, a crash is a failed start: one line with the reason, no trace.
+    if (started === undefined) {
+      logger.debug({ err }, 'start-up failed');
+      logger.flush(() => {
+        process.stderr.write(formatStartFailure(err));
+        process.exit(1);
+      });
+      return;
+    }
     process.stderr.write(`switchboard: ${err.stack ?? String(err)}\n`);
     process.exit(1);
   });
 
-  let started;
   try {
     started = await app.start();
   } catch (err) {
@@ -108,7 +118,8 @@ async function main(): Promise<void> {
     } else if (err instanceof EnvError) {
       process.stderr.write(`switchboard: ${err.message}\n`);
     } else {
-      process.stderr.write(`switchboard: failed to start: ${(err as Error).stack ?? String(err)}\n`);
+      logger.debug({ err }, 'start-up failed');
+      process.stderr.write(formatStartFailure(err));
     }
     await app.stop().catch(() => undefined);
     process.exit(1);
@@ -150,4 +161,7 @@ async function main(): Promise<void> {
   process.stdout.write(lines.join('\n') + '\n');
 }
 
-void main();
+main().catch((err: unknown) => {
+  process.stderr.write(formatStartFailure(err));
+  process.exit(1);
+});
