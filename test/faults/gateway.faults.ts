@@ -10,14 +10,14 @@
  * redis-server and a PostgreSQL this suite starts, stops and restarts itself, all on loopback.
  */
 import pg from 'pg';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { deploy, type Deployment, type FaultEnvironment, startEnvironment } from './support/environment.js';
+import { afterAll, beforeAll, expect } from 'vitest';
+import { type Deployment, type FaultEnvironment, startEnvironment } from './support/environment.js';
 import { operationOutcome, type FaultRule } from '../support/fault-proxy.js';
 import type { GatewayRoleProcess } from './support/gateway-role.js';
 import { POISON_422_MARKER, type MessageKind } from './support/load-generator.js';
 import { sleep, which } from './support/processes.js';
 import { recoveredJobsActive } from './support/queue-probe.js';
-import { acknowledgedWithin, runScenario, statusesWithin, type ScenarioContext } from './support/scenario.js';
+import { acknowledgedWithin, describeDeployment, statusesWithin, type ScenarioContext } from './support/scenario.js';
 
 const RATE = 20;
 const QUIET_TIMEOUT_MS = 90_000;
@@ -76,24 +76,25 @@ afterAll(async () => {
   await env?.close();
 });
 
-describe.skipIf(!hasRedis)('Redis queue: 1 http + 2 worker processes', () => {
-  let d: Deployment;
-  beforeAll(async () => {
-    d = await deploy(env, { name: 'redis-queue', queue: 'redis', workers: 2 });
-  });
-  afterAll(async () => {
-    await d?.close();
-  });
+const outage = { on: false };
+let circuitBefore = 0;
 
-  it('(a) kill -9 the worker processes (5 kills in 3 rounds)', async () => {
-    const r = await runScenario(env, d, {
+describeDeployment({
+  title: 'Redis queue: 1 http + 2 worker processes',
+  environment: () => env,
+  deployment: { name: 'redis-queue', queue: 'redis', workers: 2 },
+  ratePerSec: RATE,
+  quietTimeoutMs: QUIET_TIMEOUT_MS,
+  skip: !hasRedis,
+  scenarios: [
+    {
+      test: '(a) kill -9 the worker processes (5 kills in 3 rounds)',
       name: 'a-worker-kill',
       title: '(a) kill -9 the workers x5 [Redis queue]',
-      ratePerSec: RATE,
       proxyRule: slowCommunicationWrites(500),
       leadMs: 3000,
       fault: (ctx) => {
-        const [w1, w2] = d.workers as [GatewayRoleProcess, GatewayRoleProcess];
+        const [w1, w2] = ctx.d.workers as [GatewayRoleProcess, GatewayRoleProcess];
         return killRounds(ctx, [
           { label: 'worker2', victims: [w2], when: 'now', after: 1500 },
           { label: 'both workers', victims: [w1, w2], when: 'now', after: 0 },
@@ -102,16 +103,11 @@ describe.skipIf(!hasRedis)('Redis queue: 1 http + 2 worker processes', () => {
         ]);
       },
       tailMs: 3000,
-      quietTimeoutMs: QUIET_TIMEOUT_MS,
-    });
-    expect(r.verdict.problems).toEqual([]);
-  });
-
-  it('(b) restart Redis: SIGTERM, then SIGKILL', async () => {
-    const r = await runScenario(env, d, {
+    },
+    {
+      test: '(b) restart Redis: SIGTERM, then SIGKILL',
       name: 'b-redis-restart',
       title: '(b) restart Redis (SIGTERM, then SIGKILL) [Redis queue]',
-      ratePerSec: RATE,
       leadMs: 4000,
       fault: async (ctx) => {
         for (const signal of ['SIGTERM', 'SIGKILL'] as const) {
@@ -123,7 +119,6 @@ describe.skipIf(!hasRedis)('Redis queue: 1 http + 2 worker processes', () => {
         }
       },
       tailMs: 3000,
-      quietTimeoutMs: QUIET_TIMEOUT_MS,
       check: (ctx, windows) => {
         const problems: string[] = [];
         for (const w of windows) {
@@ -134,20 +129,16 @@ describe.skipIf(!hasRedis)('Redis queue: 1 http + 2 worker processes', () => {
         }
         return problems;
       },
-    });
-    expect(r.verdict.problems).toEqual([]);
-  });
-
-  it('(c) restart PostgreSQL', async () => {
-    const r = await runScenario(env, d, {
+    },
+    {
+      test: '(c) restart PostgreSQL',
       name: 'c-postgres-restart',
       title: '(c) restart PostgreSQL [Redis queue]',
-      ratePerSec: RATE,
       leadMs: 4000,
       fault: async (ctx) => {
         // Hold a write lock on the deliveries table for a moment first, so that the gateway's
         // transactions (ingest, delivery outcomes) are in flight when PostgreSQL goes down.
-        const locker = new pg.Client({ connectionString: d.databaseUrl });
+        const locker = new pg.Client({ connectionString: ctx.d.databaseUrl });
         locker.on('error', () => undefined);
         await locker.connect();
         await locker.query('BEGIN');
@@ -165,7 +156,6 @@ describe.skipIf(!hasRedis)('Redis queue: 1 http + 2 worker processes', () => {
         ctx.note(`PostgreSQL back after ${Date.now() - downAt} ms down`);
       },
       tailMs: 5000,
-      quietTimeoutMs: QUIET_TIMEOUT_MS,
       check: (ctx, windows) => {
         const problems: string[] = [];
         for (const w of windows) {
@@ -177,20 +167,15 @@ describe.skipIf(!hasRedis)('Redis queue: 1 http + 2 worker processes', () => {
         }
         return problems;
       },
-    });
-    expect(r.verdict.problems).toEqual([]);
-  });
-
-  it('(d) the FHIR server answers 503 for 12 s, then recovers', async () => {
-    const outage = { on: false };
-    const circuitBefore = alertCount(d, 'circuit_open');
-    const r = await runScenario(env, d, {
+    },
+    {
+      test: '(d) the FHIR server answers 503 for 12 s, then recovers',
       name: 'd-fhir-503',
       title: '(d) FHIR server answers 503 for 12 s [Redis queue]',
-      ratePerSec: RATE,
       proxyRule: () => (outage.on ? { kind: 'respond', status: 503, body: operationOutcome('transient', 'fault suite: service unavailable') } : { kind: 'pass' }),
       leadMs: 4000,
       fault: async (ctx) => {
+        circuitBefore = alertCount(ctx.d, 'circuit_open');
         outage.on = true;
         ctx.note('FHIR server: 503 for every request');
         await sleep(12_000);
@@ -198,23 +183,17 @@ describe.skipIf(!hasRedis)('Redis queue: 1 http + 2 worker processes', () => {
         ctx.note('FHIR server recovered');
       },
       tailMs: 4000,
-      quietTimeoutMs: QUIET_TIMEOUT_MS,
       check: (ctx) => {
-        const trips = alertCount(d, 'circuit_open') - circuitBefore;
+        const trips = alertCount(ctx.d, 'circuit_open') - circuitBefore;
         ctx.note(`circuit opened ${trips} time(s) across the workers`);
         return trips > 0 ? [] : ['the circuit never opened during a 12 s outage (threshold: 5 consecutive failures)'];
       },
-    });
-    expect(r.verdict.problems).toEqual([]);
-  });
-
-  it('(e) poison messages (mapping error, FHIR 422) mixed with good ones', async () => {
-    const kindOf = (seq: number): MessageKind => (seq % 10 === 3 ? 'poison-mapping' : seq % 10 === 7 ? 'poison-422' : 'good');
-    const r = await runScenario(env, d, {
+    },
+    {
+      test: '(e) poison messages (mapping error, FHIR 422) mixed with good ones',
       name: 'e-poison',
       title: '(e) poison messages: mapping error and FHIR 422 [Redis queue]',
-      ratePerSec: RATE,
-      kindOf,
+      kindOf: (seq: number): MessageKind => (seq % 10 === 3 ? 'poison-mapping' : seq % 10 === 7 ? 'poison-422' : 'good'),
       proxyRule: (req) =>
         isCommunicationWrite(req) && req.body.includes(POISON_422_MARKER)
           ? { kind: 'respond', status: 422, body: operationOutcome('business-rule', 'fault suite: rejected') }
@@ -222,39 +201,32 @@ describe.skipIf(!hasRedis)('Redis queue: 1 http + 2 worker processes', () => {
       leadMs: 15_000,
       fault: async () => undefined,
       tailMs: 0,
-      quietTimeoutMs: QUIET_TIMEOUT_MS,
-    });
-    expect(r.verdict.problems).toEqual([]);
-    expect(r.verdict.deadLettered).toBeGreaterThan(0);
-  });
+      expectAlso: (r) => expect(r.verdict.deadLettered).toBeGreaterThan(0),
+    },
+  ],
 });
 
-describe('PostgreSQL queue backend (zero-config queues): 1 http + 2 worker processes', () => {
-  let d: Deployment;
-  beforeAll(async () => {
-    d = await deploy(env, { name: 'postgres-queue', queue: 'postgres', workers: 2 });
-  });
-  afterAll(async () => {
-    await d?.close();
-  });
-
-  it('(a) kill -9 the worker processes (4 kills in 2 rounds)', async () => {
-    const r = await runScenario(env, d, {
+describeDeployment({
+  title: 'PostgreSQL queue backend (zero-config queues): 1 http + 2 worker processes',
+  environment: () => env,
+  deployment: { name: 'postgres-queue', queue: 'postgres', workers: 2 },
+  ratePerSec: RATE,
+  quietTimeoutMs: QUIET_TIMEOUT_MS,
+  scenarios: [
+    {
+      test: '(a) kill -9 the worker processes (4 kills in 2 rounds)',
       name: 'a-worker-kill-pgq',
       title: '(a) kill -9 the workers x4 [PostgreSQL queue]',
-      ratePerSec: RATE,
       proxyRule: slowCommunicationWrites(500),
       leadMs: 3000,
       fault: (ctx) => {
-        const [w1, w2] = d.workers as [GatewayRoleProcess, GatewayRoleProcess];
+        const [w1, w2] = ctx.d.workers as [GatewayRoleProcess, GatewayRoleProcess];
         return killRounds(ctx, [
           { label: 'both workers', victims: [w1, w2], when: 'now', after: 0 },
           { label: 'both workers', victims: [w1, w2], when: 'recovered-active', after: 0 },
         ]);
       },
       tailMs: 3000,
-      quietTimeoutMs: QUIET_TIMEOUT_MS,
-    });
-    expect(r.verdict.problems).toEqual([]);
-  });
+    },
+  ],
 });

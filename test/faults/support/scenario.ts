@@ -6,7 +6,8 @@
  */
 import { appendFileSync } from 'node:fs';
 import path from 'node:path';
-import type { Deployment, FaultEnvironment } from './environment.js';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { deploy, type Deployment, type FaultEnvironment } from './environment.js';
 import { passAll, type FaultRule } from '../../support/fault-proxy.js';
 import { LoadGenerator, type MessageKind } from './load-generator.js';
 import { sleep } from './processes.js';
@@ -146,4 +147,52 @@ export function acknowledgedWithin(load: LoadGenerator, from: number, to: number
 /** Answers with `status` to requests that began after `from` and ended before `to`. */
 export function statusesWithin(load: LoadGenerator, from: number, to: number, status: number): number {
   return load.responses.filter((r) => r.status === status && r.startedAt >= from && r.endedAt <= to).length;
+}
+
+export interface ScenarioTest extends Omit<ScenarioSpec, 'ratePerSec' | 'quietTimeoutMs'> {
+  /** The test's name. */
+  test: string;
+  /** Defaults to the suite's rate. */
+  ratePerSec?: number;
+  /** Defaults to the suite's bound. */
+  quietTimeoutMs?: number;
+  /** Expectations beyond "no problems", on the result. */
+  expectAlso?(result: ScenarioResult): void;
+}
+
+export interface DeploymentSuite {
+  /** The describe block's title. */
+  title: string;
+  environment: () => FaultEnvironment;
+  deployment: Parameters<typeof deploy>[1];
+  ratePerSec: number;
+  quietTimeoutMs: number;
+  /** Skip the block (loudly reported by the caller), e.g. when redis-server is missing. */
+  skip?: boolean;
+  scenarios: readonly ScenarioTest[];
+}
+
+/**
+ * The suite's skeleton, once: a describe block on one deployment (deployed before its scenarios,
+ * closed after) with one test per scenario, each run from stream to report and expected to end
+ * with no problems.
+ */
+export function describeDeployment(suite: DeploymentSuite): void {
+  describe.skipIf(suite.skip ?? false)(suite.title, () => {
+    let d: Deployment | undefined;
+    beforeAll(async () => {
+      d = await deploy(suite.environment(), suite.deployment);
+    });
+    afterAll(async () => {
+      await d?.close();
+    });
+    for (const { test, expectAlso, ...spec } of suite.scenarios) {
+      it(test, async () => {
+        if (!d) throw new Error(`deployment ${suite.deployment.name} did not start`);
+        const r = await runScenario(suite.environment(), d, { ratePerSec: suite.ratePerSec, quietTimeoutMs: suite.quietTimeoutMs, ...spec });
+        expect(r.verdict.problems).toEqual([]);
+        expectAlso?.(r);
+      });
+    }
+  });
 }
