@@ -54,6 +54,8 @@ export interface SwitchboardOptions {
   channelsDir: string;
   /** Unset: embedded PostgreSQL under dataDir. */
   databaseUrl?: string | undefined;
+  /** As root only: where the embedded PostgreSQL's binaries (and, for a private dataDir, its cluster) are staged. */
+  runtimeDir?: string | undefined;
   /** Unset: BullMQ's PostgreSQL backend on the store's database. */
   redisUrl?: string | undefined;
   queuePrefix: string;
@@ -134,6 +136,8 @@ export interface StartedSwitchboard {
   /** Sandbox HL7 partners started because LAB_MLLP_URL / INSURER_MLLP_URL were unset. */
   mllpSandboxes: { role: MllpSandboxRole; url: string }[];
   database: 'embedded' | 'external';
+  /** The embedded PostgreSQL's data directory (undefined with DATABASE_URL). */
+  databaseDirectory: string | undefined;
   queues: string;
   channels: readonly RuntimeChannel[];
   /** The live channel set (hot reload). */
@@ -222,7 +226,7 @@ export function createSwitchboard(o: SwitchboardOptions): Switchboard {
     let databaseUrl = o.databaseUrl;
     let embedded: EmbeddedDatabase | undefined;
     if (databaseUrl === undefined) {
-      embedded = await startEmbeddedPostgres(o.dataDir, log);
+      embedded = await startEmbeddedPostgres(o.dataDir, log, o.runtimeDir);
       onStop('embedded PostgreSQL stopped', () => embedded!.stop());
       databaseUrl = embedded.url;
     }
@@ -402,6 +406,7 @@ export function createSwitchboard(o: SwitchboardOptions): Switchboard {
       fhirSandbox: sandbox,
       mllpSandboxes,
       database: embedded ? 'embedded' : 'external',
+      databaseDirectory: embedded?.directory,
       queues: backend.description,
       channels: channels(),
       runtime,

@@ -32,6 +32,7 @@ async function main(): Promise<void> {
     dataDir: cfg.DATA_DIR,
     channelsDir: cfg.CHANNELS_DIR,
     databaseUrl: cfg.DATABASE_URL,
+    runtimeDir: cfg.SWITCHBOARD_RUNTIME_DIR,
     redisUrl: cfg.REDIS_URL,
     queuePrefix: cfg.QUEUE_PREFIX,
     env,
@@ -139,7 +140,7 @@ async function main(): Promise<void> {
     lines.push(`  role     worker (HTTP serves only ${base}/healthz, /readyz and /metrics)`);
   }
   lines.push(
-    `  store    ${started.database === 'embedded' ? `embedded PostgreSQL under ${cfg.DATA_DIR} (its address and credentials: ${path.join(cfg.DATA_DIR, 'postgres-credentials.json')})` : 'DATABASE_URL'}`,
+    `  store    ${started.database === 'embedded' ? `embedded PostgreSQL in ${started.databaseDirectory ?? cfg.DATA_DIR} (its address and credentials: ${path.join(cfg.DATA_DIR, 'postgres-credentials.json')})` : 'DATABASE_URL'}`,
   );
   lines.push(`  queues   ${started.queues}`);
   lines.push(`  FHIR     ${started.fhirBaseUrl ?? '(none)'}${started.fhirSandbox ? '  (sandbox; demo Patient Jane Demo, +15551234567)' : ''}`);

@@ -15,7 +15,7 @@ import type { Principal } from '../core/principal.js';
 import type { KeyProvider } from '../crypto/key-provider.js';
 import { resolveKeyring } from '../crypto/keyring.js';
 import { AuditStore } from '../store/audit-store.js';
-import { alive, startEmbeddedPostgres } from '../store/embedded-postgres.js';
+import { alive, defaultRuntimeDir, existingClusterDir, startEmbeddedPostgres } from '../store/embedded-postgres.js';
 import { openEncryptingCodec, type EncryptingCodec } from '../store/encrypting-codec.js';
 import { runMigrations } from '../store/migrations.js';
 import type { CliIo } from './io.js';
@@ -42,8 +42,10 @@ export function cliPrincipal(): Principal {
 }
 
 /** The URL of the embedded PostgreSQL a gateway is running under `dataDir`, if one is. */
-async function runningEmbeddedUrl(dataDir: string): Promise<string | undefined> {
-  const pidFile = path.join(dataDir, 'postgres', 'postmaster.pid');
+async function runningEmbeddedUrl(dataDir: string, runtimeDir: string): Promise<string | undefined> {
+  const cluster = existingClusterDir(dataDir, runtimeDir);
+  if (cluster === undefined) return undefined;
+  const pidFile = path.join(cluster, 'postmaster.pid');
   const credFile = path.join(dataDir, 'postgres-credentials.json');
   if (!existsSync(pidFile) || !existsSync(credFile)) return undefined;
   const lines = (await readFile(pidFile, 'utf8')).split('\n');
@@ -69,10 +71,11 @@ export async function openStoreAccess(io: CliIo): Promise<StoreAccess> {
       production: env['SWITCHBOARD_ENV'] === 'production',
       generate: false,
     });
-    let url = env['DATABASE_URL'] || (await runningEmbeddedUrl(dataDir));
+    const runtimeDir = env['SWITCHBOARD_RUNTIME_DIR'] || defaultRuntimeDir;
+    let url = env['DATABASE_URL'] || (await runningEmbeddedUrl(dataDir, runtimeDir));
     if (url === undefined) {
-      if (!existsSync(path.join(dataDir, 'postgres', 'PG_VERSION'))) throw new Error(`no database: set DATABASE_URL, or run where DATA_DIR (${dataDir}) holds the gateway's embedded PostgreSQL`);
-      const db = await startEmbeddedPostgres(dataDir, createLogger({ level: 'silent' }));
+      if (existingClusterDir(dataDir, runtimeDir) === undefined) throw new Error(`no database: set DATABASE_URL, or run where DATA_DIR (${dataDir}) holds the gateway's embedded PostgreSQL`);
+      const db = await startEmbeddedPostgres(dataDir, createLogger({ level: 'silent' }), runtimeDir);
       cleanups.push(() => db.stop());
       url = db.url;
     }

@@ -33,6 +33,7 @@ export const envSchema = z.object({
   PORT: z.preprocess(emptyAsUndefined, z.coerce.number().int().min(0).max(65535).default(8080)),
   HOST: optionalString,
   DATA_DIR: z.preprocess(emptyAsUndefined, z.string().default('.data')),
+  SWITCHBOARD_RUNTIME_DIR: z.preprocess(emptyAsUndefined, z.string().default('/var/lib/switchboard-postgres')),
   DATABASE_URL: optionalUrl(/^postgres(ql)?:$/, 'postgres://'),
   REDIS_URL: optionalUrl(/^rediss?:$/, 'redis:// or rediss://'),
   QUEUE_PREFIX: z.preprocess(emptyAsUndefined, z.string().regex(/^[A-Za-z0-9_{}-]+$/, 'letters, digits, _, -, {}').default('switchboard')),
