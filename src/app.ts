@@ -24,7 +24,7 @@ import { oidcAuthenticator, type OidcOptions } from './http/oidc-authenticator.j
 import { ApiTokenStore } from './store/api-token-store.js';
 import { createFileMediaStore } from './media/media-store.js';
 import { startHttpServer, type RunningHttpServer } from './http/http-server.js';
-import type { ListenerTimeouts, ListenerTls } from './http/listener.js';
+import { checkTlsFiles, type ListenerTimeouts, type ListenerTls } from './http/listener.js';
 import { createWebhookMiddleware } from './http/webhook-route.js';
 import { ChannelRuntime } from './channels/channel-runtime.js';
 import type Koa from 'koa';
@@ -174,6 +174,8 @@ export function createSwitchboard(o: SwitchboardOptions): Switchboard {
   const log = o.logger;
 
   async function start(): Promise<StartedSwitchboard> {
+    // An unusable TLS_CERT_FILE / TLS_KEY_FILE stops the start before anything else runs.
+    if (o.tls) await checkTlsFiles(o.tls);
     // 1. FHIR: an external server, or the in-process sandbox.
     const env = { ...o.env };
     let fhirBaseUrl = o.fhirBaseUrl;

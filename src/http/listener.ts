@@ -57,6 +57,11 @@ async function readPem(o: ListenerTls): Promise<Pem> {
   return pem;
 }
 
+/** Reads and checks the certificate files now (at the very start, before anything else is started). */
+export async function checkTlsFiles(o: ListenerTls): Promise<void> {
+  await readPem(o);
+}
+
 export interface Listener {
   server: http.Server;
   secure: boolean;

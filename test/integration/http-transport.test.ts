@@ -20,6 +20,7 @@ import { startHttpServer, type RunningHttpServer } from '../../src/http/http-ser
 import { identityOf, staticTokenAuthenticator, type AccessControl } from '../../src/http/access-control.js';
 import { ListenerConfigError } from '../../src/http/listener.js';
 import { parseEnv } from '../../src/config/env.js';
+import { runGatewayToExit } from '../support/gateway-process.js';
 import { createTestPki, opensslAvailable, type TestPki } from '../support/tls-certs.js';
 
 const logger = createLogger({ level: 'silent' });
@@ -254,6 +255,13 @@ describe.skipIf(!opensslAvailable())('HTTPS from TLS_CERT_FILE / TLS_KEY_FILE', 
     const missing = path.join(first.dir, 'nope.pem');
     await expect(start({ tls: { certFile: missing, keyFile: first.serverKeyFile, reloadIntervalMs: 1000 } })).rejects.toThrow(ListenerConfigError);
     await expect(start({ tls: { certFile: missing, keyFile: first.serverKeyFile, reloadIntervalMs: 1000 } })).rejects.toThrow(/^TLS_CERT_FILE .*nope\.pem: cannot read it \(ENOENT\)/);
+    // The real entry point, as a user meets it.
+    const halfConfigured = await runGatewayToExit({ TLS_CERT_FILE: first.serverCertFile, DATA_DIR: path.join(first.dir, 'data-a') });
+    expect(halfConfigured.code).toBe(2);
+    expect(halfConfigured.output).toContain('TLS_KEY_FILE: must be set together with TLS_CERT_FILE');
+    const unreadable = await runGatewayToExit({ TLS_CERT_FILE: missing, TLS_KEY_FILE: first.serverKeyFile, DATA_DIR: path.join(first.dir, 'data-b') });
+    expect(unreadable.code).toBe(1);
+    expect(unreadable.output).toMatch(/refusing to start: TLS_CERT_FILE .*nope\.pem: cannot read it \(ENOENT\)/);
     // A key that does not belong to the certificate.
     await expect(start({ tls: { certFile: first.serverCertFile, keyFile: second.serverKeyFile, reloadIntervalMs: 1000 } })).rejects.toThrow(/not a usable certificate and key/);
   });
