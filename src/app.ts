@@ -112,6 +112,8 @@ export interface SwitchboardOptions {
   httpTimeouts?: ListenerTimeouts;
   /** HTTPS on the listener (TLS_CERT_FILE, TLS_KEY_FILE), reloaded when the files change. */
   tls?: ListenerTls | undefined;
+  /** With `oidc`: the console signs in at the provider as this public client (authorization code + PKCE). */
+  consoleSignIn?: { clientId: string; scope: string };
 }
 
 export class QueueDurabilityError extends Error {
@@ -313,7 +315,9 @@ export function createSwitchboard(o: SwitchboardOptions): Switchboard {
     const middleware: Koa.Middleware[] = [];
     let consoleInfo: StartedSwitchboard['console'];
     if (o.role !== 'worker') {
-      const operatorConsole = await createConsoleMiddleware({ dir: o.consoleDir ?? defaultConsoleDir(), logger: log, sessionIdleMinutes: o.consoleSessionMinutes ?? 30 });
+      const operatorConsole = await createConsoleMiddleware({ dir: o.consoleDir ?? defaultConsoleDir(), logger: log, sessionIdleMinutes: o.consoleSessionMinutes ?? 30,
+        ...(o.oidc && { oidc: { issuer: o.oidc.issuer, resource: o.oidc.audience, clientId: o.consoleSignIn?.clientId ?? 'switchboard-console', scope: o.consoleSignIn?.scope ?? 'openid' } }),
+      });
       middleware.push(operatorConsole.middleware);
       consoleInfo = { path: `${CONSOLE_PATH}/`, built: operatorConsole.built };
       routers.push(

@@ -46,6 +46,7 @@ async function main(): Promise<void> {
     encryptionKeysFile: cfg.ENCRYPTION_KEYS_FILE,
     production: cfg.SWITCHBOARD_ENV === 'production',
     consoleSessionMinutes: cfg.CONSOLE_SESSION_MINUTES,
+    consoleSignIn: { clientId: cfg.OIDC_CONSOLE_CLIENT_ID, scope: cfg.OIDC_CONSOLE_SCOPE },
     trustProxy: cfg.TRUST_PROXY,
     ...(cfg.OIDC_ISSUER !== undefined && {
       oidc: {

@@ -6,6 +6,7 @@ import type { WhoAmI } from './api-types.js';
 import { Console } from './context.js';
 import { href, useRoute } from './router.js';
 import { clearSession, loadSession, saveSession } from './session.js';
+import { beginOidcSignIn, completeOidcSignIn, type OidcConfig } from './oidc.js';
 import { SignIn } from './pages/sign-in.js';
 import { Dashboard } from './pages/dashboard.js';
 import { Messages } from './pages/messages.js';
@@ -16,6 +17,8 @@ import { AuditLog } from './pages/audit.js';
 
 interface ConsoleConfig {
   sessionIdleMinutes: number;
+  /** Set when the gateway trusts an OpenID provider (OIDC_ISSUER): sign in there too. */
+  oidc?: OidcConfig;
 }
 
 interface Signed {
@@ -53,7 +56,7 @@ export function App() {
   const touch = useCallback(() => {
     lastActivity.current = Date.now();
     const s = loadSession();
-    if (s && config) saveSession(s.token, config.sessionIdleMinutes);
+    if (s && config) saveSession(s.token, config.sessionIdleMinutes, s.notAfter);
   }, [config]);
 
   const api: ApiClient | undefined = useMemo(
@@ -67,11 +70,11 @@ export function App() {
     [signed, signOut, touch],
   );
 
-  const begin = useCallback(async (token: string, cfg: ConsoleConfig): Promise<string | undefined> => {
+  const begin = useCallback(async (token: string, cfg: ConsoleConfig, notAfter?: number): Promise<string | undefined> => {
     const probe = createApiClient(token, { onUnauthenticated: () => undefined, onForbidden: () => undefined, onActivity: () => undefined });
     try {
       const who = await probe.get<WhoAmI>('/whoami');
-      saveSession(token, cfg.sessionIdleMinutes);
+      saveSession(token, cfg.sessionIdleMinutes, notAfter);
       setSigned({ token, principal: who.principal });
       setAccess(accessFor(who.principal.role, who.permissions));
       setNotice(undefined);
@@ -86,10 +89,18 @@ export function App() {
   useEffect(() => {
     void fetchConfig().then(async (cfg) => {
       setConfig(cfg);
-      const s = loadSession();
-      if (s) {
-        const problem = await begin(s.token, cfg);
+      // Back from the provider's sign-in page: exchange the code for the session's token.
+      const returned = cfg.oidc ? await completeOidcSignIn(cfg.oidc).catch((e: unknown) => ({ error: `Cannot finish signing in at the provider: ${(e as Error).message}` })) : undefined;
+      if (returned && 'error' in returned) signOut(returned.error);
+      else if (returned) {
+        const problem = await begin(returned.token, cfg, returned.expiresInSeconds === undefined ? undefined : Date.now() + returned.expiresInSeconds * 1000);
         if (problem) signOut(problem);
+      } else {
+        const s = loadSession();
+        if (s) {
+          const problem = await begin(s.token, cfg, s.notAfter);
+          if (problem) signOut(problem);
+        }
       }
       setRestoring(false);
     });
@@ -112,7 +123,10 @@ export function App() {
   }, [signed, config, touch, signOut]);
 
   if (!config || restoring) return <p class="loading">Loading…</p>;
-  if (!signed || !api) return <SignIn notice={notice} onSignIn={(token) => begin(token, config)} />;
+  if (!signed || !api) {
+    const oidc = config.oidc;
+    return <SignIn notice={notice} onSignIn={(token) => begin(token, config)} {...(oidc && { onProviderSignIn: () => beginOidcSignIn(oidc) })} />;
+  }
 
   const conversation = /^\/messages\/([^/]+)\/conversation$/.exec(route.path);
   const page = conversation?.[1] ? (

@@ -8,6 +8,8 @@ export interface Session {
   token: string;
   /** Epoch ms after which the session is over unless renewed by activity. */
   expiresAt: number;
+  /** Epoch ms after which no activity renews it (the provider's access token expires). */
+  notAfter?: number;
 }
 
 export function loadSession(now = Date.now()): Session | null {
@@ -19,15 +21,15 @@ export function loadSession(now = Date.now()): Session | null {
       sessionStorage.removeItem(KEY);
       return null;
     }
-    return { token: s.token, expiresAt: s.expiresAt };
+    return { token: s.token, expiresAt: s.expiresAt, ...(typeof s.notAfter === 'number' && { notAfter: s.notAfter }) };
   } catch {
     sessionStorage.removeItem(KEY);
     return null;
   }
 }
 
-export function saveSession(token: string, idleMinutes: number): Session {
-  const s = { token, expiresAt: Date.now() + idleMinutes * 60_000 };
+export function saveSession(token: string, idleMinutes: number, notAfter?: number): Session {
+  const s: Session = { token, expiresAt: Math.min(Date.now() + idleMinutes * 60_000, notAfter ?? Infinity), ...(notAfter !== undefined && { notAfter }) };
   sessionStorage.setItem(KEY, JSON.stringify(s));
   return s;
 }

@@ -69,6 +69,9 @@ export const envSchema = z.object({
       .regex(/^((RS|PS|ES)(256|384|512)|EdDSA)(,((RS|PS|ES)(256|384|512)|EdDSA))*$/, 'asymmetric JWS algorithms separated by commas, e.g. RS256,ES256')
       .optional(),
   ),
+  /** The console's public client at the provider (authorization code + PKCE, no secret). */
+  OIDC_CONSOLE_CLIENT_ID: z.preprocess(emptyAsUndefined, z.string().min(1).default('switchboard-console')),
+  OIDC_CONSOLE_SCOPE: z.preprocess(emptyAsUndefined, z.string().regex(/^[\x21\x23-\x5b\x5d-\x7e]+( [\x21\x23-\x5b\x5d-\x7e]+)*$/, 'scopes separated by single spaces').default('openid')),
   CONSOLE_SESSION_MINUTES: z.preprocess(emptyAsUndefined, z.coerce.number().int().min(1).max(24 * 60).default(30)),
   LOG_LEVEL: z.preprocess(emptyAsUndefined, z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info')),
   SWITCHBOARD_ROLE: z.preprocess(emptyAsUndefined, z.enum(['all', 'http', 'worker']).default('all')),

@@ -29,6 +29,8 @@ export interface ConsoleRouteOptions {
   logger: Logger;
   /** Signed-in sessions end after this many idle minutes (the console forgets the token). */
   sessionIdleMinutes: number;
+  /** Sign-in at an OpenID provider (OIDC_ISSUER): the console's public client and the API's audience as resource. */
+  oidc?: { issuer: string; clientId: string; resource: string; scope: string };
 }
 
 interface Asset {
@@ -52,18 +54,19 @@ const contentTypes: Record<string, string> = {
   '.txt': 'text/plain; charset=utf-8',
 };
 
-// The console loads only its own scripts and styles and talks only to this origin.
-const contentSecurityPolicy = [
+// The console loads only its own scripts and styles and talks only to this origin (and to the
+// OpenID provider, for discovery and the code exchange, when sign-in there is configured).
+const contentSecurityPolicy = (connect: readonly string[]) => [
   "default-src 'self'",
   "script-src 'self'",
   "style-src 'self'",
   "img-src 'self' data:",
-  "connect-src 'self'",
+  `connect-src ${["'self'", ...connect].join(' ')}`,
   "frame-ancestors 'none'",
   "base-uri 'none'",
   "form-action 'self'",
   "object-src 'none'",
-].join('; ');
+];
 
 async function loadAssets(dir: string): Promise<Map<string, Asset>> {
   const assets = new Map<string, Asset>();
@@ -87,7 +90,8 @@ export async function createConsoleMiddleware(o: ConsoleRouteOptions): Promise<{
   const built = existsSync(path.join(o.dir, 'index.html'));
   const assets = built ? await loadAssets(o.dir) : new Map<string, Asset>();
   if (!built) o.logger.warn({ dir: o.dir }, consoleNotBuilt);
-  const config = Buffer.from(JSON.stringify({ sessionIdleMinutes: o.sessionIdleMinutes }));
+  const config = Buffer.from(JSON.stringify({ sessionIdleMinutes: o.sessionIdleMinutes, ...(o.oidc && { oidc: o.oidc }) }));
+  const csp = contentSecurityPolicy(o.oidc ? [new URL(o.oidc.issuer).origin] : []).join('; ');
 
   const middleware: Koa.Middleware = async (ctx, next) => {
     if (ctx.path !== CONSOLE_PATH && !ctx.path.startsWith(`${CONSOLE_PATH}/`)) return next();
@@ -122,7 +126,7 @@ export async function createConsoleMiddleware(o: ConsoleRouteOptions): Promise<{
     ctx.set('ETag', asset.etag);
     ctx.set('Cache-Control', asset.immutable ? 'public, max-age=31536000, immutable' : 'no-cache');
     if (asset.type.startsWith('text/html')) {
-      ctx.set('Content-Security-Policy', contentSecurityPolicy);
+      ctx.set('Content-Security-Policy', csp);
       ctx.set('X-Frame-Options', 'DENY');
     }
     if (ctx.get('If-None-Match') === asset.etag) {

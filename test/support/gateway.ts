@@ -42,6 +42,7 @@ export async function startGateway(o: {
   oidc?: OidcOptions;
   /** MEDIA_LINK_TTL in seconds. */
   mediaLinkTtlSeconds?: number;
+  consoleSignIn?: { clientId: string; scope: string };
 }): Promise<TestGateway> {
   const dataDir = await mkdtemp(path.join(os.tmpdir(), 'switchboard-gw-'));
   const adminToken = `test-admin-token-${uniquePrefix()}`;
@@ -63,6 +64,7 @@ export async function startGateway(o: {
     ...(o.trustProxy && { trustProxy: true }),
     ...(o.oidc && { oidc: o.oidc }),
     ...(o.mediaLinkTtlSeconds !== undefined && { mediaLinkTtlSeconds: o.mediaLinkTtlSeconds }),
+    ...(o.consoleSignIn && { consoleSignIn: o.consoleSignIn }),
     encryptionKeys: o.encryptionKeys,
     registry: createConnectorRegistry(),
     logger: createLogger({ level: 'info', ...(o.logStream ? { destination: o.logStream } : { level: 'silent' }) }),

@@ -3,6 +3,9 @@
  * client_credentials grant with a resource indicator, so the provider issues JWT access tokens
  * (RFC 9068) whose audience is the resource. Each client's roles go into the `roles` claim.
  * `rotateKeys()` swaps the signing key behind the same issuer, as a provider does on rotation.
+ * For browser sign-in, `registerBrowserClient()` adds a public client (authorization code + PKCE,
+ * no secret) once its redirect URI is known; people sign in on the provider's own login and
+ * consent pages, and each account's roles (`accounts`) go into the `roles` claim.
  */
 import { generateKeyPairSync, randomUUID } from 'node:crypto';
 import http from 'node:http';
@@ -28,6 +31,8 @@ export interface TestOpenIdProvider {
   accessToken(clientId: string, resource?: string): Promise<string>;
   /** A new signing key (with a new kid); the old one is no longer published. */
   rotateKeys(): Promise<void>;
+  /** A public browser client (code + PKCE) redirecting to this URI. */
+  registerBrowserClient(clientId: string, redirectUri: string): void;
   close(): Promise<void>;
 }
 
@@ -36,19 +41,28 @@ function signingKey() {
   return { ...(privateKey.export({ format: 'jwk' }) as Record<string, unknown>), kid: randomUUID(), alg: 'RS256', use: 'sig' };
 }
 
-export async function startOpenIdProvider(clients: readonly TestClient[]): Promise<TestOpenIdProvider> {
+export async function startOpenIdProvider(clients: readonly TestClient[], accounts: Readonly<Record<string, readonly string[]>> = {}): Promise<TestOpenIdProvider> {
   let handler: http.RequestListener = (_req, res) => res.end();
   const server = http.createServer((req, res) => handler(req, res));
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   const issuer = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
   const byId = new Map(clients.map((c) => [c.id, c]));
+  const browserClients: { client_id: string; redirect_uris: string[] }[] = [];
+  let currentKey: Record<string, unknown>;
 
   const build = (key: Record<string, unknown>) => {
+    currentKey = key;
     const provider = new Provider(issuer, {
-      clients: clients.map((c) => ({ client_id: c.id, client_secret: c.secret, grant_types: ['client_credentials'], response_types: [], redirect_uris: [] })),
+      clients: [
+        ...clients.map((c) => ({ client_id: c.id, client_secret: c.secret, grant_types: ['client_credentials'], response_types: [], redirect_uris: [] })),
+        ...browserClients.map((c) => ({ ...c, token_endpoint_auth_method: 'none' as const, grant_types: ['authorization_code'], response_types: ['code' as const] })),
+      ],
       jwks: { keys: [key] },
+      findAccount: (_ctx, sub) => ({ accountId: sub, claims: () => ({ sub }) }),
+      clientBasedCORS: (_ctx, origin, client) => client.clientAuthMethod === 'none' && (client.redirectUris ?? []).some((uri) => new URL(uri).origin === origin),
       features: {
-        devInteractions: { enabled: false },
+        // The provider's own login and consent pages, for browser sign-in (any password).
+        devInteractions: { enabled: browserClients.length > 0 },
         clientCredentials: { enabled: true },
         resourceIndicators: {
           enabled: true,
@@ -61,7 +75,8 @@ export async function startOpenIdProvider(clients: readonly TestClient[]): Promi
         },
       },
       extraTokenClaims: (_ctx, token) => {
-        const clientId = (token as { clientId?: string }).clientId;
+        const { clientId, accountId } = token as { clientId?: string; accountId?: string };
+        if (accountId !== undefined) return { roles: [...(accounts[accountId] ?? [])] };
         const c = clientId ? byId.get(clientId) : undefined;
         if (!c) return undefined;
         return { roles: c.roles, ...(c.notBeforeIn !== undefined && { nbf: Math.floor(Date.now() / 1000) + c.notBeforeIn }) };
@@ -86,6 +101,10 @@ export async function startOpenIdProvider(clients: readonly TestClient[]): Promi
     },
     async rotateKeys() {
       build(signingKey());
+    },
+    registerBrowserClient(clientId, redirectUri) {
+      browserClients.push({ client_id: clientId, redirect_uris: [redirectUri] });
+      build(currentKey);
     },
     close: () => new Promise<void>((resolve) => server.close(() => resolve())),
   };

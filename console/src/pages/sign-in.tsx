@@ -1,7 +1,7 @@
-/** Sign in with an API token (a named token, or ADMIN_TOKEN until tokens exist). */
+/** Sign in with an API token (a named token, or ADMIN_TOKEN), or at the OpenID provider when the gateway trusts one. */
 import { useState } from 'preact/hooks';
 
-export function SignIn(props: { notice: string | undefined; onSignIn(token: string): Promise<string | undefined> }) {
+export function SignIn(props: { notice: string | undefined; onSignIn(token: string): Promise<string | undefined>; onProviderSignIn?: () => Promise<void> }) {
   const [token, setToken] = useState('');
   const [error, setError] = useState<string | undefined>(undefined);
   const [busy, setBusy] = useState(false);
@@ -49,6 +49,25 @@ export function SignIn(props: { notice: string | undefined; onSignIn(token: stri
           Sign in
         </button>
       </form>
+      {props.onProviderSignIn && (
+        <section class="provider" aria-labelledby="provider-h">
+          <h2 id="provider-h">Single sign-on</h2>
+          <button
+            type="button"
+            class="secondary"
+            disabled={busy}
+            onClick={() => {
+              setBusy(true);
+              props.onProviderSignIn!().catch((e: unknown) => {
+                setBusy(false);
+                setError(`Cannot reach the provider: ${(e as Error).message}`);
+              });
+            }}
+          >
+            Sign in with the provider
+          </button>
+        </section>
+      )}
     </main>
   );
 }

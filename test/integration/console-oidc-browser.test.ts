@@ -1,0 +1,103 @@
+/**
+ * Console sign-in at a real OpenID provider (oidc-provider) in Debian's chromium: authorization
+ * code with PKCE as a public client, the person signs in on the provider's own pages, the console
+ * calls the admin API with the provider's JWT access token, and the role comes from its claim.
+ * Loud skip without chromium (failure with CI=true, see global-setup).
+ */
+import type { Browser } from 'playwright-core';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startFhirSandbox, type FhirSandbox } from '../../src/sandbox/fhir-sandbox.js';
+import { chromiumAvailable, launchChromium } from '../support/browser.js';
+import { startGateway, type TestGateway } from '../support/gateway.js';
+import { API_AUDIENCE, startOpenIdProvider, type TestOpenIdProvider } from '../support/openid-provider.js';
+import { createTestDatabase, redisUrl } from '../support/services.js';
+
+const redis = redisUrl();
+
+describe.skipIf(redis === null || !chromiumAvailable())('console sign-in at the OpenID provider in chromium', () => {
+  let fhir: FhirSandbox;
+  let idp: TestOpenIdProvider;
+  let gw: TestGateway;
+  let browser: Browser;
+
+  beforeAll(async () => {
+    fhir = await startFhirSandbox({ port: 0, seed: true });
+    idp = await startOpenIdProvider([], { 'front-desk': ['viewer'], 'dr-lee': ['analyst'] });
+    gw = await startGateway({
+      databaseUrl: await createTestDatabase(),
+      redisUrl: redis,
+      fhirBaseUrl: fhir.baseUrl,
+      oidc: { issuer: idp.issuer, audience: API_AUDIENCE, roleClaim: 'roles' },
+      consoleSignIn: { clientId: 'switchboard-console', scope: 'openid' },
+    });
+    idp.registerBrowserClient('switchboard-console', `${gw.url}/console/`);
+    browser = await launchChromium();
+  });
+  afterAll(async () => {
+    await browser?.close();
+    await gw?.stop();
+    await idp?.close();
+    await fhir?.close();
+  });
+
+  const signInAtProvider = async (login: string) => {
+    const context = await browser.newContext({ viewport: { width: 1280, height: 800 } });
+    const page = await context.newPage();
+    await page.goto(`${gw.url}/console/`);
+    await page.getByRole('button', { name: 'Sign in with the provider' }).click();
+    // The provider's own pages: login, then consent.
+    await page.waitForURL((u) => u.origin === new URL(idp.issuer).origin);
+    await page.locator('input[name=login]').fill(login);
+    await page.locator('input[name=password]').fill('any password');
+    await page.locator('button[type=submit]').click();
+    await page.getByRole('button', { name: 'Continue' }).click();
+    await page.getByRole('heading', { name: 'Dashboard' }).waitFor();
+    return { context, page };
+  };
+
+  it('signs in by authorization code with PKCE, and the role comes from the provider', async () => {
+    const { context, page } = await signInAtProvider('front-desk');
+    try {
+      // Back on the console with the code and state gone from the address.
+      expect(new URL(page.url()).search).toBe('');
+      await page.getByText('front-desk (viewer)').waitFor();
+      await page.getByRole('row').filter({ hasText: 'whatsapp-to-ehr' }).first().waitFor();
+      expect(await page.getByRole('button', { name: 'Reload channels' }).count()).toBe(0);
+      // The session's bearer is the provider's JWT access token for the API's audience.
+      const token = (await page.evaluate(`JSON.parse(sessionStorage.getItem('switchboard.console.session')).token`)) as string;
+      const claims = JSON.parse(Buffer.from(token.split('.')[1]!, 'base64url').toString()) as { iss: string; aud: string; sub: string; roles: string[] };
+      expect(claims).toMatchObject({ iss: idp.issuer, aud: API_AUDIENCE, sub: 'front-desk', roles: ['viewer'] });
+      const who = await fetch(`${gw.url}/admin/whoami`, { headers: { authorization: `Bearer ${token}` } });
+      expect(((await who.json()) as { principal: { kind: string } }).principal.kind).toBe('oidc');
+      expect((await fetch(`${gw.url}/admin/channels/reload`, { method: 'POST', headers: { authorization: `Bearer ${token}` } })).status).toBe(403);
+
+      await page.getByRole('button', { name: 'Sign out' }).click();
+      await page.getByText('You signed out.').waitFor();
+      expect(await page.evaluate('sessionStorage.length')).toBe(0);
+    } finally {
+      await context.close();
+    }
+  });
+
+  it('gives an analyst of the provider the controls of the role', async () => {
+    const { context, page } = await signInAtProvider('dr-lee');
+    try {
+      await page.getByText('dr-lee (analyst)').waitFor();
+      await page.getByRole('button', { name: 'Reload channels' }).waitFor();
+    } finally {
+      await context.close();
+    }
+  });
+
+  it('refuses an answer that does not belong to a sign-in started in the tab', async () => {
+    const context = await browser.newContext();
+    try {
+      const page = await context.newPage();
+      await page.goto(`${gw.url}/console/?code=forged&state=forged`);
+      await page.getByText('The sign-in answer does not belong to a sign-in started in this tab. Sign in again.').waitFor();
+      await page.getByLabel('API token').waitFor();
+    } finally {
+      await context.close();
+    }
+  });
+});
