@@ -12,6 +12,7 @@ import { readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { Hl7Message } from '@medplum/core';
 import { expect, it } from 'vitest';
+import { readReply } from '../../src/hl7/ack.js';
 import { fieldText, parseEr7, referenceEr7, trimSegment } from '../../src/hl7/er7.js';
 import { serializeWithHl7Standard } from '../../src/hl7/hl7-standard-serializer.js';
 
@@ -69,4 +70,29 @@ export function checkHl7Fixtures(dir: string, notCanonical: Record<string, strin
 
 function isBatch(text: string): boolean {
   return /^(FHS|BHS)\|/.test(text);
+}
+
+/** One reply file and what our reader must make of it. */
+export interface ReplyReading {
+  name: string;
+  file: string;
+  /** Matched against readReply()'s result. */
+  expected: Record<string, unknown>;
+  /** Free text of the reply (MSA-3, ERR-8) that must not be kept. */
+  freeText?: string;
+}
+
+/** Declares one test per row: readReply() over the file gives `expected` and keeps no free text. */
+export function checkReplyReadings(read: (file: string) => string, rows: ReplyReading[]): void {
+  for (const row of rows) {
+    it(row.name, () => {
+      const text = read(row.file);
+      const r = readReply(text);
+      expect(r).toMatchObject(row.expected);
+      if (row.freeText !== undefined) {
+        expect(text).toContain(row.freeText);
+        expect(JSON.stringify(r.kind === 'ack' ? r.ack : {})).not.toContain(row.freeText);
+      }
+    });
+  }
 }

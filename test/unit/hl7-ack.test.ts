@@ -13,6 +13,7 @@ import { errorCatalogue } from '../../src/core/errors.js';
 import { buildAck, readReply, type Ack } from '../../src/hl7/ack.js';
 import { parseEr7 } from '../../src/hl7/er7.js';
 import { MllpError } from '../../src/mllp/mllp-client.js';
+import { checkReplyReadings } from '../support/hl7-fixture-checks.js';
 
 const require = createRequire(import.meta.url);
 const Redox = require('@redoxengine/redox-hl7-v2') as { Parser: new () => { parse(t: string): Record<string, unknown> } };
@@ -32,39 +33,38 @@ function ack(code: Ack['code'], errs: string[] = []): Ack {
 }
 
 describe('reading replies', () => {
-  it('reads an AA (v2.6.1) without keeping MSA-3 text', () => {
-    const r = readReply(fixture('ack_aa_v261_trailing.hl7'));
-    expect(r).toMatchObject({ kind: 'ack', ack: { code: 'AA', acknowledged_control_id: 'SB000417', control_id: 'LAB000417', message_type: 'ACK', version: '2.6.1', errors: [] } });
-    expect(JSON.stringify(r.kind === 'ack' ? r.ack : {})).not.toContain('filed');
-  });
+  checkReplyReadings(fixture, [
+    {
+      name: 'reads an AA (v2.6.1) without keeping MSA-3 text',
+      file: 'ack_aa_v261_trailing.hl7',
+      expected: { kind: 'ack', ack: { code: 'AA', acknowledged_control_id: 'SB000417', control_id: 'LAB000417', message_type: 'ACK', version: '2.6.1', errors: [] } },
+      freeText: 'Received and filed',
+    },
+    {
+      name: 'reads an AR with a v2.5.1 ERR: location, code 203 and severity, without ERR-8',
+      file: 'ack_ar_err_v251.hl7',
+      expected: { kind: 'ack', ack: { code: 'AR', acknowledged_control_id: 'SB000418', message_type: 'ACK^O21^ACK', errors: [{ location: 'MSH^1^12', code: '203', code_text: 'Unsupported version id', severity: 'E' }] } },
+      freeText: 'message refused',
+    },
+    {
+      name: 'reads an AE with a v2.3 ERR-1 location, without the MSA-3 text',
+      file: 'ack_ae_err_v231.hl7',
+      expected: { kind: 'ack', ack: { code: 'AE', acknowledged_control_id: 'SB000419', errors: [{ location: 'PID^1^3' }] } },
+      freeText: 'identifier unknown',
+    },
+    {
+      name: 'reads a v2.3 ACK^A01^ACK',
+      file: 'ack_aa_a01_v23.hl7',
+      expected: { kind: 'ack', ack: { code: 'AA', acknowledged_control_id: 'SBADT0007', message_type: 'ACK^A01^ACK' } },
+    },
+    {
+      name: 'tells a message without MSA apart from an ACK',
+      file: 'orm_o01_v23_trailing.hl7',
+      expected: { kind: 'not_ack', messageType: 'ORM^O01', controlId: 'ORD20260214091501' },
+    },
+  ]);
 
-  it('reads an AR with a v2.5.1 ERR: location, code 203 and severity', () => {
-    const r = readReply(fixture('ack_ar_err_v251.hl7'));
-    expect(r).toMatchObject({
-      kind: 'ack',
-      ack: {
-        code: 'AR',
-        acknowledged_control_id: 'SB000418',
-        message_type: 'ACK^O21^ACK',
-        errors: [{ location: 'MSH^1^12', code: '203', code_text: 'Unsupported version id', severity: 'E' }],
-      },
-    });
-    // ERR-8's user message (free text) is not kept.
-    expect(JSON.stringify(r.kind === 'ack' ? r.ack : {})).not.toContain('refused');
-  });
-
-  it('reads an AE with a v2.3 ERR-1 location, without the MSA-3 text', () => {
-    const r = readReply(fixture('ack_ae_err_v231.hl7'));
-    expect(r).toMatchObject({ kind: 'ack', ack: { code: 'AE', acknowledged_control_id: 'SB000419', errors: [{ location: 'PID^1^3' }] } });
-    expect(JSON.stringify(r.kind === 'ack' ? r.ack : {})).not.toContain('identifier unknown');
-  });
-
-  it('reads a v2.3 ACK^A01^ACK', () => {
-    expect(readReply(fixture('ack_aa_a01_v23.hl7'))).toMatchObject({ kind: 'ack', ack: { code: 'AA', acknowledged_control_id: 'SBADT0007', message_type: 'ACK^A01^ACK' } });
-  });
-
-  it('tells a message without MSA and garbage apart from an ACK', () => {
-    expect(readReply(fixture('orm_o01_v23_trailing.hl7'))).toMatchObject({ kind: 'not_ack', messageType: 'ORM^O01', controlId: 'ORD20260214091501' });
+  it('tells garbage apart from an ACK', () => {
     expect(readReply('HTTP/1.1 400 Bad Request\r\n')).toMatchObject({ kind: 'unparsable' });
     expect(readReply('MSH|^~\\&|A|B|C|D|20250101||ACK|1|P|2.5.1\rMSA|XX|1\r')).toMatchObject({ kind: 'unparsable', reason: expect.stringContaining('code') });
     expect(readReply('MSH|^~\\&|A|B|C|D|20250101||ACK|1|P|2.5.1\rMSA|AA\r')).toMatchObject({ kind: 'unparsable' });
