@@ -146,7 +146,8 @@ async function main(): Promise<void> {
   lines.push(`  queues   ${started.queues}`);
   lines.push(`  FHIR     ${started.fhirBaseUrl ?? '(none)'}${started.fhirSandbox ? '  (sandbox; demo Patient Jane Demo, +15551234567)' : ''}`);
   for (const m of started.mllpSandboxes) lines.push(`  HL7      ${m.role}: ${m.url}  (sandbox ${m.role} peer answering real ACKs)`);
-  if (started.adminTokenGenerated) lines.push(`  ADMIN_TOKEN generated and saved in ${cfg.DATA_DIR}/admin-token: ${started.adminToken}`);
+  // The token itself is never printed: stdout often ends up in a log collector.
+  if (started.adminTokenGenerated) lines.push(`  ADMIN_TOKEN generated and saved in ${path.join(cfg.DATA_DIR, 'admin-token')} (mode 600; for the console: cat ${path.join(cfg.DATA_DIR, 'admin-token')})`);
   else if (started.webhooks) {
     lines.push(`  token    admin token ${cfg.ADMIN_TOKEN !== undefined ? 'from ADMIN_TOKEN' : `in ${path.join(cfg.DATA_DIR, 'admin-token')} (npx switchboard dlq reads it there)`}`);
   }

@@ -39,6 +39,10 @@ describe('zero-config gateway', () => {
     const first = await spawnGateway(env, 90_000, { detached: true });
     running.push(first);
     expect(first.output()).toContain(`ADMIN_TOKEN generated and saved in ${dataDir}/admin-token`);
+    // Where the token is, never the token: stdout often ends up in a log collector.
+    const generated = (await readFile(path.join(dataDir, 'admin-token'), 'utf8')).trim();
+    expect(generated.length).toBeGreaterThanOrEqual(16);
+    expect(first.output()).not.toContain(generated);
     expect(first.output()).toContain(`(its address and credentials: ${path.join(dataDir, 'postgres-credentials.json')})`);
     expect(first.output()).toMatch(/metrics: http:\/\/127\.0\.0\.1:\d+\/metrics/);
     // The sample finds the admin token where this gateway keeps it.
