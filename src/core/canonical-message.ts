@@ -9,9 +9,13 @@ import { z } from 'zod';
 
 export const CANONICAL_SCHEMA_VERSION = 1 as const;
 
-const isoInstant = z
+/** An ISO 8601 instant in UTC, ending in `Z`. */
+export const isoInstant = z
   .string()
   .regex(/^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?Z$/, 'an ISO 8601 UTC instant ending in Z');
+
+/** E.164 with its leading '+', as every message carries numbers. */
+export const e164Schema = z.string().regex(/^\+[1-9]\d{4,14}$/, 'an E.164 number with its leading +, e.g. +15551234567');
 
 export const messageKinds = [
   'text',
@@ -35,7 +39,7 @@ export type MessageKind = (typeof messageKinds)[number];
 
 export const senderSchema = z.object({
   /** E.164 with leading '+', when the source knows the number. Absent for username-only users. */
-  phone: z.string().regex(/^\+[1-9]\d{4,14}$/).optional(),
+  phone: e164Schema.optional(),
   /** Source-specific user id (WhatsApp wa_id, Twilio WaId, Rocket.Chat user id). */
   platform_id: z.string().optional(),
   /** WhatsApp business-scoped user id (BSUID, e.g. `US.123456`). */

@@ -12,15 +12,9 @@
  * Schemas and types only: no I/O here. Compatibility: fields are only ever added, as optional.
  */
 import { z } from 'zod';
+import { e164Schema, isoInstant } from './canonical-message.js';
 
 export const OUTBOUND_SCHEMA_VERSION = 1 as const;
-
-const isoInstant = z
-  .string()
-  .regex(/^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?Z$/, 'an ISO 8601 UTC instant ending in Z');
-
-/** E.164 with a leading '+', as the canonical message carries numbers. */
-export const e164Schema = z.string().regex(/^\+[1-9]\d{4,14}$/, 'an E.164 number with its leading +, e.g. +15551234567');
 
 // ---------------------------------------------------------------------------------------------
 // Content
@@ -158,31 +152,39 @@ export type OutboundMessageInput = z.input<typeof outboundMessageSchema>;
 export const outboundStatusValues = ['sent', 'delivered', 'read', 'failed'] as const;
 export type OutboundStatusValue = (typeof outboundStatusValues)[number];
 
-/** Statuses only move forward: sent < delivered < read; failed is terminal. */
-export const outboundStatusRank: Record<OutboundStatusValue, number> = { sent: 1, delivered: 2, read: 3, failed: 4 };
+/**
+ * Statuses only move forward, in the order of `outboundStatusValues` (sent < delivered < read;
+ * failed is terminal): whether `next` moves past `current` (a late `sent` after `read` does not).
+ */
+export function movesForward(current: OutboundStatusValue | undefined, next: OutboundStatusValue): boolean {
+  return current === undefined || outboundStatusValues.indexOf(next) > outboundStatusValues.indexOf(current);
+}
 
-export const outboundStatusSchema = z.strictObject({
-  status: z.enum(outboundStatusValues),
-  /**
-   * The provider's message id (WhatsApp wamid, Twilio Message SID, Rocket.Chat message _id).
-   * Absent only for a failure before the provider accepted the message (e.g. dead-lettered by
-   * Switchboard because the 24-hour window was closed).
-   */
-  provider_message_id: z.string().min(1).optional(),
-  /** When it happened, as the provider says (or when Switchboard decided, for its own failures). */
-  at: isoInstant,
-  /** Failures only. */
-  error: z
-    .strictObject({
-      /** A Switchboard error code (src/core/errors.ts), e.g. `WHATSAPP_WINDOW_CLOSED`. */
-      code: z.string().min(1),
-      /** The provider's own code, e.g. `131047` or Twilio `63016`, when it gave one. */
-      provider_code: z.string().optional(),
-      /** Human-readable, PHI-free: suitable for Communication.statusReason.text. */
-      reason: z.string(),
-    })
-    .optional(),
-});
+export const outboundStatusSchema = z
+  .strictObject({
+    status: z.enum(outboundStatusValues),
+    /**
+     * The provider's message id (WhatsApp wamid, Twilio Message SID, Rocket.Chat message _id).
+     * Absent only for a failure before the provider accepted the message (e.g. dead-lettered by
+     * Switchboard because the 24-hour window was closed).
+     */
+    provider_message_id: z.string().min(1).optional(),
+    /** When it happened, as the provider says (or when Switchboard decided, for its own failures). */
+    at: isoInstant,
+    /** Failures only. */
+    error: z
+      .strictObject({
+        /** A Switchboard error code (src/core/errors.ts), e.g. `WHATSAPP_WINDOW_CLOSED`. */
+        code: z.string().min(1),
+        /** The provider's own code, e.g. `131047` or Twilio `63016`, when it gave one. */
+        provider_code: z.string().optional(),
+        /** Human-readable, PHI-free: suitable for Communication.statusReason.text. */
+        reason: z.string(),
+      })
+      .optional(),
+  })
+  // A failure always says why; any other status has no error.
+  .refine((s) => (s.status === 'failed') === (s.error !== undefined), { message: 'a failed status carries error (code and reason); other statuses carry none', path: ['error'] });
 export type OutboundStatus = z.infer<typeof outboundStatusSchema>;
 
 /** One recorded status of one outbound message, as the listener receives it. */

@@ -5,6 +5,7 @@ import {
   outboundStatusSchema,
   windowOpen,
   isFreeForm,
+  movesForward,
 } from '../../src/core/outbound.js';
 
 const base = {
@@ -39,9 +40,20 @@ describe('outbound contract', () => {
   it('a failure status carries a code and reason; the window is 24 hours', () => {
     expect(outboundStatusSchema.safeParse({ status: 'failed', at: '2026-01-01T00:00:00Z', error: { code: 'WHATSAPP_WINDOW_CLOSED', reason: 'closed' } }).success).toBe(true);
     expect(outboundStatusSchema.safeParse({ status: 'seen', at: '2026-01-01T00:00:00Z' }).success).toBe(false);
+    expect(outboundStatusSchema.safeParse({ status: 'failed', at: '2026-01-01T00:00:00Z' }).success).toBe(false);
+    expect(outboundStatusSchema.safeParse({ status: 'sent', at: '2026-01-01T00:00:00Z', error: { code: 'X', reason: 'y' } }).success).toBe(false);
     const now = new Date('2026-01-02T00:00:00Z');
     expect(windowOpen(new Date('2026-01-01T00:00:01Z'), now)).toBe(true);
     expect(windowOpen(new Date('2026-01-01T00:00:00Z'), now)).toBe(false);
     expect(windowOpen(undefined, now)).toBe(false);
+  });
+
+  it('statuses only move forward: a late sent never replaces read, failed ends it', () => {
+    expect(movesForward(undefined, 'sent')).toBe(true);
+    expect(movesForward('sent', 'read')).toBe(true);
+    expect(movesForward('read', 'sent')).toBe(false);
+    expect(movesForward('delivered', 'delivered')).toBe(false);
+    expect(movesForward('read', 'failed')).toBe(true);
+    expect(movesForward('failed', 'read')).toBe(false);
   });
 });
