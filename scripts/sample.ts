@@ -1,29 +1,34 @@
 /**
  * `npm run sample`: sends one signed sample WhatsApp message to a running gateway, waits for its
- * delivery and prints the FHIR Communication it became. Uses the same defaults as `npm start`.
+ * delivery and prints the FHIR Communication it became. Uses the same defaults as `npm start`,
+ * and finds the gateway and the admin token as every client command does (`--url`, `--token`).
  */
 import { randomBytes } from 'node:crypto';
-import { UsageError } from '../src/cli/args.js';
+import { parseArgs } from 'node:util';
+import { CommandFailure } from '../src/cli/args.js';
 import { adminToken as findAdminToken, gatewayAddress } from '../src/cli/gateway-client.js';
 import { devDefaults } from '../src/config/env.js';
 import { whatsappSignature } from '../src/connectors/sources/whatsapp-cloud.js';
 import { metaSerialise, whatsappTextEvent } from '../src/sandbox/whatsapp-sample-events.js';
 
+// npm run sample -- [--url <url>] [--token <token>] [text...]; other words are the message.
+const { values: opts, positionals } = parseArgs({ args: process.argv.slice(2), options: { url: { type: 'string' }, token: { type: 'string' } }, allowPositionals: true, strict: false });
+const option = (v: string | boolean | undefined): string | undefined => (typeof v === 'string' ? v : undefined);
 // The gateway and the admin token are found as every client command finds them.
 const clientIo = { env: process.env, cwd: process.cwd() };
-const { base, from } = gatewayAddress(clientIo);
+const { base, from } = gatewayAddress(clientIo, option(opts['url']));
 const secret = process.env['WHATSAPP_APP_SECRET'] || devDefaults.WHATSAPP_APP_SECRET;
 // CHANNEL=whatsapp-care-routing npm run sample -- "Are my blood test results ready?" shows HL7 routing.
 const channel = process.env['CHANNEL'] ?? 'whatsapp-to-ehr';
 let adminToken: string | undefined;
 let noToken = '';
 try {
-  adminToken = findAdminToken(clientIo);
+  adminToken = findAdminToken(clientIo, option(opts['token']));
 } catch (err) {
-  if (!(err instanceof UsageError)) throw err;
+  if (!(err instanceof CommandFailure)) throw err;
   noToken = err.message;
 }
-const text = process.argv.slice(2).join(' ') || 'Hello, can I move my appointment on Friday to next week? Merci 🙏';
+const text = positionals.join(' ') || 'Hello, can I move my appointment on Friday to next week? Merci 🙏';
 
 const wamid = `wamid.SAMPLE${randomBytes(12).toString('hex').toUpperCase()}`;
 const payload = whatsappTextEvent({ wamid, text });
@@ -37,7 +42,7 @@ async function main(): Promise<void> {
     headers: { 'content-type': 'application/json', 'x-hub-signature-256': signature },
     body,
   }).catch((err: unknown) => {
-    throw new Error(`cannot reach the gateway at ${base} (from ${from}): ${(err as Error).message}; is \`npm start\` running? Point at it with SWITCHBOARD_URL, or set PORT to the port it listens on`);
+    throw new Error(`cannot reach the gateway at ${base} (from ${from}): ${(err as Error).message}; is \`npm start\` running? Point at it with --url or SWITCHBOARD_URL, or set PORT to the port it listens on`);
   });
   console.log(`POST /webhooks/${channel} -> ${res.status} ${await res.text()}`);
   if (!res.ok) process.exit(1);

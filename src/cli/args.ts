@@ -5,6 +5,14 @@ export class UsageError extends Error {
   override readonly name = 'UsageError';
 }
 
+/**
+ * The command was used correctly but could not do its work (no gateway at the address, no admin
+ * token found, the gateway refused): one line on stderr, exit 1, no usage text.
+ */
+export class CommandFailure extends Error {
+  override readonly name: string = 'CommandFailure';
+}
+
 export type Options = NonNullable<ParseArgsConfig['options']>;
 
 /** Parses `argv` for a command; unknown options and missing values become UsageErrors. */

@@ -8,7 +8,7 @@
  */
 import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
-import { UsageError } from './args.js';
+import { CommandFailure } from './args.js';
 import type { CliIo } from './io.js';
 
 /** The options every client command accepts, for its parseArgs table. */
@@ -46,14 +46,25 @@ export function adminToken(io: Pick<CliIo, 'env' | 'cwd'>, token?: string): stri
   const dataDir = io.env['DATA_DIR'] ?? '.data';
   const file = path.resolve(io.cwd, dataDir, 'admin-token');
   if (existsSync(file)) return readFileSync(file, 'utf8').trim();
-  throw new UsageError(
+  throw new CommandFailure(
     `no admin token: pass --token, set ADMIN_TOKEN, or run where ${path.join(dataDir, 'admin-token')} exists (set DATA_DIR to the gateway's data folder)`,
   );
 }
 
 /** The gateway could not be reached at all (no HTTP answer). */
-export class GatewayUnreachable extends Error {
+export class GatewayUnreachable extends CommandFailure {
   override readonly name = 'GatewayUnreachable';
+}
+
+/** The gateway answered, but not with 2xx (the reason is its own). */
+export class GatewayRefused extends CommandFailure {
+  override readonly name = 'GatewayRefused';
+  constructor(
+    message: string,
+    readonly status: number,
+  ) {
+    super(message);
+  }
 }
 
 export interface GatewayClient {
@@ -103,7 +114,7 @@ export function connectGateway(io: CliIo, options: { url?: string | undefined; t
   const json = async (r: Response, what: string): Promise<unknown> => {
     if (!r.ok) {
       const reason = await answerReason(r);
-      throw new Error(`${what}: HTTP ${r.status}: ${reason}${r.status === 401 ? ' (wrong admin token? pass --token or set ADMIN_TOKEN)' : ''}`);
+      throw new GatewayRefused(`${what}: HTTP ${r.status}: ${reason}${r.status === 401 ? ' (wrong admin token? pass --token or set ADMIN_TOKEN)' : ''}`, r.status);
     }
     const text = await r.text();
     return text === '' ? {} : (JSON.parse(text) as unknown);

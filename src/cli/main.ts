@@ -4,7 +4,7 @@
  * Commands are loaded when run, so `--help` answers at once.
  */
 import { readFileSync } from 'node:fs';
-import { UsageError } from './args.js';
+import { CommandFailure, UsageError } from './args.js';
 import { EXIT_FAILURES, EXIT_OK, EXIT_USAGE, type CliIo } from './io.js';
 import { auditUsage, dlqUsage, docsUsage, keysUsage, storeUsage, lintUsage, mapUsage, testUsage, tokensUsage, validateUsage } from './usage.js';
 
@@ -90,6 +90,10 @@ export async function runCli(argv: readonly string[], io: CliIo): Promise<number
     if (err instanceof UsageError) {
       io.stderr(`switchboard ${command.name}: ${err.message}\n\n${command.usage}`);
       return EXIT_USAGE;
+    }
+    if (err instanceof CommandFailure) {
+      io.stderr(`switchboard ${command.name}: ${err.message}\n`);
+      return EXIT_FAILURES;
     }
     io.stderr(`switchboard ${command.name}: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
     return EXIT_FAILURES;

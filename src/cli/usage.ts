@@ -150,7 +150,8 @@ ${gatewayOptionsUsage}
   -h, --help            show this help
 
 Exit codes: 0 ok (replay: every replayed delivery was delivered or dropped), 1 something failed,
-was not found, was dead-lettered again or was still pending when the wait ended, 2 usage.
+was not found, was dead-lettered again or was still pending when the wait ended, or no gateway or
+no admin token was found, 2 usage.
 `;
 
 const storeAccessNote = `Works on the store directly: DATABASE_URL, else the embedded PostgreSQL under DATA_DIR
@@ -219,5 +220,6 @@ ${gatewayOptionsUsage}
   -h, --help            show this help
 
 With --offline: ${storeAccessNote.replace('Works on the store directly: ', '')}
-Exit codes: 0 ok, 1 failed (name taken, no such token, gateway refused), 2 usage error.
+Exit codes: 0 ok, 1 failed (name taken, no such token, gateway refused or unreachable, no admin
+token), 2 usage error.
 `;

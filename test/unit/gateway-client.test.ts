@@ -49,4 +49,18 @@ describe('gateway discovery', () => {
     expect(err).toContain(`cannot reach the gateway at http://127.0.0.1:${port} (from PORT=${port}): connection refused`);
     expect(err).toContain('--url <url> or SWITCHBOARD_URL');
   });
+
+  it('every client command fails the same way, exit 1 with one line and no usage text, without a gateway or a token', async () => {
+    const port = await closedPort();
+    for (const argv of [['dlq', 'list'], ['tokens', 'list'], ['dlq', 'replay', 'some-id']]) {
+      let err = '';
+      const io = { stdout: () => undefined, stderr: (t: string) => (err += t), cwd: dir, env: { DATA_DIR: 'no-such-dir' } };
+      expect(await runCli(argv, io), argv.join(' ')).toBe(1);
+      expect(err).toBe(`switchboard ${argv[0]}: no admin token: pass --token, set ADMIN_TOKEN, or run where no-such-dir/admin-token exists (set DATA_DIR to the gateway's data folder)\n`);
+
+      err = '';
+      expect(await runCli(argv, { ...io, env: { PORT: String(port), ADMIN_TOKEN: 'x'.repeat(20) } }), argv.join(' ')).toBe(1);
+      expect(err.trimEnd().split('\n'), argv.join(' ')).toEqual([expect.stringMatching(new RegExp(`^switchboard ${argv[0]}: cannot reach the gateway at http://127.0.0.1:${port} `))]);
+    }
+  });
 });
