@@ -6,8 +6,10 @@
 import { readFile } from 'node:fs/promises';
 import http from 'node:http';
 import https from 'node:https';
+import type { Duplex } from 'node:stream';
 import tls from 'node:tls';
 import type { Logger } from '../core/logger.js';
+import { rawAnswer } from './security-headers.js';
 
 export interface ListenerTimeouts {
   /** Time allowed to receive the request headers (HTTP_HEADERS_TIMEOUT_MS). */
@@ -71,6 +73,27 @@ export interface Listener {
   dispose(): void;
 }
 
+/**
+ * What Node would answer by itself to a request it gives up on (408 after a timeout, 400 for a
+ * malformed request, 431 for oversized headers), with the security headers and a reason. Written
+ * only when nothing of an answer has gone out yet; the connection is closed either way.
+ */
+function answerClientErrors(server: http.Server, secure: boolean, timeouts: ListenerTimeouts): void {
+  server.on('clientError', (err: NodeJS.ErrnoException, socket: Duplex) => {
+    const inFlight = (socket as Duplex & { _httpMessage?: { headersSent?: boolean } | null })._httpMessage;
+    if (err.code !== 'ECONNRESET' && socket.writable && !inFlight?.headersSent) {
+      const [status, statusText, text] =
+        err.code === 'ERR_HTTP_REQUEST_TIMEOUT'
+          ? [408, 'Request Timeout', `request timeout: the headers must arrive within ${timeouts.headersMs / 1000} s and the whole request within ${timeouts.requestMs / 1000} s\n`]
+          : err.code === 'HPE_HEADER_OVERFLOW'
+            ? [431, 'Request Header Fields Too Large', 'the request headers are too large\n']
+            : [400, 'Bad Request', 'malformed HTTP request\n'];
+      socket.write(rawAnswer(status, statusText, text, secure));
+    }
+    socket.destroy();
+  });
+}
+
 export async function createListener(handler: http.RequestListener, o: { timeouts: ListenerTimeouts; tls?: ListenerTls | undefined; logger: Logger }): Promise<Listener> {
   const { headersMs, requestMs, keepAliveMs } = o.timeouts;
   if (headersMs > requestMs) throw new ListenerConfigError(`HTTP_HEADERS_TIMEOUT_MS (${headersMs}) must not exceed HTTP_REQUEST_TIMEOUT_MS (${requestMs})`);
@@ -83,11 +106,13 @@ export async function createListener(handler: http.RequestListener, o: { timeout
   };
   if (!o.tls) {
     const server = http.createServer(serverOptions, handler);
+    answerClientErrors(server, false, o.timeouts);
     return { server, secure: false, reloadTls: async () => false, dispose: () => undefined };
   }
   const files = o.tls;
   let current = await readPem(files);
   const server = https.createServer({ ...serverOptions, ...current }, handler);
+  answerClientErrors(server, true, o.timeouts);
   const reloadTls = async (): Promise<boolean> => {
     let next: Pem;
     try {

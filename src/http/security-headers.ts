@@ -9,14 +9,21 @@ import type Koa from 'koa';
 export const defaultContentSecurityPolicy = "default-src 'none'; frame-ancestors 'none'";
 export const strictTransportSecurity = 'max-age=31536000; includeSubDomains';
 
+/** The headers every answer carries (HSTS over TLS). */
+function baseHeaders(secure: boolean): Record<string, string> {
+  return {
+    'X-Content-Type-Options': 'nosniff',
+    'Referrer-Policy': 'no-referrer',
+    'X-Frame-Options': 'DENY',
+    'Cross-Origin-Opener-Policy': 'same-origin',
+    ...(secure && { 'Strict-Transport-Security': strictTransportSecurity }),
+  };
+}
+
 export function securityHeaders(o: { tls: boolean }): Koa.Middleware {
   return async (ctx, next) => {
-    ctx.set('X-Content-Type-Options', 'nosniff');
-    ctx.set('Referrer-Policy', 'no-referrer');
-    ctx.set('X-Frame-Options', 'DENY');
-    ctx.set('Cross-Origin-Opener-Policy', 'same-origin');
     // Behind a TLS-terminating proxy too (X-Forwarded-Proto: https, believed only with TRUST_PROXY).
-    if (o.tls || ctx.secure) ctx.set('Strict-Transport-Security', strictTransportSecurity);
+    ctx.set(baseHeaders(o.tls || ctx.secure));
     try {
       await next();
     } finally {
@@ -24,4 +31,21 @@ export function securityHeaders(o: { tls: boolean }): Koa.Middleware {
       if (ctx.path === '/admin' || ctx.path.startsWith('/admin/')) ctx.set('Cache-Control', 'no-store');
     }
   };
+}
+
+/**
+ * A whole answer, written straight to the socket, for the requests Node gives up on before the
+ * app sees them (header or request timeout, a malformed request): the same headers as any other
+ * answer, a reason in words, and the connection closed.
+ */
+export function rawAnswer(status: number, statusText: string, text: string, secure: boolean): string {
+  const headers: Record<string, string> = {
+    ...baseHeaders(secure),
+    'Content-Security-Policy': defaultContentSecurityPolicy,
+    'Cache-Control': 'no-store',
+    'Content-Type': 'text/plain; charset=utf-8',
+    'Content-Length': String(Buffer.byteLength(text)),
+    Connection: 'close',
+  };
+  return `HTTP/1.1 ${status} ${statusText}\r\n${Object.entries(headers).map(([k, v]) => `${k}: ${v}\r\n`).join('')}\r\n${text}`;
 }

@@ -96,6 +96,14 @@ function rawExchange(port: number, chunks: string[], o: { everyMs?: number; keep
   });
 }
 
+/** Node's own answers (timeouts, malformed requests) carry the headers every other answer does. */
+function expectRawAnswerHeaders(answer: string): void {
+  const head = answer.slice(0, answer.indexOf('\r\n\r\n')).toLowerCase();
+  for (const h of ['x-content-type-options: nosniff', 'referrer-policy: no-referrer', 'x-frame-options: deny', "content-security-policy: default-src 'none'; frame-ancestors 'none'", 'connection: close']) {
+    expect(head).toContain(h);
+  }
+}
+
 describe('request timeouts', () => {
   const timeouts = { headersMs: 600, requestMs: 1500, keepAliveMs: 5000 };
 
@@ -104,6 +112,8 @@ describe('request timeouts', () => {
     const half = '{"entry":[{"changes":[' ;
     const { answer, ms } = await rawExchange(s.port, [`POST /webhook/echo HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: 200\r\n\r\n${half}`]);
     expect(answer).toMatch(/^HTTP\/1\.1 408 /);
+    expectRawAnswerHeaders(answer);
+    expect(answer).toContain('request timeout: the headers must arrive within 0.6 s and the whole request within 1.5 s');
     // Not before the request limit, and not minutes later (slack for a loaded machine).
     expect(ms).toBeGreaterThanOrEqual(timeouts.requestMs - 100);
     expect(ms).toBeLessThan(timeouts.requestMs + 5000);
@@ -113,8 +123,17 @@ describe('request timeouts', () => {
     const s = await start({ timeouts });
     const { answer, ms } = await rawExchange(s.port, ['GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n'], { keepTrickling: 'X-Slow: 1\r\n', everyMs: 100 });
     expect(answer).toMatch(/^HTTP\/1\.1 408 /);
+    expectRawAnswerHeaders(answer);
     expect(ms).toBeGreaterThanOrEqual(timeouts.headersMs - 100);
     expect(ms).toBeLessThan(timeouts.headersMs + 5000);
+  });
+
+  it('answers a malformed request 400 with the same headers, and closes', async () => {
+    const s = await start({ timeouts });
+    const { answer } = await rawExchange(s.port, ['GET /healthz HTTP/1.1\r\nHost 127.0.0.1 no colon\r\n\r\n']);
+    expect(answer).toMatch(/^HTTP\/1\.1 400 /);
+    expectRawAnswerHeaders(answer);
+    expect(answer).toContain('malformed HTTP request');
   });
 
   it('still serves a body that arrives slowly but within the limit', async () => {
