@@ -227,3 +227,23 @@ export async function resolveMessageMedia(message: CanonicalMessage, policy: Med
   }
   return { ...message, media };
 }
+
+const servedKey = /\/media\/([0-9a-f]{64})(?:\?|$)/;
+
+/**
+ * The message with every stored medium's link made anew (a fresh expiry under the current media
+ * link key and base URL), for the delivery attempt about to run: the link kept with the message
+ * was made at the first attempt, and a retry or a replay days later must not hand the EHR an
+ * expired one. Not stored: each attempt signs its own.
+ */
+export function withFreshMediaLinks(message: CanonicalMessage, deps: Pick<MediaFetcherDeps, 'mediaUrl'>): CanonicalMessage {
+  const mediaUrl = deps.mediaUrl;
+  if (mediaUrl === undefined || !message.media.some((m) => m.attachment?.url !== undefined)) return message;
+  return {
+    ...message,
+    media: message.media.map((m) => {
+      const key = m.attachment?.url === undefined ? undefined : servedKey.exec(m.attachment.url)?.[1];
+      return key === undefined ? m : { ...m, attachment: { ...m.attachment!, url: mediaUrl(key) } };
+    }),
+  };
+}

@@ -7,7 +7,7 @@
 import { SwitchboardError, classify, type Classification } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
 import type { DestinationInstance } from '../connectors/types.js';
-import { resolveMessageMedia, type MediaFetcherDeps } from '../media/media-fetcher.js';
+import { resolveMessageMedia, withFreshMediaLinks, type MediaFetcherDeps } from '../media/media-fetcher.js';
 import type { MediaPolicy } from '../media/media-policy.js';
 import type { MessageStore } from '../store/message-store.js';
 import type { DeliveryJob } from './runtime-channel.js';
@@ -72,6 +72,8 @@ export async function deliverOnce(
         await deps.store.updateCanonical(loaded.delivery.messageId, enriched);
         message = enriched;
       }
+      // Signed links expire: each attempt (a retry, a replay weeks later) gets links valid from now.
+      message = withFreshMediaLinks(message, deps.media.fetcher);
     }
     const outcome = await deps.destination.deliver(message, {
       deliveryId: job.deliveryId,

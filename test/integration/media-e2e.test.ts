@@ -11,6 +11,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startFhirSandbox, type FhirSandbox } from '../../src/sandbox/fhir-sandbox.js';
+import { startFaultProxy, type FaultProxy } from '../support/fault-proxy.js';
 import { repoRoot, startGateway, waitFor, type TestGateway } from '../support/gateway.js';
 import { createTestDatabase, redisUrl } from '../support/services.js';
 import { newWamid, postWebhook } from '../support/whatsapp-webhook.js';
@@ -20,8 +21,22 @@ const TOKEN = 'graph-access-token-for-tests';
 
 const LINK_TTL_S = 15;
 
+/** A WhatsApp image message as Meta sends it, for a medium the Graph stand-in serves. */
+function imageEvent(wamid: string, mediaId: string, bytes: Buffer) {
+  return {
+    object: 'whatsapp_business_account',
+    entry: [{ id: '1', changes: [{ field: 'messages', value: {
+      messaging_product: 'whatsapp',
+      metadata: { display_phone_number: '15550783881', phone_number_id: '106540352242922' },
+      contacts: [{ profile: { name: 'Jane Demo' }, wa_id: '15551234567' }],
+      messages: [{ from: '15551234567', id: wamid, timestamp: String(Math.floor(Date.now() / 1000)), type: 'image', image: { caption: 'my rash', mime_type: 'image/jpeg', sha256: createHash('sha256').update(bytes).digest('base64'), id: mediaId } }],
+    } }] }],
+  };
+}
+
 describe.skipIf(redis === null)('media download and serving', () => {
   let fhir: FhirSandbox;
+  let proxy: FaultProxy;
   let graph: http.Server;
   let graphUrl = '';
   let gw: TestGateway;
@@ -31,6 +46,7 @@ describe.skipIf(redis === null)('media download and serving', () => {
 
   beforeAll(async () => {
     fhir = await startFhirSandbox({ port: 0, seed: true });
+    proxy = await startFaultProxy(fhir.baseUrl);
     graph = http.createServer((req, res) => {
       const u = new URL(req.url ?? '/', 'http://x');
       if (req.headers.authorization !== `Bearer ${TOKEN}`) return void res.writeHead(401).end();
@@ -83,7 +99,7 @@ destinations:
     gw = await startGateway({
       databaseUrl: await createTestDatabase(),
       redisUrl: redis,
-      fhirBaseUrl: fhir.baseUrl,
+      fhirBaseUrl: proxy.url,
       channelsDir: path.join(dir, 'channels'),
       env: { WHATSAPP_ACCESS_TOKEN: TOKEN, GRAPH_URL: graphUrl },
       // Short enough to watch a link expire in the test.
@@ -93,6 +109,7 @@ destinations:
   afterAll(async () => {
     await gw?.stop();
     await new Promise((r) => graph?.close(r));
+    await proxy?.close();
     await fhir?.close();
   });
 
@@ -102,16 +119,7 @@ destinations:
     files.set(mediaId, bytes);
     failLookups = 1; // the first lookup fails: the media step retries like a delivery
     const wamid = newWamid();
-    const event = {
-      object: 'whatsapp_business_account',
-      entry: [{ id: '1', changes: [{ field: 'messages', value: {
-        messaging_product: 'whatsapp',
-        metadata: { display_phone_number: '15550783881', phone_number_id: '106540352242922' },
-        contacts: [{ profile: { name: 'Jane Demo' }, wa_id: '15551234567' }],
-        messages: [{ from: '15551234567', id: wamid, timestamp: String(Math.floor(Date.now() / 1000)), type: 'image', image: { caption: 'my rash', mime_type: 'image/jpeg', sha256: createHash('sha256').update(bytes).digest('base64'), id: mediaId } }],
-      } }] }],
-    };
-    expect((await postWebhook(`${gw.url}/webhooks/media`, event)).status).toBe(200);
+    expect((await postWebhook(`${gw.url}/webhooks/media`, imageEvent(wamid, mediaId, bytes))).status).toBe(200);
     const d = await waitFor('delivered', async () => {
       const r = await gw.admin(`/admin/messages?channel=media&source_id=${encodeURIComponent(wamid)}`);
       const m = r.ok ? ((await r.json()) as { deliveries: { state: string; attempts: number }[] }) : undefined;
@@ -180,6 +188,47 @@ destinations:
     const body = (await late.json()) as { error: { code: string; message: string } };
     expect(body.error.code).toBe('MEDIA_LINK_EXPIRED');
     expect(body.error.message).toContain('expired');
+  });
+
+  it('a dead letter replayed after its link expired reaches the EHR with a link valid from the replay', async () => {
+    const mediaId = `${Date.now()}${randomBytes(3).toString('hex')}`;
+    const bytes = randomBytes(2048);
+    files.set(mediaId, bytes);
+    let refused: { payload: { contentAttachment?: { url: string } }[] } | undefined;
+    proxy.setRule((req) => {
+      if (req.method !== 'POST' || !req.path.endsWith('/Communication')) return { kind: 'pass' };
+      refused = JSON.parse(req.body.toString()) as typeof refused;
+      return { kind: 'respond', status: 422, headers: { 'content-type': 'application/fhir+json' }, body: '{"resourceType":"OperationOutcome","issue":[{"severity":"error","code":"business-rule","diagnostics":"Patient is inactive"}]}' };
+    });
+    const wamid = newWamid();
+    expect((await postWebhook(`${gw.url}/webhooks/media`, imageEvent(wamid, mediaId, bytes))).status).toBe(200);
+    const dead = await waitFor('dead-lettered', async () => {
+      const r = await gw.admin(`/admin/messages?channel=media&source_id=${encodeURIComponent(wamid)}`);
+      const m = r.ok ? ((await r.json()) as { deliveries: { id: string; state: string }[] }) : undefined;
+      return m?.deliveries[0]?.state === 'dead_lettered' ? m.deliveries[0] : undefined;
+    });
+    const first = new URL(refused!.payload.find((p) => p.contentAttachment)!.contentAttachment!.url);
+    const firstExpiry = Number(first.searchParams.get('expires'));
+
+    // The EHR is fixed only after the link it was first given has expired.
+    await new Promise((r) => setTimeout(r, Math.max(0, firstExpiry * 1000 - Date.now()) + 1200));
+    expect((await fetch(first)).status).toBe(403);
+    proxy.setRule(() => ({ kind: 'pass' }));
+    expect((await gw.admin(`/admin/dead-letters/${dead.id}/replay`, { method: 'POST', body: '{"reason":"EHR fixed"}', headers: { 'content-type': 'application/json' } })).status).toBe(202);
+    await waitFor('delivered on replay', async () => {
+      const r = await gw.admin(`/admin/messages?channel=media&source_id=${encodeURIComponent(wamid)}`);
+      const m = r.ok ? ((await r.json()) as { deliveries: { state: string }[] }) : undefined;
+      return m?.deliveries[0]?.state === 'delivered' || undefined;
+    });
+    const bundle = (await (await fetch(`${fhir.baseUrl}/Communication?identifier=${encodeURIComponent(`https://switchboard.example/sid/whatsapp-message-id|${wamid}`)}`)).json()) as {
+      entry: { resource: { payload: { contentAttachment?: { url: string } }[] } }[];
+    };
+    const delivered = new URL(bundle.entry[0]!.resource.payload.find((p) => p.contentAttachment)!.contentAttachment!.url);
+    expect(delivered.pathname).toBe(first.pathname);
+    expect(Number(delivered.searchParams.get('expires'))).toBeGreaterThan(firstExpiry);
+    const served = await fetch(delivered);
+    expect(served.status).toBe(200);
+    expect(Buffer.from(await served.arrayBuffer()).equals(bytes)).toBe(true);
   });
 
   it('dead-letters media of a refused type with its cause', async () => {
