@@ -2,13 +2,11 @@
  * The operator console in a real browser (Debian's chromium via playwright-core), against a real
  * gateway, FHIR server and fault proxy: sign in with the token, send a sample message, find it by
  * its wamid, open its trace, make a delivery fail, replay it from the console and see it
- * delivered; bulk replay with progress; sign-out and session expiry. The screenshots in the
- * README come from here (docs/console/*.png: written when missing or with CONSOLE_SCREENSHOTS=1,
- * so ordinary runs leave the work tree alone).
+ * delivered; bulk replay with progress; sign-out and session expiry. Most of the README's
+ * screenshots come from here (docs/console/*.png, written only with CONSOLE_SCREENSHOTS=1, so
+ * ordinary runs leave the work tree alone).
  */
-import { existsSync } from 'node:fs';
-import { mkdir, readFile, writeFile } from 'node:fs/promises';
-import path from 'node:path';
+import { readFile } from 'node:fs/promises';
 import type { Browser, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startFhirSandbox, type FhirSandbox } from '../../src/sandbox/fhir-sandbox.js';
@@ -16,22 +14,12 @@ import { runCli } from '../../src/cli/main.js';
 import { chromiumAvailable, launchChromium } from '../support/browser.js';
 import { capturedIo } from '../support/cli-io.js';
 import { startFaultProxy, type FaultProxy } from '../support/fault-proxy.js';
-import { repoRoot, startGateway, waitFor, type TestGateway } from '../support/gateway.js';
+import { screenshot } from '../support/console-page.js';
+import { startGateway, waitFor, type TestGateway } from '../support/gateway.js';
 import { createTestDatabase, redisUrl } from '../support/services.js';
 import { newWamid, postWebhook, textEvent } from '../support/whatsapp-webhook.js';
 
 const redis = redisUrl();
-const shots = path.join(repoRoot, 'docs', 'console');
-
-async function screenshot(page: Page, name: string): Promise<void> {
-  const png = await page.screenshot({ fullPage: true });
-  expect(png.length).toBeGreaterThan(10_000);
-  const file = path.join(shots, `${name}.png`);
-  if (process.env['CONSOLE_SCREENSHOTS'] === '1' || !existsSync(file)) {
-    await mkdir(shots, { recursive: true });
-    await writeFile(file, png);
-  }
-}
 
 const refuseCommunications = (proxy: FaultProxy) =>
   proxy.setRule((req) =>
@@ -119,7 +107,6 @@ describe.skipIf(redis === null || !chromiumAvailable())('operator console in chr
     await page.getByRole('link', { name: 'Dashboard' }).click();
     const row = page.getByRole('row').filter({ hasText: 'whatsapp-to-ehr' }).filter({ hasText: 'ehr' }).first();
     await row.getByRole('link', { name: '1' }).waitFor({ timeout: 10_000 });
-    await screenshot(page, 'dashboard');
 
     await page.getByRole('link', { name: 'Messages' }).click();
     await page.getByLabel('Search messages').fill(wamid);

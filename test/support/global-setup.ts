@@ -5,10 +5,11 @@
  * the conformance corpus) is a loud skip, and with CI=true a failure (reportMissing).
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { chmod, mkdtemp, rm } from 'node:fs/promises';
+import { chmod, mkdtemp, readdir, rm, stat } from 'node:fs/promises';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import type { TestProject } from 'vitest/node';
 import { startEmbeddedPostgres } from '../../src/store/embedded-postgres.js';
 import { createLogger } from '../../src/core/logger.js';
@@ -48,6 +49,25 @@ export function findRedisServer(): string | null {
   return r.status === 0 && p ? p : null;
 }
 
+async function newestMtime(dir: string): Promise<number> {
+  let newest = 0;
+  for (const e of await readdir(dir, { withFileTypes: true, recursive: true })) {
+    if (e.isFile()) newest = Math.max(newest, (await stat(path.join(e.parentPath, e.name))).mtimeMs);
+  }
+  return newest;
+}
+
+async function buildConsoleIfStale(): Promise<void> {
+  const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+  const built = path.join(root, 'console', 'dist', 'index.html');
+  const sources = Math.max(await newestMtime(path.join(root, 'console', 'src')), (await stat(path.join(root, 'console', 'index.html'))).mtimeMs);
+  const builtAt = await stat(built).then((s) => s.mtimeMs, () => 0);
+  if (builtAt >= sources) return;
+  console.log('console: console/dist is missing or older than console/src; building it for the browser tests');
+  const r = spawnSync(process.execPath, [path.join(root, 'scripts', 'build-console.mjs')], { cwd: root, stdio: 'inherit' });
+  if (r.status !== 0) throw new Error('console: the build failed (npm run build:console); the browser tests cannot run');
+}
+
 export default async function setup(project: TestProject): Promise<() => Promise<void>> {
   // What is missing is said (or, with CI=true, fails the run) before anything is started.
   const bin = findRedisServer();
@@ -61,6 +81,10 @@ export default async function setup(project: TestProject): Promise<() => Promise
   // The console's end-to-end tests in a real browser: Debian's chromium.
   if (!chromiumAvailable()) {
     reportMissing(`chromium (${CHROMIUM})`, "the console's browser tests are", 'Install it: apt-get install -y chromium');
+  } else {
+    // The browser tests drive the built console (console/dist): build it when it is missing or
+    // older than its sources, so they never pass or fail against a stale build.
+    await buildConsoleIfStale();
   }
 
   // Payloads written by others, beside the checkout: an optional conformance layer.

@@ -5,6 +5,9 @@ import { useConsole } from '../context.js';
 import { when } from '../format.js';
 import { href } from '../router.js';
 import { errorText, useLoad } from '../use-load.js';
+import { ApiError } from '../api.js';
+
+const RELOADED = 'Channels reloaded';
 
 interface Overview {
   channels: ChannelsAnswer;
@@ -52,6 +55,7 @@ export function Dashboard() {
   const { api, access, announce } = useConsole();
   const [busy, setBusy] = useState(false);
   const [actionError, setActionError] = useState<string | undefined>(undefined);
+  const [actionNote, setActionNote] = useState<string | undefined>(undefined);
   const [pauseFor, setPauseFor] = useState<string | undefined>(undefined);
   const [pauseReason, setPauseReason] = useState('');
   const o = useLoad<Overview>(
@@ -71,11 +75,17 @@ export function Dashboard() {
   const act = async (what: string, fn: () => Promise<unknown>) => {
     setBusy(true);
     setActionError(undefined);
+    setActionNote(undefined);
     try {
       await fn();
       announce(what);
     } catch (e) {
-      setActionError(errorText(e));
+      // A refused reload is an answer, not a failure of the console: its problems are in the card.
+      if (e instanceof ApiError && e.status === 422 && what === RELOADED) {
+        const note = 'Reload refused: the running channels were kept. The problems are under Last reload.';
+        setActionNote(note);
+        announce(note);
+      } else setActionError(errorText(e));
     } finally {
       setBusy(false);
       o.reload();
@@ -90,13 +100,14 @@ export function Dashboard() {
         <h1>Dashboard</h1>
         <p class="muted">{o.loading && !d ? 'Loading…' : d ? `Live: refreshed every 5 s. Throughput and errors over the last ${d.stats.window_minutes} minutes.` : ''}</p>
         {access.reload && (
-          <button type="button" disabled={busy} onClick={() => act('Channels reloaded', () => api.post('/channels/reload'))}>
+          <button type="button" disabled={busy} onClick={() => act(RELOADED, () => api.post('/channels/reload'))}>
             Reload channels
           </button>
         )}
       </div>
       {o.error && <p class="error" role="alert">Cannot load the dashboard: {o.error}</p>}
       {actionError && <p class="error" role="alert">{actionError}</p>}
+      {actionNote && <p class="notice">{actionNote}</p>}
       {d && (
         <>
           <section aria-labelledby="dest-h">
@@ -135,7 +146,7 @@ export function Dashboard() {
                         </td>
                         <td class="num">{s?.delivered ?? 0}</td>
                         <td class="num">{rate}</td>
-                        <td class="num">{(live?.counts['waiting'] ?? 0) + (live?.counts['prioritized'] ?? 0)}</td>
+                        <td class="num">{(live?.counts['waiting'] ?? 0) + (live?.counts['prioritized'] ?? 0) + (live?.counts['paused'] ?? 0)}</td>
                         <td class="num">{live?.counts['active'] ?? 0}</td>
                         <td class="num">{live?.counts['delayed'] ?? 0}</td>
                         <td class="num">{dead > 0 ? <a href={href('/dead-letters', { channel: c.id, destination: dest.name })}>{dead}</a> : 0}</td>
