@@ -327,7 +327,7 @@ export function createSwitchboard(o: SwitchboardOptions): Switchboard {
           audit,
         }),
       );
-      middleware.push(createWebhookMiddleware({ store, logger: log, channels, metrics, enqueueIngest: (id) => pipeline.enqueueIngest(id) }));
+      middleware.push(createWebhookMiddleware({ logger: log, channels, metrics, acceptEvent: (ch, e) => pipeline.acceptEvent(ch, e) }));
       routers.push(
         createAdminRouter({
           store,

@@ -1,7 +1,8 @@
 /**
- * The webhook edge for one channel. A POST is answered 2xx only after its raw bytes are committed
- * to the store and its ingest job is enqueued; anything else gets a 4xx with a reason (the sender
- * has a bug) or a 503 (we are in trouble; the sender retries and nothing is lost).
+ * The webhook edge for one channel. A POST is answered 2xx only after its raw bytes, and what they
+ * parse into (messages, deliveries), are committed to the store and its delivery jobs are
+ * enqueued; anything else gets a 4xx with a reason (the sender has a bug) or a 503 (we are in
+ * trouble; the sender retries and nothing is lost).
  */
 import getRawBody from 'raw-body';
 import type Koa from 'koa';
@@ -9,13 +10,17 @@ import type { Context } from 'koa';
 import type { Logger } from '../core/logger.js';
 import type { Metrics } from '../core/metrics.js';
 import type { InboundRequest, EdgeResponse } from '../connectors/types.js';
-import type { MessageStore } from '../store/message-store.js';
 import type { RuntimeChannel } from '../pipeline/runtime-channel.js';
 import { isStoreUnavailable } from '../pipeline/store-errors.js';
+import { EnqueueFailed } from '../pipeline/pipeline.js';
 
 export interface WebhookDeps {
-  store: MessageStore;
-  enqueueIngest(eventId: string): Promise<void>;
+  /**
+   * Stores the event and what it parses into, then enqueues its work (Pipeline.acceptEvent):
+   * resolves with the event id once committed and enqueued; rejects with `EnqueueFailed` when
+   * stored but not enqueued, with the store's error otherwise.
+   */
+  acceptEvent(channel: RuntimeChannel, e: { receivedAt: Date; contentType: string | undefined; raw: Buffer }): Promise<string>;
   logger: Logger;
   /** The live channels (hot reload can swap them). */
   channels(): readonly RuntimeChannel[];
@@ -120,21 +125,18 @@ async function handlePost(ctx: Context, ch: RuntimeChannel, deps: WebhookDeps): 
     }
     let eventId: string;
     try {
-      eventId = await deps.store.recordInboundEvent({ channelId, receivedAt: new Date(), contentType: ctx.get('content-type') || undefined, raw });
+      eventId = await deps.acceptEvent(ch, { receivedAt: new Date(), contentType: ctx.get('content-type') || undefined, raw });
     } catch (err) {
-      deps.logger.error({ channel: channelId, storeDown: isStoreUnavailable(err), err: { message: (err as Error).message } }, 'could not store inbound event');
       ctx.set('Retry-After', '5');
-      send(ctx, { status: 503, body: errorBody('STORE_UNAVAILABLE', 'the message store is unavailable; retry later') });
-      return;
-    }
-    try {
-      await deps.enqueueIngest(eventId);
-    } catch (err) {
-      // Stored but not enqueued: the outbox sweeper will enqueue it. We still answer 503 so that
-      // a sender that retries does so; the duplicate is deduplicated at ingest.
-      deps.logger.error({ channel: channelId, eventId, err: { message: (err as Error).message } }, 'could not enqueue inbound event; left in the outbox');
-      ctx.set('Retry-After', '5');
-      send(ctx, { status: 503, body: errorBody('QUEUE_UNAVAILABLE', 'the queue is unavailable; retry later') });
+      if (err instanceof EnqueueFailed) {
+        // Stored but not enqueued: the outbox sweeper will enqueue it. We still answer 503 so that
+        // a sender that retries does so; the duplicate is deduplicated.
+        deps.logger.error({ channel: channelId, eventId: err.eventId, err: { message: (err.cause as Error)?.message } }, 'could not enqueue inbound event; left in the outbox');
+        send(ctx, { status: 503, body: errorBody('QUEUE_UNAVAILABLE', 'the queue is unavailable; retry later') });
+      } else {
+        deps.logger.error({ channel: channelId, storeDown: isStoreUnavailable(err), err: { message: (err as Error).message } }, 'could not store inbound event');
+        send(ctx, { status: 503, body: errorBody('STORE_UNAVAILABLE', 'the message store is unavailable; retry later') });
+      }
       return;
     }
     ctx.set('X-Switchboard-Event-Id', eventId);

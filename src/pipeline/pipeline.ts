@@ -3,7 +3,7 @@
  * (kept in step with the live channels on hot reload), per-destination circuit breakers,
  * enqueue helpers, and the sweeper that re-enqueues work a crash left behind (the outbox).
  */
-import { DelayedError, type Job } from 'bullmq';
+import { DelayedError, type Job, type JobsOptions } from 'bullmq';
 import { classify } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
 import type { DestinationInstance } from '../connectors/types.js';
@@ -14,7 +14,7 @@ import type { MessageStore, PendingDelivery } from '../store/message-store.js';
 import { backoffDelay } from './backoff.js';
 import { CircuitBreaker, type CircuitSnapshot } from './circuit-breaker.js';
 import { RetryRequested, deliverOnce } from './deliver-message.js';
-import { ingestEvent } from './ingest-event.js';
+import { ingestEvent, logIngested, planIngest, type PlannedIngest } from './ingest-event.js';
 import { INGEST_QUEUE, deliveryJobId, deliveryQueueName, type DeliveryJob, type IngestJob, type RuntimeChannel } from './runtime-channel.js';
 import { isStoreUnavailable } from './store-errors.js';
 
@@ -43,6 +43,17 @@ interface DestinationWorker {
   worker: WorkerHandle;
   concurrency: number;
   breaker: CircuitBreaker;
+}
+
+/** Stored, but the queue refused the jobs: the outbox sweeper enqueues them later. */
+export class EnqueueFailed extends Error {
+  constructor(
+    readonly eventId: string,
+    override readonly cause: unknown,
+  ) {
+    super(`event ${eventId} stored but not enqueued: ${(cause as Error)?.message ?? String(cause)}`);
+    this.name = 'EnqueueFailed';
+  }
 }
 
 export interface DestinationStatus {
@@ -98,6 +109,7 @@ export class Pipeline {
    * worker died repeatedly) is removed and added again instead of blocking them forever.
    */
   async enqueueDeliveries(channelId: string, pending: readonly PendingDelivery[], opts: { revive?: boolean } = {}): Promise<void> {
+    const byQueue = new Map<QueueHandle<DeliveryJob>, { name: string; data: DeliveryJob; opts: JobsOptions }[]>();
     for (const p of pending) {
       const dest = this.destination(channelId, p.destination);
       if (!dest) {
@@ -108,13 +120,54 @@ export class Pipeline {
       if (opts.revive && (await queue.removeIfFailed(deliveryJobId(p.deliveryId, p.generation)))) {
         this.o.logger.warn({ channel: channelId, destination: p.destination, deliveryId: p.deliveryId }, 'delivery job had been failed by the queue (stalled); revived from the store');
       }
-      await queue.add(
-        'deliver',
-        { deliveryId: p.deliveryId, generation: p.generation, messageId: p.messageId },
+      const jobs = byQueue.get(queue) ?? [];
+      jobs.push({
+        name: 'deliver',
+        data: { deliveryId: p.deliveryId, generation: p.generation, messageId: p.messageId },
         // Attempts are enforced by the pipeline (attempt count and max age); BullMQ's count is a backstop.
-        { jobId: deliveryJobId(p.deliveryId, p.generation), attempts: dest.retry.attempts + 1, backoff: backoffJobOption() },
-      );
+        opts: { jobId: deliveryJobId(p.deliveryId, p.generation), attempts: dest.retry.attempts + 1, backoff: backoffJobOption() },
+      });
+      byQueue.set(queue, jobs);
     }
+    // One round trip per destination queue, whatever the number of deliveries.
+    await Promise.all([...byQueue].map(([queue, jobs]) => queue.addBulk(jobs)));
+  }
+
+  /**
+   * The webhook edge: parses, de-duplicates and routes the raw event, stores the event, its
+   * messages and their deliveries in one transaction, then enqueues the deliveries. Resolves once
+   * all of it is committed and enqueued. A store failure rejects with the store's error (nothing
+   * was kept); an enqueue failure with `EnqueueFailed` (stored; the sweeper enqueues it later).
+   * A parser that throws, against its contract, leaves the event to the ingest queue instead.
+   */
+  async acceptEvent(channel: RuntimeChannel, e: { receivedAt: Date; contentType: string | undefined; raw: Buffer }): Promise<string> {
+    let planned: PlannedIngest | undefined;
+    try {
+      planned = await planIngest(this.o.logger, channel, e.raw, e.receivedAt, undefined);
+    } catch (err) {
+      this.o.logger.warn({ channel: channel.id, code: classify(err).code }, 'parse at the edge failed; the event goes through the ingest queue');
+    }
+    if (!planned) {
+      const eventId = await this.o.store.recordInboundEvent({ channelId: channel.id, ...e });
+      await this.enqueueIngest(eventId).catch((err: unknown) => {
+        throw new EnqueueFailed(eventId, err);
+      });
+      return eventId;
+    }
+    const { eventId, pending } = await this.o.store.recordInboundIngested({ channelId: channel.id, ...e }, planned.plan);
+    logIngested(this.o.logger, eventId, channel.id, planned, pending.length);
+    this.countIngested(channel.id, planned);
+    await this.enqueueDeliveries(channel.id, pending).catch((err: unknown) => {
+      throw new EnqueueFailed(eventId, err);
+    });
+    return eventId;
+  }
+
+  private countIngested(channelId: string, r: { messages: number; filtered: number; statuses: number }): void {
+    const m = this.o.metrics?.ingested;
+    m?.inc({ channel: channelId, outcome: 'routed' }, r.messages - r.filtered);
+    m?.inc({ channel: channelId, outcome: 'filtered' }, r.filtered);
+    m?.inc({ channel: channelId, outcome: 'status' }, r.statuses);
   }
 
   /** Starts the ingest worker and one worker per destination of every loaded channel. */
@@ -128,10 +181,7 @@ export class Pipeline {
           const res = await ingestEvent({ store, logger, channel: (id) => this.channel(id) }, job.data.eventId);
           if (res) {
             await this.enqueueDeliveries(res.channelId, res.pending);
-            const m = this.o.metrics?.ingested;
-            m?.inc({ channel: res.channelId, outcome: 'routed' }, res.messages - res.filtered);
-            m?.inc({ channel: res.channelId, outcome: 'filtered' }, res.filtered);
-            m?.inc({ channel: res.channelId, outcome: 'status' }, res.statuses);
+            this.countIngested(res.channelId, res);
           }
         } catch (err) {
           await this.deferIfStoreDown(job, token, err);

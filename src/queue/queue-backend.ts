@@ -12,6 +12,8 @@ export type BackendKind = 'redis' | 'postgres';
 export interface QueueHandle<T> {
   readonly name: string;
   add(jobName: string, data: T, opts: JobsOptions): Promise<void>;
+  /** Several jobs in one round trip (Redis: one MULTI; PostgreSQL: one transaction). */
+  addBulk(jobs: readonly { name: string; data: T; opts: JobsOptions }[]): Promise<void>;
   counts(): Promise<Record<string, number>>;
   /**
    * Removes the job with this id if BullMQ has failed it (e.g. "stalled more than allowable
@@ -99,6 +101,10 @@ function wrapQueue<T>(q: Queue): QueueHandle<T> {
     name: q.name,
     async add(jobName, data, opts) {
       await q.add(jobName, data, { ...defaultJobOptions, ...opts });
+    },
+    async addBulk(jobs) {
+      if (jobs.length === 1) await q.add(jobs[0]!.name, jobs[0]!.data, { ...defaultJobOptions, ...jobs[0]!.opts });
+      else if (jobs.length > 1) await q.addBulk(jobs.map((j) => ({ name: j.name, data: j.data, opts: { ...defaultJobOptions, ...j.opts } })));
     },
     async counts() {
       return q.getJobCounts();

@@ -313,69 +313,101 @@ export class MessageStore {
    */
   async recordIngest(eventId: string, channelId: string, plan: IngestPlan): Promise<PendingDelivery[]> {
     return this.tx(async (c) => {
-      const messageIds: string[] = [];
-      for (const { message, destinations, filtered } of plan.messages) {
-        const newId = randomUUID();
-        const enc = await this.encode(JSON.stringify(message), ref('messages', 'canonical', newId));
-        const src = await this.encode(message.id, ref('messages', 'source_id', newId));
-        const dedupIndex = this.codec.index(indexKinds.dedup, message.dedup_key);
-        const inserted = await c.query<{ id: string }>(
-          `INSERT INTO messages (id, channel_id, event_id, source_kind, source_index, source_id_payload, source_id_key_id, dedup_index, kind, sent_at, received_at,
-             canonical_payload, canonical_key_id, filtered, conversation_index)
-           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)
-           ON CONFLICT (channel_id, dedup_index) DO NOTHING RETURNING id`,
-          [
-            newId,
-            channelId,
-            eventId,
-            message.source.kind,
-            this.codec.index(indexKinds.sourceId, message.id),
-            src.bytes,
-            src.keyId,
-            dedupIndex,
-            message.kind,
-            message.sent_at,
-            message.received_at,
-            enc.bytes,
-            enc.keyId,
-            filtered,
-            this.codec.index(indexKinds.conversation, message.conversation_id),
-          ],
-        );
-        let messageId = inserted.rows[0]?.id;
-        if (messageId === undefined) {
-          const existing = await c.query<{ id: string }>('SELECT id FROM messages WHERE channel_id = $1 AND dedup_index = $2', [channelId, dedupIndex]);
-          messageId = existing.rows[0]?.id;
-          if (messageId === undefined) throw new Error('message vanished during ingest');
-        } else {
-          for (const destination of destinations) {
-            await c.query(
-              `INSERT INTO deliveries (id, message_id, channel_id, destination, state) VALUES ($1, $2, $3, $4, 'pending')
-               ON CONFLICT (message_id, destination) DO NOTHING`,
-              [randomUUID(), messageId, channelId, destination],
-            );
-          }
-        }
-        messageIds.push(messageId);
-      }
-      const statusIds = await this.nextIds(c, 'message_statuses', plan.statuses.length);
-      for (const [i, s] of plan.statuses.entries()) {
-        const id = statusIds[i]!;
-        const detail = await this.encode(JSON.stringify({ errors: s.errors, recipient_id: s.recipient_id, source_status: s.source_status }), ref('message_statuses', 'detail', id));
-        await c.query(
-          `INSERT INTO message_statuses (id, channel_id, event_id, source_index, status, status_rank, occurred_at, detail_payload, detail_key_id)
-           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (channel_id, source_index, status) DO NOTHING`,
-          [id, channelId, eventId, this.codec.index(indexKinds.sourceId, s.message_id), s.status, statusRank[s.status], s.occurred_at, detail.bytes, detail.keyId],
-        );
-      }
+      const pending = await this.writeIngest(c, eventId, channelId, plan);
       await c.query(`UPDATE inbound_events SET state = 'ingested', ingested_at = now() WHERE id = $1`, [eventId]);
-      if (messageIds.length === 0) return [];
-      const pending = await c.query<{ id: string; destination: string; generation: number; message_id: string }>(
-        `SELECT id, destination, generation, message_id FROM deliveries WHERE message_id = ANY($1::uuid[]) AND state = 'pending'`,
-        [messageIds],
-      );
-      return pending.rows.map((r) => ({ deliveryId: r.id, destination: r.destination, generation: r.generation, messageId: r.message_id }));
+      return pending;
     });
+  }
+
+  /**
+   * The webhook edge: stores the raw event together with what it parsed into (messages,
+   * statuses, pending deliveries), in one transaction. Once this resolves all of it is committed;
+   * the event is never in the outbox. Returns the event id and the deliveries to enqueue.
+   */
+  async recordInboundIngested(
+    e: { channelId: string; receivedAt: Date; contentType: string | undefined; raw: Buffer },
+    plan: IngestPlan,
+  ): Promise<{ eventId: string; pending: PendingDelivery[] }> {
+    return this.tx(async (c) => {
+      const eventId = randomUUID();
+      const enc = await this.encode(e.raw, ref('inbound_events', 'raw', eventId));
+      await c.query(
+        `INSERT INTO inbound_events (id, channel_id, received_at, content_type, raw_payload, raw_key_id, state, ingested_at)
+         VALUES ($1, $2, $3, $4, $5, $6, 'ingested', now())`,
+        [eventId, e.channelId, e.receivedAt, e.contentType ?? null, enc.bytes, enc.keyId],
+      );
+      return { eventId, pending: await this.writeIngest(c, eventId, e.channelId, plan) };
+    });
+  }
+
+  private async writeIngest(c: PoolClient, eventId: string, channelId: string, plan: IngestPlan): Promise<PendingDelivery[]> {
+    // Deliveries of messages stored now are known; only re-delivered messages need a look-up
+    // (their deliveries may be pending from an earlier, interrupted run).
+    const pending: PendingDelivery[] = [];
+    const knownMessageIds: string[] = [];
+    for (const { message, destinations, filtered } of plan.messages) {
+      const newId = randomUUID();
+      const enc = await this.encode(JSON.stringify(message), ref('messages', 'canonical', newId));
+      const src = await this.encode(message.id, ref('messages', 'source_id', newId));
+      const dedupIndex = this.codec.index(indexKinds.dedup, message.dedup_key);
+      const inserted = await c.query<{ id: string }>(
+        `INSERT INTO messages (id, channel_id, event_id, source_kind, source_index, source_id_payload, source_id_key_id, dedup_index, kind, sent_at, received_at,
+           canonical_payload, canonical_key_id, filtered, conversation_index)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)
+         ON CONFLICT (channel_id, dedup_index) DO NOTHING RETURNING id`,
+        [
+          newId,
+          channelId,
+          eventId,
+          message.source.kind,
+          this.codec.index(indexKinds.sourceId, message.id),
+          src.bytes,
+          src.keyId,
+          dedupIndex,
+          message.kind,
+          message.sent_at,
+          message.received_at,
+          enc.bytes,
+          enc.keyId,
+          filtered,
+          this.codec.index(indexKinds.conversation, message.conversation_id),
+        ],
+      );
+      let messageId = inserted.rows[0]?.id;
+      if (messageId === undefined) {
+        const existing = await c.query<{ id: string }>('SELECT id FROM messages WHERE channel_id = $1 AND dedup_index = $2', [channelId, dedupIndex]);
+        messageId = existing.rows[0]?.id;
+        if (messageId === undefined) throw new Error('message vanished during ingest');
+        knownMessageIds.push(messageId);
+      } else if (destinations.length > 0) {
+        const ids = destinations.map(() => randomUUID());
+        await c.query(
+          `INSERT INTO deliveries (id, message_id, channel_id, destination, state)
+           SELECT id, $2, $3, destination, 'pending' FROM unnest($1::uuid[], $4::text[]) AS t(id, destination)`,
+          [ids, messageId, channelId, destinations],
+        );
+        for (const [i, destination] of destinations.entries()) pending.push({ deliveryId: ids[i]!, destination, generation: 0, messageId });
+      }
+    }
+    const statusIds = await this.nextIds(c, 'message_statuses', plan.statuses.length);
+    for (const [i, s] of plan.statuses.entries()) {
+      const id = statusIds[i]!;
+      const detail = await this.encode(JSON.stringify({ errors: s.errors, recipient_id: s.recipient_id, source_status: s.source_status }), ref('message_statuses', 'detail', id));
+      await c.query(
+        `INSERT INTO message_statuses (id, channel_id, event_id, source_index, status, status_rank, occurred_at, detail_payload, detail_key_id)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (channel_id, source_index, status) DO NOTHING`,
+        [id, channelId, eventId, this.codec.index(indexKinds.sourceId, s.message_id), s.status, statusRank[s.status], s.occurred_at, detail.bytes, detail.keyId],
+      );
+    }
+    if (knownMessageIds.length > 0) {
+      const earlier = await c.query<{ id: string; destination: string; generation: number; message_id: string }>(
+        `SELECT id, destination, generation, message_id FROM deliveries WHERE message_id = ANY($1::uuid[]) AND state = 'pending'`,
+        [knownMessageIds],
+      );
+      const seen = new Set(pending.map((p) => p.deliveryId));
+      for (const r of earlier.rows) if (!seen.has(r.id)) pending.push({ deliveryId: r.id, destination: r.destination, generation: r.generation, messageId: r.message_id });
+    }
+    return pending;
   }
 
   /** Pending deliveries created more than `olderThanMs` ago, to re-enqueue after a crash. */

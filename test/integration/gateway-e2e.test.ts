@@ -97,6 +97,29 @@ describe.skipIf(redis === null)('gateway on Redis, embedded PostgreSQL and a rea
     expect(String(c['sent'])).toMatch(/Z$/);
   });
 
+  it('answers 200 only after the event, its message and its delivery are committed, with no ingest job', async () => {
+    const pool = new pg.Pool({ connectionString: dbUrl });
+    try {
+      const wamid = newWamid();
+      const res = await postWebhook(`${gw.url}${WEBHOOK}`, textEvent({ wamid }));
+      expect(res.status).toBe(200);
+      const eventId = res.headers.get('x-switchboard-event-id');
+      // Read right after the answer: everything the event parses into is already stored.
+      const rows = await pool.query<{ state: string; ingested: boolean; destination: string }>(
+        `SELECT e.state, e.ingested_at IS NOT NULL AS ingested, d.destination FROM inbound_events e
+           JOIN messages m ON m.event_id = e.id JOIN deliveries d ON d.message_id = m.id WHERE e.id = $1`,
+        [eventId],
+      );
+      expect(rows.rows).toEqual([{ state: 'ingested', ingested: true, destination: 'ehr' }]);
+      expect((await settled(gw, wamid)).state).toBe('delivered');
+      const q = (await (await gw.admin('/admin/queues')).json()) as { queues: Record<string, Record<string, number>> };
+      // The ingest queue is only the outbox's: a webhook parsed at the edge never goes through it.
+      expect(Object.values(q.queues['ingest'] ?? {}).reduce((a, b) => a + b, 0)).toBe(0);
+    } finally {
+      await pool.end();
+    }
+  });
+
   it('delivers the same webhook posted twice exactly once', async () => {
     const wamid = newWamid();
     const event = textEvent({ wamid });
