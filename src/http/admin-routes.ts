@@ -344,10 +344,8 @@ export function createAdminRouter(deps: AdminDeps): Router {
     ctx.body = { since: since.toISOString(), window_minutes: q.data.window_minutes, destinations: stats, dead_letters: dead };
   });
 
-  router.get('/messages/search', async (ctx) => {
-    const q = searchQuery.safeParse(ctx.query);
-    if (!q.success) return bad(ctx, 400, 'QUERY_INVALID', z.prettifyError(q.error));
-    const f = q.data;
+  // The search itself: the filter from a query string (GET) or a JSON body (POST).
+  const search = async (ctx: Context, f: z.infer<typeof searchQuery>) => {
     if ((f.before_at === undefined) !== (f.before_id === undefined)) return bad(ctx, 400, 'QUERY_INVALID', 'before_at and before_id go together');
     const phoneDigits = f.phone?.replace(/[^0-9]/g, '');
     if (f.phone !== undefined && !phoneDigits) return bad(ctx, 400, 'QUERY_INVALID', 'phone: give the number with its country code, e.g. +15551234567');
@@ -374,6 +372,19 @@ export function createAdminRouter(deps: AdminDeps): Router {
     });
     const last = items.at(-1);
     ctx.body = { items, next: last && items.length === limit ? { before_at: last.receivedAt.toISOString(), before_id: last.id } : null };
+  };
+
+  router.get('/messages/search', async (ctx) => {
+    // A phone number is PHI: in a URL it lands in proxies' and servers' access logs.
+    if ('phone' in ctx.query) return bad(ctx, 400, 'QUERY_INVALID', 'phone: send it in the JSON body of POST /admin/messages/search, never in a URL (URLs end up in access logs)');
+    const q = searchQuery.safeParse(ctx.query);
+    if (!q.success) return bad(ctx, 400, 'QUERY_INVALID', z.prettifyError(q.error));
+    await search(ctx, q.data);
+  });
+
+  router.post('/messages/search', async (ctx) => {
+    const body = await jsonBody(ctx, searchQuery);
+    if (body) await search(ctx, body);
   });
 
   router.get('/messages/:id/trace', async (ctx) => {

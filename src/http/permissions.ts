@@ -56,6 +56,7 @@ export const routePermissions: Readonly<Record<string, RouteRequirement>> = {
   'GET /admin/deliveries/:id/rejected-output': 'content.read',
   'GET /admin/messages': 'content.read',
   'GET /admin/messages/search': 'status.read',
+  'POST /admin/messages/search': 'status.read',
   'GET /admin/messages/:id/trace': 'status.read',
   'GET /admin/messages/:id/conversation': 'status.read',
   'POST /admin/dead-letters/:id/replay': 'deliveries.replay',

@@ -81,8 +81,13 @@ describe.skipIf(redis === null)('console over HTTP', () => {
     expect(JSON.stringify(byId)).not.toContain('Hello');
     const dead = (await (await gw.admin('/admin/messages/search?state=dead_lettered')).json()) as { items: { sourceMessageId: string }[] };
     expect(dead.items.map((m) => m.sourceMessageId)).toEqual([refused]);
-    const byPhone = (await (await gw.admin(`/admin/messages/search?phone=%2B${DEMO_WA_ID}`)).json()) as { items: { sourceMessageId: string }[] };
+    // The phone goes in a POST body, never in a URL (access logs); a URL carrying one is refused.
+    const byPhone = (await (await gw.admin('/admin/messages/search', { method: 'POST', body: JSON.stringify({ phone: `+${DEMO_WA_ID}` }) })).json()) as { items: { sourceMessageId: string }[] };
     expect(byPhone.items.map((m) => m.sourceMessageId).sort()).toEqual([delivered, refused].sort());
+    const inUrl = await gw.admin(`/admin/messages/search?phone=%2B${DEMO_WA_ID}`);
+    expect(inUrl.status).toBe(400);
+    expect(await inUrl.text()).toContain('POST /admin/messages/search');
+    expect((await gw.admin('/admin/messages/search', { method: 'POST', body: JSON.stringify({ phone: `+${DEMO_WA_ID}`, colour: 'red' }) })).status).toBe(400);
     const page1 = (await (await gw.admin('/admin/messages/search?limit=1')).json()) as { items: { sourceMessageId: string }[]; next: { before_at: string; before_id: string } };
     expect(page1.items.map((m) => m.sourceMessageId)).toEqual([refused]);
     const page2 = (await (await gw.admin(`/admin/messages/search?limit=1&before_at=${encodeURIComponent(page1.next.before_at)}&before_id=${page1.next.before_id}`)).json()) as { items: { sourceMessageId: string }[] };

@@ -85,7 +85,6 @@ describe.skipIf(redis === null || !chromiumAvailable())('operator console in chr
     const link = page.getByRole('link', { name: `Trace of ${wamid}` });
     await link.waitFor();
     await page.getByText('ehr: delivered').waitFor({ timeout: 20_000 });
-    await screenshot(page, 'messages');
     await link.click();
     await page.getByRole('heading', { name: `Trace of ${wamid}` }).waitFor();
     await page.getByRole('heading', { name: 'ehr: delivered' }).waitFor({ timeout: 20_000 });

@@ -1,4 +1,9 @@
-/** Message search: by source id (wamid, Twilio SID) or patient phone, with filters, newest first, paged. */
+/**
+ * Message search: by source id (wamid, Twilio SID) or patient phone, with filters, newest first,
+ * paged. Every search is a POST with the filter in its body, and the phone is kept in the page's
+ * memory only: a phone number is PHI and never goes into the address (history, bookmarks) or a
+ * request URL (access logs).
+ */
 import { useState } from 'preact/hooks';
 import type { ChannelsAnswer, DeliveryState, SearchAnswer } from '../api-types.js';
 import { useConsole } from '../context.js';
@@ -6,10 +11,26 @@ import { isoFromLocal, stateLabel, when } from '../format.js';
 import { href, navigate } from '../router.js';
 import { useLoad } from '../use-load.js';
 
-const filterKeys = ['q', 'phone', 'channel', 'destination', 'state', 'code', 'since', 'until'] as const;
-type Filters = Record<(typeof filterKeys)[number], string>;
+/** What goes into the address: ids, names, states, codes and times, never the phone. */
+const filterKeys = ['q', 'channel', 'destination', 'state', 'code', 'since', 'until'] as const;
+type Filters = Record<(typeof filterKeys)[number] | 'phone', string>;
+
+const empty: Filters = { q: '', phone: '', channel: '', destination: '', state: '', code: '', since: '', until: '' };
+
+/** A phone number typed into the id field: digits with an optional +, spaces, dots, dashes, brackets. */
+const looksLikePhone = (v: string) => /^\+?[\d\s().-]{7,20}$/.test(v.trim()) && /\d{7}/.test(v.replace(/\D/g, ''));
+
+/** The address's filters, without the phone (which a link or bookmark must never carry). */
+function inAddress(f: Filters): Record<string, string> {
+  return Object.fromEntries(filterKeys.map((k) => [k, f[k]]));
+}
 
 const states: DeliveryState[] = ['pending', 'delivered', 'dead_lettered', 'discarded', 'dropped'];
+
+/** The filter as a JSON body: only what was given. */
+function compact(o: Record<string, string | number | undefined>): Record<string, string | number> {
+  return Object.fromEntries(Object.entries(o).filter((e): e is [string, string | number] => e[1] !== undefined && e[1] !== ''));
+}
 
 export function DeliveryBadges(props: { deliveries: { id: string; destination: string; state: DeliveryState; lastErrorCode: string | null }[] }) {
   if (props.deliveries.length === 0) return <span class="muted">no destination</span>;
@@ -29,14 +50,15 @@ export function DeliveryBadges(props: { deliveries: { id: string; destination: s
 
 export function Messages(props: { params: URLSearchParams }) {
   const { api } = useConsole();
-  const applied = Object.fromEntries(filterKeys.map((k) => [k, props.params.get(k) ?? ''])) as Filters;
+  const [phone, setPhone] = useState('');
+  const applied: Filters = { ...empty, ...Object.fromEntries(filterKeys.map((k) => [k, props.params.get(k) ?? ''])), phone };
   const [form, setForm] = useState<Filters>(applied);
   const [pages, setPages] = useState<{ before_at: string; before_id: string }[]>([]);
   const page = pages.at(-1);
   const channels = useLoad(() => api.get<ChannelsAnswer>('/channels'), [api]);
   const result = useLoad(
     () =>
-      api.get<SearchAnswer>('/messages/search', {
+      api.post<SearchAnswer>('/messages/search', compact({
         q: applied.q,
         phone: applied.phone,
         channel: applied.channel,
@@ -48,14 +70,18 @@ export function Messages(props: { params: URLSearchParams }) {
         limit: 25,
         before_at: page?.before_at,
         before_id: page?.before_id,
-      }),
-    [api, props.params.toString(), page?.before_id],
+      })),
+    [api, props.params.toString(), phone, page?.before_id],
   );
   const set = (k: keyof Filters) => (e: Event) => setForm({ ...form, [k]: (e.currentTarget as HTMLInputElement).value });
   const submit = (e: Event) => {
     e.preventDefault();
+    // A number typed into the id field is a phone search: it must not land in the address.
+    const f = looksLikePhone(form.q) && !form.phone.trim() ? { ...form, q: '', phone: form.q.trim() } : form;
+    setForm(f);
     setPages([]);
-    navigate('/messages', form);
+    setPhone(f.phone.trim());
+    navigate('/messages', inAddress(f));
   };
   const destinations = [...new Set((channels.data?.channels ?? []).flatMap((c) => c.destinations.map((d) => d.name)))];
   return (
@@ -71,7 +97,10 @@ export function Messages(props: { params: URLSearchParams }) {
         </div>
         <div class="field">
           <label for="search-phone">Patient phone</label>
-          <input id="search-phone" type="tel" placeholder="+15551234567" value={form.phone} onInput={set('phone')} />
+          <input id="search-phone" type="tel" autocomplete="off" placeholder="+15551234567" value={form.phone} onInput={set('phone')} aria-describedby="phone-help" />
+          <span id="phone-help" class="help">
+            Kept out of the address and of request URLs.
+          </span>
         </div>
         <div class="field">
           <label for="search-channel">Channel</label>
@@ -112,11 +141,11 @@ export function Messages(props: { params: URLSearchParams }) {
         </div>
         <div class="field">
           <label for="search-since">Received from</label>
-          <input id="search-since" type="datetime-local" value={form.since} onInput={set('since')} />
+          <input id="search-since" type="datetime-local" step={1} value={form.since} onInput={set('since')} />
         </div>
         <div class="field">
           <label for="search-until">Received before</label>
-          <input id="search-until" type="datetime-local" value={form.until} onInput={set('until')} />
+          <input id="search-until" type="datetime-local" step={1} value={form.until} onInput={set('until')} />
         </div>
         <div class="field actions">
           <button type="submit">Search</button>
@@ -124,8 +153,8 @@ export function Messages(props: { params: URLSearchParams }) {
             type="button"
             class="secondary"
             onClick={() => {
-              const empty = Object.fromEntries(filterKeys.map((k) => [k, ''])) as Filters;
               setForm(empty);
+              setPhone('');
               setPages([]);
               navigate('/messages');
             }}
@@ -136,7 +165,7 @@ export function Messages(props: { params: URLSearchParams }) {
       </form>
       {result.error && <p class="error" role="alert">{result.error}</p>}
       {result.data && (
-        <section aria-labelledby="results-h">
+        <section aria-labelledby="results-h" aria-busy={result.loading}>
           <h2 id="results-h">
             {result.data.items.length === 0 ? 'No message matches' : `${result.data.items.length} message${result.data.items.length === 1 ? '' : 's'}${pages.length > 0 ? ` (page ${pages.length + 1})` : ''}`}
           </h2>
