@@ -148,3 +148,15 @@ export interface AuditPage {
 export type AuditVerify =
   | { ok: true; summary: string; entries: number; first_seq: number | null; last_seq: number | null }
   | { ok: false; summary: string; entries: number; seq: number; recorded_at: string; problem: 'altered' | 'removed' | 'inserted' };
+
+/** GET /admin/messages/:id/content: the canonical message (PHI; content.read, each view audited). */
+export interface MessageContent {
+  message_id: string;
+  message: {
+    kind: string;
+    sender: { phone?: string; display_name?: string; username?: string; email?: string; platform_id?: string };
+    text?: string;
+    media: { kind?: string; mime_type?: string; caption?: string; filename?: string }[];
+    location?: { latitude: number; longitude: number; name?: string; address?: string };
+  } & Record<string, unknown>;
+}

@@ -403,6 +403,16 @@ export function createAdminRouter(deps: AdminDeps): Router {
     ctx.body = { ...t, deliveries, contentWithheld: !content };
   });
 
+  // The message's content (text, sender, media, location...): PHI, only with content.read, and every view audited.
+  router.get('/messages/:id/content', async (ctx) => {
+    const id = z.uuid().safeParse(ctx.params['id']);
+    if (!id.success) return bad(ctx, 400, 'ID_INVALID', 'message ids are UUIDs');
+    const m = await deps.store.messageContent(id.data);
+    await audit(ctx, 'message.viewed', m ? 'success' : 'failure', [{ type: 'message', id: id.data }], { view: 'content', ...(!m && { reason: 'not_found' }) });
+    if (!m) return bad(ctx, 404, 'NOT_FOUND', 'no such message');
+    ctx.body = { message_id: id.data, message: m };
+  });
+
   // One patient's thread across messages and channels, in order, with each delivery's state.
   router.get('/messages/:id/conversation', async (ctx) => {
     const id = z.uuid().safeParse(ctx.params['id']);

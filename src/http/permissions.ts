@@ -58,6 +58,7 @@ export const routePermissions: Readonly<Record<string, RouteRequirement>> = {
   'GET /admin/messages/search': 'status.read',
   'POST /admin/messages/search': 'status.read',
   'GET /admin/messages/:id/trace': 'status.read',
+  'GET /admin/messages/:id/content': 'content.read',
   'GET /admin/messages/:id/conversation': 'status.read',
   'POST /admin/dead-letters/:id/replay': 'deliveries.replay',
   'POST /admin/dead-letters/replay': 'deliveries.replay',

@@ -751,6 +751,14 @@ export class MessageStore {
     };
   }
 
+  /** One message's content: its canonical form, decrypted (PHI: behind the content permission, every read audited by the caller). */
+  async messageContent(messageId: string): Promise<CanonicalMessage | null> {
+    const res = await this.pool.query<{ id: string; canonical_payload: Buffer; canonical_key_id: string | null }>('SELECT id, canonical_payload, canonical_key_id FROM messages WHERE id = $1', [messageId]);
+    const r = res.rows[0];
+    if (!r) return null;
+    return canonicalMessageSchema.parse(await this.decodeJson(r.canonical_payload, r.canonical_key_id, ref('messages', 'canonical', r.id)));
+  }
+
   /** Delivery outcomes and failed attempts per channel and destination since a time (the console's throughput and error rate). */
   async deliveryStats(since: Date): Promise<{ channelId: string; destination: string; delivered: number; attempts: number; failedAttempts: number }[]> {
     const res = await this.pool.query<{ channel_id: string; destination: string; delivered: string; attempts: string; failed: string }>(

@@ -6,7 +6,9 @@
  * screenshots come from here (docs/console/*.png, written only with CONSOLE_SCREENSHOTS=1, so
  * ordinary runs leave the work tree alone).
  */
-import { readFile } from 'node:fs/promises';
+import { cp, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
 import type { Browser, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startFhirSandbox, type FhirSandbox } from '../../src/sandbox/fhir-sandbox.js';
@@ -15,7 +17,7 @@ import { chromiumAvailable, launchChromium } from '../support/browser.js';
 import { capturedIo } from '../support/cli-io.js';
 import { startFaultProxy, type FaultProxy } from '../support/fault-proxy.js';
 import { screenshot } from '../support/console-page.js';
-import { startGateway, waitFor, type TestGateway } from '../support/gateway.js';
+import { repoRoot, startGateway, waitFor, type TestGateway } from '../support/gateway.js';
 import { createTestDatabase, redisUrl } from '../support/services.js';
 import { newWamid, postWebhook, textEvent } from '../support/whatsapp-webhook.js';
 
@@ -34,13 +36,19 @@ describe.skipIf(redis === null || !chromiumAvailable())('operator console in chr
   let gw: TestGateway;
   let browser: Browser;
   let page: Page;
+  let dir: string;
+  const mappingFile = () => path.join(dir, 'mappings', 'whatsapp-to-communication.jsonata');
 
   const deadLetterCount = async () => ((await (await gw.admin('/admin/dead-letters/count')).json()) as { count: number }).count;
 
   beforeAll(async () => {
+    // The shipped channels and mappings, in a folder of this test's own (a mapping is fixed mid-test).
+    dir = await mkdtemp(path.join(os.tmpdir(), 'switchboard-console-'));
+    await cp(path.join(repoRoot, 'channels'), path.join(dir, 'channels'), { recursive: true });
+    await cp(path.join(repoRoot, 'mappings'), path.join(dir, 'mappings'), { recursive: true });
     fhir = await startFhirSandbox({ port: 0, seed: true });
     proxy = await startFaultProxy(fhir.baseUrl);
-    gw = await startGateway({ databaseUrl: await createTestDatabase(), redisUrl: redis, fhirBaseUrl: proxy.url });
+    gw = await startGateway({ databaseUrl: await createTestDatabase(), redisUrl: redis, fhirBaseUrl: proxy.url, channelsDir: path.join(dir, 'channels') });
     browser = await launchChromium();
     page = await browser.newPage({ viewport: { width: 1280, height: 800 } });
   });
@@ -49,6 +57,7 @@ describe.skipIf(redis === null || !chromiumAvailable())('operator console in chr
     await gw?.stop();
     await proxy?.close();
     await fhir?.close();
+    if (dir) await rm(dir, { recursive: true, force: true });
   });
 
   it('refuses a wrong token and signs in with the right one, by keyboard alone', async () => {
@@ -69,6 +78,7 @@ describe.skipIf(redis === null || !chromiumAvailable())('operator console in chr
   });
 
   let firstWamid = '';
+  let firstMessageId = '';
 
   it('finds a sample message by its wamid and shows its trace through to the EHR', async () => {
     const wamid = newWamid();
@@ -91,6 +101,14 @@ describe.skipIf(redis === null || !chromiumAvailable())('operator console in chr
     const timeline = page.locator('ol.timeline');
     await timeline.getByText('Received on whatsapp-to-ehr').waitFor();
     await timeline.getByText('ehr: attempt 1: delivered').waitFor();
+    // Content only when asked for, and each view is audited (see the audit log test below).
+    expect(await page.content()).not.toContain('Can I move my appointment?');
+    const content = page.getByRole('region', { name: 'Message content' });
+    await content.getByRole('button', { name: 'Show message content' }).click();
+    await content.getByText('Can I move my appointment?', { exact: true }).waitFor();
+    await content.getByText(/^Jane Demo, \+15551234567$/).waitFor();
+    firstMessageId = new URL(page.url()).hash.replace('#/messages/', '');
+    await content.getByRole('button', { name: 'Hide message content' }).click();
     expect(await page.content()).not.toContain('Can I move my appointment?');
     await page.getByRole('link', { name: 'Conversation with this patient' }).click();
     await page.getByRole('heading', { name: 'Conversation' }).waitFor();
@@ -116,13 +134,27 @@ describe.skipIf(redis === null || !chromiumAvailable())('operator console in chr
     await page.getByText('FHIR_HTTP_PERMANENT', { exact: false }).first().waitFor();
     await page.getByText("Server's answer").first().click();
     await page.getByText('Patient is inactive').first().waitFor();
+    // Each attempt says which mapping version made its output.
+    const versionOf = async () => ((await (await gw.admin('/admin/channels')).json()) as { channels: { id: string; destinations: { name: string; mapping_version: string }[] }[] }).channels.find((c) => c.id === 'whatsapp-to-ehr')!.destinations[0]!.mapping_version;
+    const before = await versionOf();
+    const attempt = (title: string) => page.locator('ol.timeline > li').filter({ hasText: title });
+    expect(await attempt('ehr: attempt 1: dead-lettered').innerText()).toContain(`mapping ${before}`);
     await screenshot(page, 'trace');
 
+    // An analyst changes the mapping (hot reload), the EHR is fixed, the operator replays.
+    await writeFile(mappingFile(), `/* Reviewed after a refused delivery. */\n${await readFile(mappingFile(), 'utf8')}`);
+    const after = await waitFor('the new mapping loaded', async () => {
+      const v = await versionOf();
+      return v !== before && v;
+    });
     proxy.setRule(() => ({ kind: 'pass' }));
     await page.getByLabel('Reason').fill('EHR reactivated the Patient');
     await page.getByRole('button', { name: 'Replay ehr delivery' }).click();
     await page.getByRole('heading', { name: 'ehr: delivered' }).waitFor({ timeout: 20_000 });
     await page.locator('ol.timeline').getByText('ehr: attempt 1 (replay 1): delivered').waitFor();
+    expect(await attempt('ehr: attempt 1 (replay 1): delivered').innerText()).toContain(`mapping ${after}`);
+    expect(await attempt('ehr: attempt 1: dead-lettered').innerText()).toContain(`mapping ${before}`);
+    await page.getByText('Resource: ').waitFor();
     await page.locator('ol.timeline').getByText('EHR reactivated the Patient').waitFor();
     expect(await deadLetterCount()).toBe(0);
 
@@ -138,18 +170,39 @@ describe.skipIf(redis === null || !chromiumAvailable())('operator console in chr
     await screenshot(page, 'conversation');
   });
 
-  it('replays many dead letters at once with progress', async () => {
+  it('discards several dead letters with a reason and replays many at once, with progress', async () => {
     refuseCommunications(proxy);
-    for (let i = 0; i < 3; i++) expect((await postWebhook(`${gw.url}/webhooks/whatsapp-to-ehr`, textEvent({ wamid: newWamid() }))).status).toBe(200);
-    await waitFor('3 dead-lettered', async () => (await deadLetterCount()) === 3 || undefined);
+    const wamids = Array.from({ length: 5 }, () => newWamid());
+    for (const wamid of wamids) expect((await postWebhook(`${gw.url}/webhooks/whatsapp-to-ehr`, textEvent({ wamid }))).status).toBe(200);
+    await waitFor('5 dead-lettered', async () => (await deadLetterCount()) === 5 || undefined);
     await page.getByRole('link', { name: 'Dead letters' }).click();
-    await page.getByRole('heading', { name: '3 dead letters' }).waitFor();
+    await page.getByRole('heading', { name: '5 dead letters' }).waitFor();
     await page.getByRole('button', { name: 'Inspect' }).first().click();
     await page.locator('.inspect').getByText('attempt 1: dead-lettered').waitFor();
+    await page.getByRole('button', { name: 'Close' }).click();
+
+    // Two are not worth delivering: select them and discard, which needs a reason.
+    const [spam, duplicate, ...rest] = wamids;
+    const rows = page.locator('table.grid tbody tr');
+    for (const w of [spam, duplicate]) await page.getByRole('checkbox', { name: `Select ${w} to ehr` }).check();
+    await page.getByRole('button', { name: 'Discard selected (2)' }).click();
+    await page.getByRole('status').filter({ hasText: 'Give a reason to discard' }).waitFor();
+    expect(await deadLetterCount()).toBe(5);
+    await page.getByLabel('Reason for selected').fill('Test messages from the clinic');
+    await page.getByRole('button', { name: 'Discard selected (2)' }).click();
+    await page.getByText('Discarding 2 of 2: done').waitFor();
+    expect(await page.getByRole('progressbar', { name: 'Discarding dead letters' }).getAttribute('value')).toBe('2');
+    await page.getByRole('heading', { name: '3 dead letters' }).waitFor();
+    const left = (await rows.allInnerTexts()).join('\n');
+    for (const w of [spam!, duplicate!]) expect(left).not.toContain(w);
+    for (const w of rest) expect(left).toContain(w);
+    expect(await deadLetterCount()).toBe(3);
+
+    // The rest, all at once once the EHR is back.
     await page.getByRole('checkbox', { name: 'Select all shown' }).check();
+    await page.getByLabel('Reason for selected').fill('EHR back from maintenance');
     await screenshot(page, 'dead-letters');
     proxy.setRule(() => ({ kind: 'pass' }));
-    await page.getByLabel('Reason for selected').fill('EHR back from maintenance');
     await page.getByRole('button', { name: 'Replay selected (3)' }).click();
     await page.getByText('Replaying 3 of 3: done').waitFor();
     await page.getByRole('heading', { name: '0 dead letters' }).waitFor();
@@ -157,6 +210,14 @@ describe.skipIf(redis === null || !chromiumAvailable())('operator console in chr
       const r = (await (await gw.admin('/admin/messages/search?state=delivered')).json()) as { items: unknown[] };
       return r.items.length === 5 || undefined;
     });
+    // A discarded one's trace says who discarded it and why.
+    await page.getByRole('link', { name: 'Messages' }).click();
+    await page.getByLabel('Search messages').fill(spam!);
+    await page.getByRole('button', { name: 'Search', exact: true }).click();
+    await page.getByRole('link', { name: `Trace of ${spam}` }).click();
+    await page.getByRole('heading', { name: 'ehr: discarded' }).waitFor();
+    await page.locator('ol.timeline').getByText('ehr: discarded by bootstrap:ADMIN_TOKEN').waitFor();
+    await page.locator('ol.timeline').getByText('Reason: Test messages from the clinic').waitFor();
   });
 
   it('browses the audit log by action, shows that the chain holds, and exports it', async () => {
@@ -169,6 +230,15 @@ describe.skipIf(redis === null || !chromiumAvailable())('operator console in chr
     await expect.poll(async () => (await rows.allInnerTexts()).every((t) => t.includes('message.viewed'))).toBe(true);
     expect(await rows.count()).toBeGreaterThanOrEqual(3);
     expect(await rows.first().innerText()).toContain('ADMIN_TOKEN (admin)');
+
+    // The content view of the first message is in the trail, told apart from opening its trace.
+    await page.getByLabel('Resource id').fill(firstMessageId);
+    await page.getByRole('button', { name: 'Filter' }).click();
+    const views = page.locator('table.grid tbody tr').filter({ hasText: 'message.viewed' });
+    await expect.poll(async () => (await views.allInnerTexts()).some((t) => /view\s+content/.test(t))).toBe(true);
+    expect((await views.allInnerTexts()).some((t) => /view\s+trace/.test(t))).toBe(true);
+    await page.getByLabel('Resource id').fill('');
+    await page.getByRole('button', { name: 'Filter' }).click();
 
     await page.getByRole('button', { name: 'Verify the audit trail' }).click();
     await page.getByRole('status').filter({ hasText: /audit trail intact: \d+ entries/ }).waitFor();
@@ -217,6 +287,8 @@ describe.skipIf(redis === null || !chromiumAvailable())('operator console in chr
       await v.locator('ol.timeline').getByText('ehr: attempt 1: dead-lettered').waitFor();
       expect(await v.getByRole('button', { name: /Replay|Discard/ }).count()).toBe(0);
       expect(await v.getByText("Server's answer").count()).toBe(0);
+      expect(await v.getByRole('button', { name: 'Show message content' }).count()).toBe(0);
+      expect(await v.getByRole('region', { name: 'Message content' }).count()).toBe(0);
       await v.getByText("Servers' answers are not shown: your role may not read message content.").waitFor();
       const html = await v.content();
       expect(html).not.toContain(text);
@@ -236,6 +308,7 @@ describe.skipIf(redis === null || !chromiumAvailable())('operator console in chr
     const deliveryId = found.items[0]!.deliveries[0]!.id;
     expect((await as(`/dead-letters/${deliveryId}/replay`, { method: 'POST', body: '{}' })).status).toBe(403);
     expect((await as(`/deliveries/${deliveryId}/rejected-output`)).status).toBe(403);
+    expect((await as(`/messages/${found.items[0]!.id}/content`)).status).toBe(403);
     expect((await as('/dead-letters')).status).toBe(403);
     const trace = await (await as(`/messages/${found.items[0]!.id}/trace`)).text();
     expect(trace).not.toContain('Patient is inactive');

@@ -3,6 +3,7 @@ import type { ComponentChildren } from 'preact';
 import { useEffect } from 'preact/hooks';
 import type { MessageTrace } from '../api-types.js';
 import { DeadLetterActions } from '../components/dead-letter-actions.js';
+import { MessageContent } from '../components/message-content.js';
 import { ServerAnswer } from '../components/server-answer.js';
 import { useConsole } from '../context.js';
 import { stateLabel, when } from '../format.js';
@@ -87,6 +88,7 @@ export function Trace(props: { id: string }) {
         <a href={href(`/messages/${m.id}/conversation`)}>Conversation with this patient</a>
       </p>
       {m.contentWithheld && <p class="muted">Servers' answers are not shown: your role may not read message content.</p>}
+      <MessageContent key={m.id} messageId={m.id} />
       <section aria-labelledby="deliveries-h">
         <h2 id="deliveries-h">Deliveries</h2>
         {m.deliveries.length === 0 && <p>No destination was asked to deliver this message.</p>}
