@@ -46,6 +46,9 @@ async function main(): Promise<void> {
   });
   console.log(`POST /webhooks/${channel} -> ${res.status} ${await res.text()}`);
   if (!res.ok) process.exit(1);
+  // The id to look it up by, and where: the console's search takes the wamid as it is.
+  console.log(`wamid: ${wamid}`);
+  console.log(`In the console: ${base}/console/#/messages?q=${encodeURIComponent(wamid)}`);
   if (!adminToken) {
     console.log(`To see the delivery: ${noToken}.`);
     return;

@@ -7,8 +7,10 @@
  * ordinary runs leave the work tree alone).
  */
 import { cp, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { execFile } from 'node:child_process';
 import os from 'node:os';
 import path from 'node:path';
+import { promisify } from 'node:util';
 import type { Browser, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startFhirSandbox, type FhirSandbox } from '../../src/sandbox/fhir-sandbox.js';
@@ -19,9 +21,10 @@ import { startFaultProxy, type FaultProxy } from '../support/fault-proxy.js';
 import { screenshot } from '../support/console-page.js';
 import { repoRoot, startGateway, waitFor, type TestGateway } from '../support/gateway.js';
 import { createTestDatabase, redisUrl } from '../support/services.js';
-import { newWamid, postWebhook, textEvent } from '../support/whatsapp-webhook.js';
+import { newWamid, postWebhook, TEST_APP_SECRET, textEvent } from '../support/whatsapp-webhook.js';
 
 const redis = redisUrl();
+const run = promisify(execFile);
 
 const refuseCommunications = (proxy: FaultProxy) =>
   proxy.setRule((req) =>
@@ -38,6 +41,19 @@ describe.skipIf(redis === null || !chromiumAvailable())('operator console in chr
   let page: Page;
   let dir: string;
   const mappingFile = () => path.join(dir, 'mappings', 'whatsapp-to-communication.jsonata');
+
+  /** `npm run sample` as a person runs it against this gateway: what it printed, the wamid and the console address it gave. */
+  const sendSample = async (text: string) => {
+    const r = await run(path.join(repoRoot, 'node_modules', '.bin', 'tsx'), [path.join(repoRoot, 'scripts', 'sample.ts'), '--url', gw.url, '--token', gw.adminToken, text], {
+      cwd: dir,
+      env: { ...process.env, WHATSAPP_APP_SECRET: TEST_APP_SECRET },
+      timeout: 60_000,
+    });
+    const wamid = /^wamid: (wamid\.\S+)$/m.exec(r.stdout)?.[1];
+    const consoleUrl = /^In the console: (\S+)$/m.exec(r.stdout)?.[1];
+    if (!wamid || !consoleUrl) throw new Error(`npm run sample printed no wamid and console address:\n${r.stdout}${r.stderr}`);
+    return { out: r.stdout, wamid, consoleUrl };
+  };
 
   const deadLetterCount = async () => ((await (await gw.admin('/admin/dead-letters/count')).json()) as { count: number }).count;
 
@@ -81,13 +97,11 @@ describe.skipIf(redis === null || !chromiumAvailable())('operator console in chr
   let firstMessageId = '';
 
   it('finds a sample message by its wamid and shows its trace through to the EHR', async () => {
-    const wamid = newWamid();
+    const sample = await sendSample('Can I move my appointment?');
+    expect(sample.out).toContain('delivery to ehr: delivered');
+    expect(sample.out).toContain('"resourceType": "Communication"');
+    const wamid = sample.wamid;
     firstWamid = wamid;
-    expect((await postWebhook(`${gw.url}/webhooks/whatsapp-to-ehr`, textEvent({ wamid, text: 'Can I move my appointment?' }))).status).toBe(200);
-    await waitFor('delivered', async () => {
-      const r = (await (await gw.admin(`/admin/messages/search?q=${wamid}&state=delivered`)).json()) as { items: unknown[] };
-      return r.items.length === 1 || undefined;
-    });
     await page.getByRole('link', { name: 'Messages' }).click();
     const search = page.getByLabel('Search messages');
     await search.fill(wamid);
@@ -117,17 +131,18 @@ describe.skipIf(redis === null || !chromiumAvailable())('operator console in chr
 
   it('shows a failed delivery as a dead letter, and replaying it from the console delivers it', async () => {
     refuseCommunications(proxy);
-    const wamid = newWamid();
-    expect((await postWebhook(`${gw.url}/webhooks/whatsapp-to-ehr`, textEvent({ wamid }))).status).toBe(200);
-    await waitFor('dead-lettered', async () => (await deadLetterCount()) === 1 || undefined);
+    const sample = await sendSample('Please move my appointment to Monday');
+    expect(sample.out).toContain('delivery to ehr: dead_lettered (FHIR_HTTP_PERMANENT)');
+    const wamid = sample.wamid;
+    expect(await deadLetterCount()).toBe(1);
 
     await page.getByRole('link', { name: 'Dashboard' }).click();
     const row = page.getByRole('row').filter({ hasText: 'whatsapp-to-ehr' }).filter({ hasText: 'ehr' }).first();
     await row.getByRole('link', { name: '1' }).waitFor({ timeout: 10_000 });
 
-    await page.getByRole('link', { name: 'Messages' }).click();
-    await page.getByLabel('Search messages').fill(wamid);
-    await page.getByRole('button', { name: 'Search' }).click();
+    // The address the sample printed finds it.
+    await page.goto(sample.consoleUrl);
+    expect(await page.getByLabel('Search messages').inputValue()).toBe(wamid);
     await page.getByRole('link', { name: `Trace of ${wamid}` }).click();
     await page.getByRole('heading', { name: 'ehr: dead letter' }).waitFor();
     await page.locator('ol.timeline').getByText('ehr: attempt 1: dead-lettered').waitFor();
