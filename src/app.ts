@@ -113,7 +113,8 @@ export interface SwitchboardOptions {
   /** HTTPS on the listener (TLS_CERT_FILE, TLS_KEY_FILE), reloaded when the files change. */
   tls?: ListenerTls | undefined;
   /** With `oidc`: the console signs in at the provider as this public client (authorization code + PKCE). */
-  consoleSignIn?: { clientId: string; scope: string };
+  /** The console's client at the OpenID provider; `resource`: the resource indicator it sends (default the OIDC audience, null for none). */
+  consoleSignIn?: { clientId: string; scope: string; resource?: string | null };
 }
 
 export class QueueDurabilityError extends Error {
@@ -316,7 +317,7 @@ export function createSwitchboard(o: SwitchboardOptions): Switchboard {
     let consoleInfo: StartedSwitchboard['console'];
     if (o.role !== 'worker') {
       const operatorConsole = await createConsoleMiddleware({ dir: o.consoleDir ?? defaultConsoleDir(), logger: log, sessionIdleMinutes: o.consoleSessionMinutes ?? 30,
-        ...(o.oidc && { oidc: { issuer: o.oidc.issuer, resource: o.oidc.audience, clientId: o.consoleSignIn?.clientId ?? 'switchboard-console', scope: o.consoleSignIn?.scope ?? 'openid' } }),
+        ...(o.oidc && { oidc: { issuer: o.oidc.issuer, ...(o.consoleSignIn?.resource !== null && { resource: o.consoleSignIn?.resource ?? o.oidc.audience }), clientId: o.consoleSignIn?.clientId ?? 'switchboard-console', scope: o.consoleSignIn?.scope ?? 'openid' } }),
       });
       middleware.push(operatorConsole.middleware);
       consoleInfo = { path: `${CONSOLE_PATH}/`, built: operatorConsole.built };

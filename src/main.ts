@@ -46,7 +46,7 @@ async function main(): Promise<void> {
     encryptionKeysFile: cfg.ENCRYPTION_KEYS_FILE,
     production: cfg.SWITCHBOARD_ENV === 'production',
     consoleSessionMinutes: cfg.CONSOLE_SESSION_MINUTES,
-    consoleSignIn: { clientId: cfg.OIDC_CONSOLE_CLIENT_ID, scope: cfg.OIDC_CONSOLE_SCOPE },
+    consoleSignIn: { clientId: cfg.OIDC_CONSOLE_CLIENT_ID, scope: cfg.OIDC_CONSOLE_SCOPE, ...(cfg.OIDC_CONSOLE_RESOURCE !== undefined && { resource: cfg.OIDC_CONSOLE_RESOURCE === 'none' ? null : cfg.OIDC_CONSOLE_RESOURCE }) },
     trustProxy: cfg.TRUST_PROXY,
     ...(cfg.OIDC_ISSUER !== undefined && {
       oidc: {

@@ -1,13 +1,15 @@
 /**
  * Sign-in at the OpenID provider (OIDC_ISSUER) as a public client: authorization code with PKCE
- * (S256), a random state, the API's audience as resource indicator (RFC 8707). The verifier and
+ * (S256), a random state, the API's audience as resource indicator (RFC 8707) unless the gateway
+ * says to send none (OIDC_CONSOLE_RESOURCE=none). The verifier and
  * state live in this tab's sessionStorage only until the provider sends the browser back; the
  * access token then becomes the session's bearer token, like an API token.
  */
 export interface OidcConfig {
   issuer: string;
   clientId: string;
-  resource: string;
+  /** Absent: no resource indicator (a provider that refuses the parameter). */
+  resource?: string;
   scope: string;
 }
 
@@ -46,7 +48,7 @@ export async function beginOidcSignIn(cfg: OidcConfig): Promise<void> {
     state,
     code_challenge: challenge,
     code_challenge_method: 'S256',
-    resource: cfg.resource,
+    ...(cfg.resource !== undefined && { resource: cfg.resource }),
   }).toString();
   location.assign(u.toString());
 }
@@ -69,7 +71,7 @@ export async function completeOidcSignIn(cfg: OidcConfig): Promise<{ token: stri
   const r = await fetch(d.token_endpoint, {
     method: 'POST',
     headers: { 'content-type': 'application/x-www-form-urlencoded' },
-    body: new URLSearchParams({ grant_type: 'authorization_code', code: q.get('code') ?? '', redirect_uri: redirectUri(), client_id: cfg.clientId, code_verifier: pending.verifier, resource: cfg.resource }),
+    body: new URLSearchParams({ grant_type: 'authorization_code', code: q.get('code') ?? '', redirect_uri: redirectUri(), client_id: cfg.clientId, code_verifier: pending.verifier, ...(cfg.resource !== undefined && { resource: cfg.resource }) }),
   });
   const body = (await r.json().catch(() => ({}))) as { access_token?: string; expires_in?: number; error?: string; error_description?: string };
   if (!r.ok || !body.access_token) return { error: `The provider did not issue a token: ${body.error_description ?? body.error ?? `HTTP ${r.status}`}` };

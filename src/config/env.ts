@@ -72,6 +72,12 @@ export const envSchema = z.object({
   /** The console's public client at the provider (authorization code + PKCE, no secret). */
   OIDC_CONSOLE_CLIENT_ID: z.preprocess(emptyAsUndefined, z.string().min(1).default('switchboard-console')),
   OIDC_CONSOLE_SCOPE: z.preprocess(emptyAsUndefined, z.string().regex(/^[\x21\x23-\x5b\x5d-\x7e]+( [\x21\x23-\x5b\x5d-\x7e]+)*$/, 'scopes separated by single spaces').default('openid')),
+  /**
+   * The resource indicator (RFC 8707) the console sends with its sign-in: default OIDC_AUDIENCE;
+   * `none` sends none, for providers that refuse the parameter (Microsoft Entra ID's v2 endpoints:
+   * the audience comes from OIDC_CONSOLE_SCOPE there).
+   */
+  OIDC_CONSOLE_RESOURCE: z.preprocess(emptyAsUndefined, z.string().regex(/^(none|[A-Za-z][A-Za-z0-9+.-]*:\S+)$/, 'an absolute URI (the API audience), or none').optional()),
   CONSOLE_SESSION_MINUTES: z.preprocess(emptyAsUndefined, z.coerce.number().int().min(1).max(24 * 60).default(30)),
   LOG_LEVEL: z.preprocess(emptyAsUndefined, z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info')),
   SWITCHBOARD_ROLE: z.preprocess(emptyAsUndefined, z.enum(['all', 'http', 'worker']).default('all')),

@@ -30,7 +30,7 @@ export interface ConsoleRouteOptions {
   /** Signed-in sessions end after this many idle minutes (the console forgets the token). */
   sessionIdleMinutes: number;
   /** Sign-in at an OpenID provider (OIDC_ISSUER): the console's public client and the API's audience as resource. */
-  oidc?: { issuer: string; clientId: string; resource: string; scope: string };
+  oidc?: { issuer: string; clientId: string; resource?: string; scope: string };
 }
 
 interface Asset {

@@ -40,10 +40,11 @@ describe.skipIf(redis === null || !chromiumAvailable())('console sign-in at the 
     await fhir?.close();
   });
 
-  const signInAtProvider = async (login: string) => {
+  const signInAtProvider = async (login: string, at: TestGateway = gw, onPage?: (page: import('playwright-core').Page) => void) => {
     const context = await browser.newContext({ viewport: { width: 1280, height: 800 } });
     const page = await context.newPage();
-    await page.goto(`${gw.url}/console/`);
+    onPage?.(page);
+    await page.goto(`${at.url}/console/`);
     await page.getByRole('button', { name: 'Sign in with the provider' }).click();
     // The provider's own pages: login, then consent.
     await page.waitForURL((u) => u.origin === new URL(idp.issuer).origin);
@@ -86,6 +87,35 @@ describe.skipIf(redis === null || !chromiumAvailable())('console sign-in at the 
       await page.getByRole('button', { name: 'Reload channels' }).waitFor();
     } finally {
       await context.close();
+    }
+  });
+
+  it('sends no resource indicator with OIDC_CONSOLE_RESOURCE=none (providers that refuse the parameter), and still signs in', async () => {
+    const plain = await startGateway({
+      databaseUrl: await createTestDatabase(),
+      redisUrl: redis,
+      fhirBaseUrl: fhir.baseUrl,
+      oidc: { issuer: idp.issuer, audience: API_AUDIENCE, roleClaim: 'roles' },
+      consoleSignIn: { clientId: 'switchboard-console-plain', scope: 'openid', resource: null },
+    });
+    idp.registerBrowserClient('switchboard-console-plain', `${plain.url}/console/`);
+    const toProvider: string[] = [];
+    try {
+      const { context, page } = await signInAtProvider('dr-lee', plain, (p) =>
+        p.on('request', (r) => {
+          if (new URL(r.url()).origin === new URL(idp.issuer).origin) toProvider.push(`${r.url()} ${r.postData() ?? ''}`);
+        }),
+      );
+      try {
+        await page.getByText('dr-lee (analyst)').waitFor();
+        expect(toProvider.some((r) => r.includes('code_challenge_method=S256'))).toBe(true);
+        expect(toProvider.some((r) => r.includes('grant_type=authorization_code'))).toBe(true);
+        expect(toProvider.filter((r) => /[?&\s]resource=/.test(r))).toEqual([]);
+      } finally {
+        await context.close();
+      }
+    } finally {
+      await plain.stop();
     }
   });
 

@@ -18,7 +18,7 @@ import type { DestinationInstance } from '../../src/connectors/types.js';
 import { loadMapping, type CompiledMapping } from '../../src/mapping/jsonata-mapping.js';
 import { DEMO_PATIENT_PHONE, startFhirSandbox, type FhirSandbox } from '../../src/sandbox/fhir-sandbox.js';
 import { createSmartBackendClient } from '../../src/fhir/smart-backend.js';
-import { startSmartEhr, type SmartEhr } from '../support/smart-ehr.js';
+import { SMART_SCOPE, SMART_V1_SCOPE, startSmartEhr, type SmartEhr } from '../support/smart-ehr.js';
 
 const MAPPING_FILE = fileURLToPath(new URL('../../mappings/whatsapp-to-communication.jsonata', import.meta.url));
 const logger = createLogger({ level: 'silent' });
@@ -48,12 +48,12 @@ function message(): CanonicalMessage {
   });
 }
 
-function destination(keys: { kid: string; alg: 'RS384' | 'ES384'; private_key_file: string }[], extra: Record<string, unknown> = {}): DestinationInstance {
+function destination(keys: { kid: string; alg: 'RS384' | 'ES384'; private_key_file: string }[], extra: Record<string, unknown> = {}, at: SmartEhr = ehr): DestinationInstance {
   const config = fhirR4ConfigSchema.parse({
     kind: 'fhir_r4',
     name: 'ehr',
     mapping: 'whatsapp-to-communication.jsonata',
-    base_url: ehr.fhirBase,
+    base_url: at.fhirBase,
     auth: { kind: 'smart_backend', client_id: CLIENT_ID, keys, ...extra },
   });
   return fhirR4Destination.create(config, { channelId: 'smart', logger, mapping });
@@ -125,6 +125,43 @@ describe('fhir_r4 with SMART Backend Services', () => {
     expect((await deliver(d)).detail['status']).toBe(201);
     expect(ehr.assertions().at(-1)).toEqual({ kid: 'sb-ec-2027', alg: 'ES384' });
     await d.close();
+  });
+
+  it('asks for SMART v2 scopes by default, and for v1 scopes when the destination says scope_syntax: v1', async () => {
+    const v2 = destination([rsaOld()]);
+    expect((await deliver(v2)).detail['status']).toBe(201);
+    expect(ehr.scopesRequested().at(-1)).toBe(SMART_SCOPE);
+    await v2.close();
+
+    // An EHR whose authorization server knows only v1 scopes.
+    const v1Ehr = await startSmartEhr({ sandboxBase: sandbox.baseUrl, clientId: CLIENT_ID, jwks: { keys: destination([rsaOld()]).publicJwks?.() ?? [] }, scopeSyntax: 'v1' });
+    try {
+      const v1 = destination([rsaOld()], { scope_syntax: 'v1' }, v1Ehr);
+      expect((await deliver(v1)).detail['status']).toBe(201);
+      expect(v1Ehr.scopesRequested().at(-1)).toBe(SMART_V1_SCOPE);
+      await v1.close();
+
+      // The v2 default at a v1 EHR: the provider grants none of the scopes it cannot read, and the
+      // FHIR server refuses the token (401): the delivery is not made.
+      const wrong = destination([rsaOld()], {}, v1Ehr);
+      const verdict = classify(await deliver(wrong).catch((e: unknown) => e));
+      expect(verdict.code).toBe('FHIR_AUTH');
+      expect(v1Ehr.scopesRequested().at(-1)).toBe(SMART_SCOPE);
+      await wrong.close();
+    } finally {
+      await v1Ehr.close();
+    }
+  });
+
+  it('refuses a scope written in the other syntax than scope_syntax, saying how to write it', () => {
+    const problems = (auth: Record<string, unknown>) => {
+      const r = fhirR4ConfigSchema.safeParse({ kind: 'fhir_r4', name: 'ehr', mapping: 'm.jsonata', base_url: ehr.fhirBase, auth: { kind: 'smart_backend', client_id: CLIENT_ID, keys: [rsaOld()], ...auth } });
+      return r.success ? [] : r.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`);
+    };
+    expect(problems({ scope: 'system/Communication.write system/Patient.rs' })).toEqual(['auth.scope: "system/Communication.write" is SMART v1 syntax: write system/Communication.cud, or set scope_syntax: v1 for an EHR that speaks v1']);
+    expect(problems({ scope_syntax: 'v1', scope: 'system/Communication.c' })).toEqual(['auth.scope: "system/Communication.c" is SMART v2 syntax, but scope_syntax is v1: write system/Communication.write']);
+    expect(problems({ scope_syntax: 'v1', scope: 'system/Communication.write system/Patient.read launch' })).toEqual([]);
+    expect(problems({ scope: 'system/Communication.cru system/Patient.rs' })).toEqual([]);
   });
 
   it('a client the EHR revoked is a permanent SMART_TOKEN_REFUSED naming the OAuth error, never the assertion', async () => {

@@ -42,7 +42,7 @@ export async function startGateway(o: {
   oidc?: OidcOptions;
   /** MEDIA_LINK_TTL in seconds. */
   mediaLinkTtlSeconds?: number;
-  consoleSignIn?: { clientId: string; scope: string };
+  consoleSignIn?: { clientId: string; scope: string; resource?: string | null };
 }): Promise<TestGateway> {
   const dataDir = await mkdtemp(path.join(os.tmpdir(), 'switchboard-gw-'));
   const adminToken = `test-admin-token-${uniquePrefix()}`;

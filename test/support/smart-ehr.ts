@@ -15,6 +15,8 @@ import { createRemoteJWKSet, decodeJwt, jwtVerify } from 'jose';
 import Provider from 'oidc-provider';
 
 export const SMART_SCOPE = 'system/Communication.c system/Patient.rs';
+/** The same grants as an EHR that speaks SMART v1 writes them. */
+export const SMART_V1_SCOPE = 'system/Communication.write system/Patient.read';
 
 export interface SmartEhr {
   /** The FHIR base URL behind the gate (discovery: <fhirBase>/.well-known/smart-configuration). */
@@ -25,7 +27,9 @@ export interface SmartEhr {
   tokensIssued(): number;
   /** Assertion headers (kid, alg) seen at the token endpoint, in order. */
   assertions(): { kid: string | undefined; alg: string | undefined }[];
-  register(jwks: { keys: readonly Record<string, unknown>[] }): void;
+  /** The `scope` of each token request, in order. */
+  scopesRequested(): string[];
+  register(jwks: { keys: readonly Record<string, unknown>[] } | { uri: string }): void;
   revoke(): void;
   rejectNext(): void;
   close(): Promise<void>;
@@ -43,10 +47,20 @@ async function body(req: http.IncomingMessage): Promise<Buffer> {
   return Buffer.concat(chunks);
 }
 
-export async function startSmartEhr(o: { sandboxBase: string; clientId: string; jwks: { keys: readonly Record<string, unknown>[] } }): Promise<SmartEhr> {
+export async function startSmartEhr(o: {
+  sandboxBase: string;
+  clientId: string;
+  /** The client's keys, given inline (a JWK Set) or by URL (`jwks_uri`, fetched by the provider). */
+  jwks: { keys: readonly Record<string, unknown>[] } | { uri: string };
+  /** The scope syntax this EHR knows (default v2); it grants and checks only scopes written in it. */
+  scopeSyntax?: 'v1' | 'v2';
+}): Promise<SmartEhr> {
+  const scopes = o.scopeSyntax === 'v1' ? SMART_V1_SCOPE : SMART_SCOPE;
+  const createScope = scopes.split(' ')[0]!;
   let provider: Provider;
   let issued = 0;
   const seen: { kid: string | undefined; alg: string | undefined }[] = [];
+  const requestedScopes: string[] = [];
   const auth = await listen((req, res) => {
     if (req.url === '/token' && req.method === 'POST') {
       // Record the assertion's header as the provider receives it, then let the provider judge.
@@ -54,6 +68,7 @@ export async function startSmartEhr(o: { sandboxBase: string; clientId: string; 
       req.on('data', (c: Buffer) => chunks.push(c));
       req.on('end', () => {
         const form = new URLSearchParams(Buffer.concat(chunks).toString());
+        requestedScopes.push(form.get('scope') ?? '');
         const assertion = form.get('client_assertion');
         if (assertion) {
           const [h] = assertion.split('.');
@@ -70,12 +85,18 @@ export async function startSmartEhr(o: { sandboxBase: string; clientId: string; 
   const issuer = auth.url;
   let fhirBase = '';
 
-  const build = (jwks: { keys: readonly Record<string, unknown>[] } | null) => {
+  const build = (jwks: { keys: readonly Record<string, unknown>[] } | { uri: string } | null) => {
     provider = new Provider(issuer, {
       clients: jwks
-        ? [{ client_id: o.clientId, token_endpoint_auth_method: 'private_key_jwt', jwks: { keys: [...jwks.keys] }, grant_types: ['client_credentials'], response_types: [], redirect_uris: [] }]
+        ? [{ client_id: o.clientId, token_endpoint_auth_method: 'private_key_jwt', ...('uri' in jwks ? { jwks_uri: jwks.uri } : { jwks: { keys: [...jwks.keys] } }), grant_types: ['client_credentials'], response_types: [], redirect_uris: [] }]
         : [],
       enabledJWA: { clientAuthSigningAlgValues: ['RS384', 'ES384'] },
+      // The provider refuses to fetch from special-use addresses (SSRF protection); the client's
+      // jwks_uri is a gateway on loopback here, so its fetch goes without that dispatcher.
+      fetch: (url, init) => {
+        const { dispatcher: _loopbackAllowed, ...rest } = (init ?? {}) as RequestInit & { dispatcher?: unknown };
+        return globalThis.fetch(url, rest);
+      },
       features: {
         devInteractions: { enabled: false },
         clientCredentials: { enabled: true },
@@ -83,7 +104,7 @@ export async function startSmartEhr(o: { sandboxBase: string; clientId: string; 
           enabled: true,
           defaultResource: () => fhirBase,
           useGrantedResource: () => true,
-          getResourceServerInfo: () => ({ scope: SMART_SCOPE, audience: fhirBase, accessTokenFormat: 'jwt', accessTokenTTL: 300, jwt: { sign: { alg: 'RS256' } } }),
+          getResourceServerInfo: () => ({ scope: scopes, audience: fhirBase, accessTokenFormat: 'jwt', accessTokenTTL: 300, jwt: { sign: { alg: 'RS256' } } }),
         },
       },
     });
@@ -97,7 +118,7 @@ export async function startSmartEhr(o: { sandboxBase: string; clientId: string; 
       const url = req.url ?? '/';
       if (url === '/fhir/.well-known/smart-configuration') {
         res.writeHead(200, { 'content-type': 'application/json' });
-        res.end(JSON.stringify({ token_endpoint: `${issuer}/token`, token_endpoint_auth_methods_supported: ['private_key_jwt'], token_endpoint_auth_signing_alg_values_supported: ['RS384', 'ES384'], grant_types_supported: ['client_credentials'], scopes_supported: SMART_SCOPE.split(' '), capabilities: ['client-confidential-asymmetric'] }));
+        res.end(JSON.stringify({ token_endpoint: `${issuer}/token`, token_endpoint_auth_methods_supported: ['private_key_jwt'], token_endpoint_auth_signing_alg_values_supported: ['RS384', 'ES384'], grant_types_supported: ['client_credentials'], scopes_supported: scopes.split(' '), capabilities: ['client-confidential-asymmetric', o.scopeSyntax === 'v1' ? 'permission-v1' : 'permission-v2'] }));
         return;
       }
       const token = /^Bearer (.+)$/.exec(req.headers.authorization ?? '')?.[1];
@@ -117,7 +138,7 @@ export async function startSmartEhr(o: { sandboxBase: string; clientId: string; 
       }
       if (rejected.has(token)) return refuse('token revoked');
       const scope = String(decodeJwt(token)['scope'] ?? '');
-      if (!scope.includes('system/Communication.c')) return refuse('scope');
+      if (!scope.split(' ').includes(createScope)) return refuse(`the token does not grant ${createScope}`);
       const payload = await body(req);
       const upstream = await fetch(`${o.sandboxBase}${url.replace(/^\/fhir/, '')}`, {
         method: req.method ?? 'GET',
@@ -144,6 +165,7 @@ export async function startSmartEhr(o: { sandboxBase: string; clientId: string; 
     clientId: o.clientId,
     tokensIssued: () => issued,
     assertions: () => [...seen],
+    scopesRequested: () => [...requestedScopes],
     register: (jwks) => build(jwks),
     revoke: () => build(null),
     rejectNext: () => {

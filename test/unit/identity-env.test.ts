@@ -11,6 +11,13 @@ describe('identity settings from the environment', () => {
     expect(() => parseEnv({ OIDC_ISSUER: 'not a url', OIDC_AUDIENCE: 'a' })).toThrow(/OIDC_ISSUER/);
   });
 
+  it('lets the console send no resource indicator (OIDC_CONSOLE_RESOURCE=none), or another one', () => {
+    expect(parseEnv({}).OIDC_CONSOLE_RESOURCE).toBeUndefined();
+    expect(parseEnv({ OIDC_CONSOLE_RESOURCE: 'none' }).OIDC_CONSOLE_RESOURCE).toBe('none');
+    expect(parseEnv({ OIDC_CONSOLE_RESOURCE: 'api://switchboard' }).OIDC_CONSOLE_RESOURCE).toBe('api://switchboard');
+    expect(() => parseEnv({ OIDC_CONSOLE_RESOURCE: 'no resource' })).toThrow(/OIDC_CONSOLE_RESOURCE: an absolute URI \(the API audience\), or none/);
+  });
+
   it('trusts X-Forwarded-For only when told, and bounds the throttling settings', () => {
     expect(parseEnv({}).TRUST_PROXY).toBe(false);
     expect(parseEnv({ TRUST_PROXY: 'true' }).TRUST_PROXY).toBe(true);

@@ -38,6 +38,34 @@ const absoluteUri = z
   .regex(/^[A-Za-z][A-Za-z0-9+.-]*:\S+$/, { message: 'an absolute URI such as https://your-domain/sid/whatsapp-message-id', abort: true })
   .refine((value) => URL.canParse(value), 'an absolute URI such as https://your-domain/sid/whatsapp-message-id');
 
+/** What a smart_backend destination asks for when its channel names no scope. */
+export const SMART_DEFAULT_SCOPE = { v2: 'system/Communication.c system/Patient.rs', v1: 'system/Communication.write system/Patient.read' } as const;
+
+/**
+ * Scopes written in the other SMART syntax than the one chosen: `system/Communication.write` under
+ * v2, or `system/Communication.c` under v1 (an EHR refuses or ignores a scope it cannot parse).
+ */
+export function smartScopeProblems(scope: string, syntax: 'v1' | 'v2'): string[] {
+  const problems: string[] = [];
+  for (const s of scope.split(' ').filter(Boolean)) {
+    const m = /^(system|user|patient)\/([A-Za-z*]+)\.([^.?]+)(\?.*)?$/.exec(s);
+    if (!m) continue; // not a resource scope (e.g. an EHR's own scope): passed on as written
+    const [, context, resource, permissions, query] = m as unknown as [string, string, string, string, string | undefined];
+    const v1 = permissions === 'read' || permissions === 'write' || permissions === '*';
+    const v2 = /^c?r?u?d?s?$/.test(permissions);
+    if (syntax === 'v2' && !v2) {
+      const hint = permissions === 'read' ? 'rs' : permissions === 'write' ? 'cud' : 'cruds';
+      problems.push(`"${s}" is SMART v1 syntax: write ${context}/${resource}.${hint}, or set scope_syntax: v1 for an EHR that speaks v1`);
+    } else if (syntax === 'v1' && !v1) {
+      const hint = /[cud]/.test(permissions) ? 'write' : 'read';
+      problems.push(`"${s}" is SMART v2 syntax, but scope_syntax is v1: write ${context}/${resource}.${hint}${query !== undefined ? ' (v1 has no search parameters)' : ''}`);
+    } else if (syntax === 'v1' && query !== undefined) {
+      problems.push(`"${s}": SMART v1 scopes have no search parameters`);
+    }
+  }
+  return problems;
+}
+
 const authSchema = z
   .discriminatedUnion('kind', [
     z.strictObject({ kind: z.literal('none').describe('No Authorization header.') }),
@@ -55,11 +83,17 @@ const authSchema = z
         .literal('smart_backend')
         .describe('SMART Backend Services: a client assertion JWT signed with our private key buys a short-lived access token (client_credentials); public keys at /.well-known/jwks.json.'),
       client_id: z.string().min(1).describe('The client id the EHR registered for Switchboard.'),
+      scope_syntax: z
+        .enum(['v1', 'v2'])
+        .default('v2')
+        .describe(
+          'The SMART scope syntax the EHR speaks: `v2` (SMART App Launch 2: `system/Communication.c`, `.cru`, `.rs`) or `v1` (SMART 1: `system/Communication.write`, `.read`). Chooses the default `scope`, and an explicit `scope` must use it.',
+        ),
       scope: z
         .string()
         .regex(/^\S+( \S+)*$/, 'space-separated scopes, e.g. "system/Communication.c system/Patient.rs"')
-        .default('system/Communication.c system/Patient.rs')
-        .describe('System scopes requested. Default: create Communication, read and search Patient (SMART v2 syntax).'),
+        .optional()
+        .describe(`System scopes requested. Default: create Communication, read and search Patient: \`${SMART_DEFAULT_SCOPE.v2}\` (v2) or \`${SMART_DEFAULT_SCOPE.v1}\` (v1).`),
       token_url: z.url().optional().describe('The token endpoint. Default: discovered from <base_url>/.well-known/smart-configuration.'),
       keys: z
         .array(
@@ -71,6 +105,8 @@ const authSchema = z
         )
         .min(1)
         .describe('Newest first: the first key signs, all are published, so a new key can be registered before it is used.'),
+    }).superRefine((auth, ctx) => {
+      for (const problem of smartScopeProblems(auth.scope ?? '', auth.scope_syntax)) ctx.addIssue({ code: 'custom', path: ['scope'], message: problem });
     }),
   ])
   .default({ kind: 'none' })
@@ -531,7 +567,7 @@ function createSmartClient(auth: SmartAuth, baseUrl: string, channelId: string):
     }
     return { kid: k.kid, alg: k.alg, privateKeyPem };
   });
-  return createSmartBackendClient({ clientId: auth.client_id, fhirBaseUrl: baseUrl, scope: auth.scope, keys, ...(auth.token_url !== undefined && { tokenUrl: auth.token_url }) });
+  return createSmartBackendClient({ clientId: auth.client_id, fhirBaseUrl: baseUrl, scope: auth.scope ?? SMART_DEFAULT_SCOPE[auth.scope_syntax], keys, ...(auth.token_url !== undefined && { tokenUrl: auth.token_url }) });
 }
 
 function createFhirR4Destination(config: FhirR4Config, ctx: DestinationCreateContext): DestinationInstance {
