@@ -6,6 +6,7 @@ import type { ConnectorRegistry } from './types.js';
 import { fhirR4Destination } from './destinations/fhir-r4.js';
 import { hl7v2MllpDestination } from './destinations/hl7v2-mllp.js';
 import { chatWebhookSource } from './sources/chat-webhook.js';
+import { fhirPollSource } from './sources/fhir-poll.js';
 import { rocketChatPollSource } from './sources/rocketchat-poll.js';
 import { rocketChatWebhookSource } from './sources/rocketchat-webhook.js';
 import { twilioWhatsAppSource } from './sources/twilio-whatsapp.js';
@@ -13,7 +14,7 @@ import { whatsappCloudSource } from './sources/whatsapp-cloud.js';
 
 export function createConnectorRegistry(): ConnectorRegistry {
   return {
-    sources: [whatsappCloudSource, twilioWhatsAppSource, rocketChatWebhookSource, rocketChatPollSource, chatWebhookSource],
+    sources: [whatsappCloudSource, twilioWhatsAppSource, rocketChatWebhookSource, rocketChatPollSource, chatWebhookSource, fhirPollSource],
     destinations: [fhirR4Destination, hl7v2MllpDestination],
   };
 }

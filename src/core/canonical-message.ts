@@ -190,6 +190,32 @@ export const canonicalMessageSchema = z.object({
   referred_product: z
     .object({ catalog_id: z.string().optional(), product_retailer_id: z.string().optional() })
     .optional(),
+  /**
+   * Outbound messages only (a reply the care team wrote in the EHR): the EHR resource it came
+   * from, as received. `resource_type`, `id` and `version_id` are the origin of the outbound
+   * message (src/core/outbound.ts); `resource` is the Communication or CommunicationRequest
+   * itself, for the reply mapping. Absent on every inbound chat message.
+   */
+  ehr: z
+    .object({
+      resource_type: z.enum(['Communication', 'CommunicationRequest']),
+      /** The logical id on the EHR. */
+      id: z.string().min(1),
+      /** meta.versionId of the version received. */
+      version_id: z.string().min(1),
+      /** The EHR's base URL, when the source knows it. */
+      base_url: z.string().optional(),
+      /**
+       * The Communications this one answers (`inResponseTo`), as the source resolved them: the
+       * reference, and the provider message id when Switchboard created that Communication from a
+       * patient message (its identifier in one of the channel's own identifier systems).
+       */
+      in_response_to: z
+        .array(z.object({ reference: z.string().optional(), identifier: z.object({ system: z.string(), value: z.string() }).optional() }))
+        .default([]),
+      resource: z.record(z.string(), z.unknown()),
+    })
+    .optional(),
   /** Errors the source attached to the message (e.g. WhatsApp 131051 unsupported type). */
   errors: z
     .array(z.object({ code: z.union([z.number(), z.string()]), title: z.string().optional(), detail: z.string().optional() }))

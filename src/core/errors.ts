@@ -26,6 +26,7 @@ export const errorCatalogue = {
   SMART_TOKEN_REFUSED: { disposition: 'permanent', summary: 'SMART Backend Services: the authorization server refused the client (invalid_client, unauthorized_client, invalid_scope, ...: check the client id, registered JWKS and scopes) or has no usable smart-configuration.' },
   FHIR_MULTIPLE_MATCHES: { disposition: 'permanent', summary: 'Conditional create matched several resources (412): duplicates already exist.' },
   FHIR_RESPONSE_INVALID: { disposition: 'retryable', summary: 'The FHIR server answered 2xx with a body that is not the expected resource.' },
+  FHIR_VERSION_CONFLICT: { disposition: 'retryable', summary: 'A conditional update (If-Match) found a newer version (412, or 409 on some servers): the resource is read again and the change re-applied.' },
   SOURCE_PARSE: { disposition: 'permanent', summary: 'A stored inbound event could not be parsed into canonical messages.' },
   STORE_UNAVAILABLE: { disposition: 'retryable', summary: 'The message store (PostgreSQL) is unavailable.' },
   QUEUE_UNAVAILABLE: { disposition: 'retryable', summary: 'The queue backend is unavailable.' },

@@ -23,7 +23,7 @@ import {
   validateResource,
 } from '@medplum/core';
 import { FhirRouter, MemoryRepository, type FhirRequest, type HttpMethod } from '@medplum/fhir-router';
-import type { CapabilityStatement, OperationOutcome, Patient, Resource } from '@medplum/fhirtypes';
+import type { Bundle, CapabilityStatement, OperationOutcome, Patient, Resource } from '@medplum/fhirtypes';
 import type { Logger } from '../core/logger.js';
 import { loadFhirDefinitions } from '../fhir/validate-resource.js';
 
@@ -253,6 +253,7 @@ async function handle(req: IncomingMessage, res: ServerResponse, ctx: HandlerCon
     send(res, status, outcome, headers);
     return;
   }
+  if (method === 'GET' && resource.resourceType === 'Bundle') addPagingLinks(resource, url, ctx.baseUrl());
   switch (preferReturn(req.headers.prefer)) {
     case 'minimal':
       send(res, status, undefined, headers);
@@ -263,6 +264,29 @@ async function handle(req: IncomingMessage, res: ServerResponse, ctx: HandlerCon
     default:
       send(res, status, resource, headers);
   }
+}
+
+/** Medplum's default page size when a search names no _count. */
+const DEFAULT_PAGE_SIZE = 20;
+
+/**
+ * Search Bundles from the router carry `total` but no links: add `self` and, when more matches
+ * follow, `next` (offset paging, as Medplum's server does), so clients page as with a real server.
+ */
+function addPagingLinks(bundle: Bundle, url: URL, baseUrl: string): void {
+  if (bundle.type !== 'searchset' || bundle.link !== undefined) return;
+  const count = Number(url.searchParams.get('_count') ?? DEFAULT_PAGE_SIZE);
+  const offset = Number(url.searchParams.get('_offset') ?? 0);
+  const self = `${baseUrl}${url.pathname.slice(FHIR_SANDBOX_BASE_PATH.length)}${url.search}`;
+  const links: NonNullable<Bundle['link']> = [{ relation: 'self', url: self }];
+  const matches = (bundle.entry ?? []).filter((e) => e.search?.mode !== 'include').length;
+  if (Number.isInteger(count) && Number.isInteger(offset) && bundle.total !== undefined && offset + matches < bundle.total && matches > 0) {
+    const next = new URL(url.toString());
+    next.searchParams.set('_count', String(count));
+    next.searchParams.set('_offset', String(offset + count));
+    links.push({ relation: 'next', url: `${baseUrl}${next.pathname.slice(FHIR_SANDBOX_BASE_PATH.length)}${next.search}` });
+  }
+  bundle.link = links;
 }
 
 function validationFailure(resource: Resource): OperationOutcome | undefined {

@@ -6,6 +6,7 @@
  * Errors carry the endpoint and HTTP status only: response bodies may hold PHI and are never kept.
  */
 import { parseRetryAfter } from '../../core/errors.js';
+import { abortableSleep } from './poll-cursor.js';
 
 export interface RateBudget {
   calls: number;
@@ -36,19 +37,7 @@ export class RocketChatApiError extends Error {
   }
 }
 
-/** Resolves after `ms`, or at once when `signal` aborts. */
-export function abortableSleep(ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    if (signal.aborted || ms <= 0) return resolve();
-    const t = setTimeout(done, ms);
-    function done(): void {
-      clearTimeout(t);
-      signal.removeEventListener('abort', done);
-      resolve();
-    }
-    signal.addEventListener('abort', done, { once: true });
-  });
-}
+export { abortableSleep };
 
 /** Milliseconds to wait after a 429, from X-RateLimit-Reset (epoch ms or s) or Retry-After. */
 export function rateLimitWaitMs(headers: Headers, now: number, fallbackMs: number): number {

@@ -19,6 +19,9 @@ import { z } from 'zod';
 import type { ParseResult } from '../../core/canonical-message.js';
 import type { PollingContext, SourceConnector, SourceInstance, SourceParseContext } from '../types.js';
 import { RocketChatApiError, RocketChatClient, abortableSleep } from './rocketchat-poll-client.js';
+import { advance, newerThan, readTimeCursor as readCursor, type Sortable as PollItem, type TimeCursor } from './poll-cursor.js';
+
+export { advance, newerThan };
 import {
   isRecord,
   nonEmpty,
@@ -72,36 +75,15 @@ export const rocketChatPollConfigSchema = z
 export type RocketChatPollConfig = z.infer<typeof rocketChatPollConfigSchema>;
 
 /** Where a room's polling stands: the newest time emitted and the ids emitted at exactly that time. */
-export interface RoomCursor {
-  ts: string | null;
-  ids: string[];
-}
+export type RoomCursor = TimeCursor;
 
 export function cursorKey(room: RocketChatPollRoom): string {
   return `room:${room.kind}:${room.id}`;
 }
 
-function readCursor(text: string | null): RoomCursor | null {
-  if (text === null) return null;
-  try {
-    const v: unknown = JSON.parse(text);
-    if (isRecord(v) && (v.ts === null || typeof v.ts === 'string') && Array.isArray(v.ids)) {
-      return { ts: v.ts, ids: v.ids.filter((x): x is string => typeof x === 'string') };
-    }
-  } catch {
-    // fall through
-  }
-  return null;
-}
-
 const historyEndpoint: Record<'channel' | 'group' | 'im', string> = { channel: 'channels.history', group: 'groups.history', im: 'im.history' };
 
-interface Sortable {
-  id: string;
-  at: string;
-  at_ms: number;
-  raw: Record<string, unknown>;
-}
+type Sortable = PollItem;
 
 function sortable(raw: unknown, timeField: 'ts' | '_updatedAt'): Sortable | undefined {
   if (!isRecord(raw)) return undefined;
@@ -109,29 +91,6 @@ function sortable(raw: unknown, timeField: 'ts' | '_updatedAt'): Sortable | unde
   const at = rocketChatInstant(raw[timeField]);
   if (id === undefined || at === undefined) return undefined;
   return { id, at, at_ms: Date.parse(at), raw };
-}
-
-/** Messages after the cursor, deduplicated on _id, oldest first. */
-export function newerThan(cursor: RoomCursor, items: Sortable[]): Sortable[] {
-  const seen = new Set<string>();
-  const cursorMs = cursor.ts === null ? -Infinity : Date.parse(cursor.ts);
-  const done = new Set(cursor.ids);
-  return items
-    .filter((m) => {
-      if (seen.has(m.id)) return false;
-      seen.add(m.id);
-      return m.at_ms > cursorMs || (m.at_ms === cursorMs && !done.has(m.id));
-    })
-    .sort((a, b) => a.at_ms - b.at_ms || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
-}
-
-/** The cursor after `chunk` (sorted, non-empty) has been emitted. */
-export function advance(cursor: RoomCursor, chunk: Sortable[]): RoomCursor {
-  const last = chunk[chunk.length - 1];
-  if (last === undefined) return cursor;
-  const atLast = chunk.filter((m) => m.at_ms === last.at_ms).map((m) => m.id);
-  const sameAsBefore = cursor.ts !== null && Date.parse(cursor.ts) === last.at_ms;
-  return { ts: last.at, ids: sameAsBefore ? [...new Set([...cursor.ids, ...atLast])] : atLast };
 }
 
 /** Safety net against a server that never returns a short page. */

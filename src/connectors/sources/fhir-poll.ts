@@ -1,0 +1,171 @@
+/**
+ * FHIR pull source for two-way messaging: finds the Communications (and CommunicationRequests)
+ * the care team writes to patients in the EHR by searching
+ * `[base]/<Type>?<search>&_lastUpdated=ge<cursor>&_sort=_lastUpdated&_count=<page_size>`,
+ * for EHRs that offer no Subscriptions. No webhook; `poll()` runs in the worker role, one loop
+ * per channel (src/pipeline/poll-runner.ts).
+ *
+ * The cursor (durable, ctx.cursor, key `fhir:<Type>`) is the newest `meta.lastUpdated` emitted
+ * and the ids emitted at exactly that instant. The search asks `ge` (not `gt`) and skips those
+ * ids, so resources sharing a timestamp across a page boundary are neither skipped nor repeated.
+ * Paging: after a page that moved the cursor, the next page is a fresh search from the cursor
+ * (keyset paging: a resource leaving the result set between two pages, e.g. a reply whose status
+ * a write-back just set to completed, cannot shift an unseen one past an offset); the Bundle's
+ * `next` link is followed when a page held nothing new (more resources share one instant than a
+ * page holds). Each resource that triggers (src/fhir/outbound-resource.ts) is emitted as one
+ * event; the cursor moves only after the emit resolved (the event is durable), so a crash
+ * neither skips nor repeats one. Later versions of an emitted resource (status write-backs)
+ * come back in later searches and are dropped by the pipeline's dedup key, which is the
+ * resource's reference without its version.
+ */
+import { z } from 'zod';
+import type { ParseResult } from '../../core/canonical-message.js';
+import { FhirRestClient, fhirClientAuthHeaders, fhirClientAuthSchema } from '../../fhir/fhir-rest-client.js';
+import { OUTBOUND_RESOURCE_TYPES, parseOutboundEvent, type OutboundResourceType } from '../../fhir/outbound-resource.js';
+import type { PollingContext, SourceConnector, SourceInstance, SourceParseContext } from '../types.js';
+import { decide, envelope, fhirOutboundTriggerShape, triggerRules } from './fhir-outbound-common.js';
+import { abortableSleep, advance, newerThan, readTimeCursor, type Sortable, type TimeCursor } from './poll-cursor.js';
+
+export const FHIR_POLL_KIND = 'fhir_poll';
+
+/** What each type is searched with by default: only resources that can trigger. */
+export const DEFAULT_SEARCH: Record<OutboundResourceType, string> = {
+  Communication: 'status=preparation,in-progress',
+  CommunicationRequest: 'status=active',
+};
+
+export const fhirPollConfigSchema = z
+  .strictObject({
+    kind: z.literal(FHIR_POLL_KIND).describe('Source kind: searches a FHIR R4 server for new Communications to patients.'),
+    base_url: z.url({ protocol: /^https?$/ }).describe('FHIR base URL, e.g. https://ehr.example.org/fhir/R4. Use ${FHIR_BASE_URL}.'),
+    auth: fhirClientAuthSchema,
+    resource_types: z
+      .array(z.enum(OUTBOUND_RESOURCE_TYPES))
+      .min(1)
+      .default(['Communication'])
+      .describe('Which resources become outbound messages: Communication (a message written to the patient) and/or CommunicationRequest (a request that one be sent).'),
+    search: z
+      .strictObject({ Communication: z.string().optional(), CommunicationRequest: z.string().optional() })
+      .default({})
+      .describe(
+        'Extra search parameters per type (a query string without _lastUpdated, _sort or _count). Default: Communication "status=preparation,in-progress", CommunicationRequest "status=active". The trigger rule is applied to what comes back in any case.',
+      ),
+    interval_ms: z.number().int().min(10).default(10_000).describe('Pause between two polling rounds, once caught up.'),
+    page_size: z.number().int().min(1).max(1000).default(50).describe('_count of each search page.'),
+    start_at: z
+      .union([z.enum(['beginning', 'now']), z.iso.datetime({ offset: true })])
+      .default('now')
+      .describe('Where a type without a cursor starts: "now" (only resources updated from now on), "beginning", or an ISO instant.'),
+    timeout_ms: z.number().int().min(100).max(300_000).default(15_000).describe('Timeout of one FHIR request.'),
+    ...fhirOutboundTriggerShape,
+  })
+  .describe('Polls a FHIR R4 server (_lastUpdated with a durable cursor) for Communications the care team writes to patients.');
+
+export type FhirPollConfig = z.infer<typeof fhirPollConfigSchema>;
+
+export function fhirCursorKey(type: OutboundResourceType): string {
+  return `fhir:${type}`;
+}
+
+const resourceHeadSchema = z.looseObject({
+  resourceType: z.string(),
+  id: z.string().min(1),
+  meta: z.looseObject({ lastUpdated: z.string() }),
+});
+
+/** Safety net against a server whose paging never ends. */
+const MAX_PAGES_PER_ROUND = 10_000;
+
+export function createFhirPollSource(config: FhirPollConfig, _ctx: { channelId: string }): SourceInstance {
+  const rules = triggerRules(config);
+  const baseUrl = config.base_url.replace(/\/+$/, '');
+
+  function searchUrl(client: FhirRestClient, type: OutboundResourceType, cursor: TimeCursor): string {
+    const params = new URLSearchParams(config.search[type] ?? DEFAULT_SEARCH[type]);
+    for (const reserved of ['_lastUpdated', '_sort', '_count']) params.delete(reserved);
+    if (cursor.ts !== null) params.set('_lastUpdated', `ge${cursor.ts}`);
+    params.set('_sort', '_lastUpdated');
+    params.set('_count', String(config.page_size));
+    return client.url(`${type}?${params.toString()}`);
+  }
+
+  async function pollType(client: FhirRestClient, type: OutboundResourceType, ctx: PollingContext): Promise<number> {
+    const key = fhirCursorKey(type);
+    let cursor: TimeCursor | null = readTimeCursor(await ctx.cursor.get(key));
+    if (cursor === null) {
+      const start = config.start_at;
+      cursor = { ts: start === 'beginning' ? null : start === 'now' ? new Date().toISOString() : new Date(start).toISOString(), ids: [] };
+      // Remember where "now" was, so a restart does not move the start forward.
+      await ctx.cursor.set(key, JSON.stringify(cursor));
+    }
+    let emitted = 0;
+    let url = searchUrl(client, type, cursor);
+    for (let page = 0; page < MAX_PAGES_PER_ROUND && !ctx.signal.aborted; page++) {
+      const bundle = await client.searchPage(url, `the ${type} search`, ctx.signal);
+      const items: Sortable<unknown>[] = [];
+      for (const entry of bundle.entry ?? []) {
+        if (entry.search?.mode !== undefined && entry.search.mode !== 'match') continue;
+        const head = resourceHeadSchema.safeParse(entry.resource);
+        if (!head.success || head.data.resourceType !== type) continue;
+        const ms = Date.parse(head.data.meta.lastUpdated);
+        if (Number.isNaN(ms)) continue;
+        items.push({ id: head.data.id, at: new Date(ms).toISOString(), at_ms: ms, raw: entry.resource });
+      }
+      const fresh: Sortable<unknown>[] = newerThan(cursor, items);
+      for (const item of fresh) {
+        const decided = await decide(client, item.raw, rules, ctx.signal, ctx.logger);
+        if (decided?.verdict.trigger) {
+          await ctx.emit(envelope(baseUrl, item.raw, decided.inResponseTo), 'application/fhir+json');
+          emitted++;
+        }
+        // Durable now (or nothing to emit): move the cursor past it.
+        cursor = advance<unknown>(cursor, [item]);
+        await ctx.cursor.set(key, JSON.stringify(cursor));
+        if (ctx.signal.aborted) return emitted;
+      }
+      const next = (bundle.link ?? []).find((l) => l.relation === 'next')?.url;
+      if (next === undefined) return emitted;
+      url = fresh.length > 0 ? searchUrl(client, type, cursor) : next;
+    }
+    return emitted;
+  }
+
+  return {
+    path: undefined,
+    maxBodyBytes: 0,
+    handleGet: () => ({ status: 405, body: '' }),
+    authenticate: () => ({ status: 405, body: '' }),
+    checkEnvelope: () => 'fhir_poll has no webhook',
+    acceptedResponse: { status: 405 },
+
+    async poll(ctx: PollingContext): Promise<void> {
+      const client = new FhirRestClient({ baseUrl, headers: fhirClientAuthHeaders(config.auth), timeoutMs: config.timeout_ms });
+      while (!ctx.signal.aborted) {
+        for (const type of config.resource_types) {
+          if (ctx.signal.aborted) break;
+          try {
+            await pollType(client, type, ctx);
+          } catch (err) {
+            if (ctx.signal.aborted) break;
+            // Codes and statuses only: never a URL (it may name a patient) or a body.
+            const e = err as { code?: unknown; details?: { http_status?: unknown } };
+            ctx.logger.warn({ type, code: e.code ?? null, http_status: e.details?.http_status ?? null, err: { message: (err as Error).message } }, 'fhir poll failed; retried next round');
+          }
+        }
+        await abortableSleep(config.interval_ms, ctx.signal);
+      }
+    },
+
+    parse: (raw: Buffer, parseCtx: SourceParseContext): ParseResult =>
+      parseOutboundEvent(raw, { ...rules, sourceKind: FHIR_POLL_KIND, baseUrl, receivedAt: parseCtx.receivedAt }),
+  };
+}
+
+export const fhirPollSource: SourceConnector<typeof fhirPollConfigSchema> = {
+  kind: FHIR_POLL_KIND,
+  summary: 'Polls a FHIR R4 server (_lastUpdated, durable cursor) for Communications the care team writes to patients: the outbound side of two-way messaging.',
+  status: 'experimental',
+  since: '0.2.0',
+  configSchema: fhirPollConfigSchema,
+  create: createFhirPollSource,
+};
