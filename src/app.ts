@@ -32,7 +32,7 @@ import { Pipeline } from './pipeline/pipeline.js';
 import { createMetrics } from './core/metrics.js';
 import { PollRunner } from './pipeline/poll-runner.js';
 import type { RuntimeChannel } from './pipeline/runtime-channel.js';
-import { createPostgresQueueBackend, createRedisBackend, type QueueBackend } from './queue/queue-backend.js';
+import { assertClusterPrefix, createPostgresQueueBackend, createRedisBackend, createRedisClusterBackend, type QueueBackend, type RedisClusterConnection } from './queue/queue-backend.js';
 import { startFhirSandbox } from './sandbox/fhir-sandbox.js';
 import { startMllpSandbox, type MllpSandboxRole } from './sandbox/mllp-sandbox.js';
 import { gatewayProvided } from './mapping-tests/mapping-test-env.js';
@@ -56,8 +56,10 @@ export interface SwitchboardOptions {
   databaseUrl?: string | undefined;
   /** As root only: where the embedded PostgreSQL's binaries (and, for a private dataDir, its cluster) are staged. */
   runtimeDir?: string | undefined;
-  /** Unset: BullMQ's PostgreSQL backend on the store's database. */
+  /** Unset (and no redisCluster): BullMQ's PostgreSQL backend on the store's database. */
   redisUrl?: string | undefined;
+  /** A Redis Cluster's seed nodes (REDIS_CLUSTER_NODES) instead of one Redis; queuePrefix must carry a hash tag. */
+  redisCluster?: RedisClusterConnection | undefined;
   queuePrefix: string;
   /** Environment for `${VAR}` interpolation in channel files (FHIR_BASE_URL is filled in when the sandbox runs). */
   env: Record<string, string | undefined>;
@@ -177,8 +179,13 @@ export function createSwitchboard(o: SwitchboardOptions): Switchboard {
   const log = o.logger;
 
   async function start(): Promise<StartedSwitchboard> {
-    // An unusable TLS_CERT_FILE / TLS_KEY_FILE stops the start before anything else runs.
+    // An unusable TLS_CERT_FILE / TLS_KEY_FILE, or queue keys a Redis Cluster would spread over
+    // slots, stop the start before anything else runs.
     if (o.tls) await checkTlsFiles(o.tls);
+    if (o.redisCluster) {
+      if (o.redisUrl) throw new Error('both a Redis URL and Redis Cluster nodes were given: use one');
+      assertClusterPrefix(o.queuePrefix);
+    }
     // 1. FHIR: an external server, or the in-process sandbox.
     const env = { ...o.env };
     let fhirBaseUrl = o.fhirBaseUrl;
@@ -257,9 +264,11 @@ export function createSwitchboard(o: SwitchboardOptions): Switchboard {
     if (indexed > 0) log.info({ rows: indexed }, 'identifiers of rows stored before encryption replaced by their blind index');
 
     // 4. Queues.
-    const backend: QueueBackend = o.redisUrl
-      ? createRedisBackend(o.redisUrl, { prefix: o.queuePrefix, logger: log })
-      : createPostgresQueueBackend(databaseUrl, { schema: 'bullmq', logger: log });
+    const backend: QueueBackend = o.redisCluster
+      ? createRedisClusterBackend(o.redisCluster, { prefix: o.queuePrefix, logger: log })
+      : o.redisUrl
+        ? createRedisBackend(o.redisUrl, { prefix: o.queuePrefix, logger: log })
+        : createPostgresQueueBackend(databaseUrl, { schema: 'bullmq', logger: log });
     queueBackend = backend;
     onStop('queue connections closed', () => backend.close());
     const durability = await backend.durabilityProblems();

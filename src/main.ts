@@ -13,6 +13,7 @@ import { MissingKeyError } from './crypto/key-provider.js';
 import { KeyringError } from './crypto/keyring.js';
 import { parseRoleMap } from './http/oidc-authenticator.js';
 import { ListenerConfigError } from './http/listener.js';
+import { RedisClusterPrefixError } from './queue/queue-backend.js';
 
 async function main(): Promise<void> {
   let cfg;
@@ -34,6 +35,7 @@ async function main(): Promise<void> {
     databaseUrl: cfg.DATABASE_URL,
     runtimeDir: cfg.SWITCHBOARD_RUNTIME_DIR,
     redisUrl: cfg.REDIS_URL,
+    redisCluster: cfg.REDIS_CLUSTER_NODES,
     queuePrefix: cfg.QUEUE_PREFIX,
     env,
     fhirBaseUrl: cfg.FHIR_BASE_URL,
@@ -115,7 +117,7 @@ async function main(): Promise<void> {
       process.stderr.write(`switchboard: refusing to start: invalid channel configuration\n${err.message}\n`);
     } else if (err instanceof QueueDurabilityError) {
       process.stderr.write(`switchboard: refusing to start: ${err.message}\n`);
-    } else if (err instanceof KeyringError || err instanceof MissingKeyError || err instanceof ListenerConfigError) {
+    } else if (err instanceof KeyringError || err instanceof MissingKeyError || err instanceof ListenerConfigError || err instanceof RedisClusterPrefixError) {
       process.stderr.write(`switchboard: refusing to start: ${err.message}\n`);
     } else if (err instanceof EnvError) {
       process.stderr.write(`switchboard: ${err.message}\n`);

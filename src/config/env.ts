@@ -27,6 +27,62 @@ const optionalUrl = (protocols: RegExp, what: string) =>
       .optional(),
   );
 
+/**
+ * REDIS_CLUSTER_NODES: seed nodes of a Redis Cluster, comma-separated, each `host:port` or a
+ * `redis://` / `rediss://` URL (which may carry the username and password). Scheme and
+ * credentials apply to every node, so the nodes that give them must agree.
+ */
+export interface RedisClusterNodes {
+  nodes: { host: string; port: number }[];
+  username?: string;
+  password?: string;
+  tls: boolean;
+}
+
+export function parseRedisClusterNodes(value: string): { ok: true; value: RedisClusterNodes } | { ok: false; problem: string } {
+  const nodes: { host: string; port: number }[] = [];
+  let auth: { tls: boolean; username: string; password: string; from: string } | undefined;
+  for (const raw of value.split(',')) {
+    const entry = raw.trim();
+    if (entry === '') return { ok: false, problem: 'an empty entry: host:port or redis://host:port, separated by commas' };
+    let host: string;
+    let port: number;
+    if (/^[a-z][a-z0-9+.-]*:\/\//i.test(entry)) {
+      let u: URL;
+      try {
+        u = new URL(entry);
+      } catch {
+        return { ok: false, problem: 'a node URL does not parse (its text is not repeated here: it may hold a password)' };
+      }
+      if (u.protocol !== 'redis:' && u.protocol !== 'rediss:') return { ok: false, problem: `"${u.protocol}//…": must be redis:// or rediss://` };
+      if (u.pathname !== '' && u.pathname !== '/' && u.pathname !== '/0') return { ok: false, problem: `"${u.host}${u.pathname}": a Redis Cluster has only database 0` };
+      const mine = { tls: u.protocol === 'rediss:', username: decodeURIComponent(u.username), password: decodeURIComponent(u.password), from: u.host };
+      if (auth && (auth.tls !== mine.tls || auth.username !== mine.username || auth.password !== mine.password)) {
+        return { ok: false, problem: `${auth.from} and ${mine.from} differ in scheme or credentials: one scheme and one set of credentials serve every node` };
+      }
+      auth = mine;
+      host = u.hostname.replace(/^\[(.*)\]$/, '$1');
+      port = u.port === '' ? 6379 : Number(u.port);
+    } else {
+      const m = /^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+):(\d{1,5})$/.exec(entry);
+      if (!m) return { ok: false, problem: `"${entry}": expected host:port or redis://host:port` };
+      host = m[1]!.replace(/^\[(.*)\]$/, '$1');
+      port = Number(m[2]);
+    }
+    if (port < 1 || port > 65535) return { ok: false, problem: `"${entry}": port out of range` };
+    if (!nodes.some((n) => n.host === host && n.port === port)) nodes.push({ host, port });
+  }
+  return {
+    ok: true,
+    value: {
+      nodes,
+      tls: auth?.tls ?? false,
+      ...(auth !== undefined && auth.username !== '' && { username: auth.username }),
+      ...(auth !== undefined && auth.password !== '' && { password: auth.password }),
+    },
+  };
+}
+
 const milliseconds = (min: number, def: number) => z.preprocess(emptyAsUndefined, z.coerce.number().int().min(min).default(def));
 
 export const envSchema = z.object({
@@ -36,6 +92,18 @@ export const envSchema = z.object({
   SWITCHBOARD_RUNTIME_DIR: z.preprocess(emptyAsUndefined, z.string().default('/var/lib/switchboard-postgres')),
   DATABASE_URL: optionalUrl(/^postgres(ql)?:$/, 'postgres://'),
   REDIS_URL: optionalUrl(/^rediss?:$/, 'redis:// or rediss://'),
+  REDIS_CLUSTER_NODES: z.preprocess(
+    emptyAsUndefined,
+    z
+      .string()
+      .transform((v, ctx) => {
+        const r = parseRedisClusterNodes(v);
+        if (r.ok) return r.value;
+        ctx.addIssue({ code: 'custom', message: r.problem });
+        return z.NEVER;
+      })
+      .optional(),
+  ),
   QUEUE_PREFIX: z.preprocess(emptyAsUndefined, z.string().regex(/^[A-Za-z0-9_{}-]+$/, 'letters, digits, _, -, {}').default('switchboard')),
   FHIR_BASE_URL: optionalUrl(/^https?:$/, 'http:// or https://'),
   LAB_MLLP_URL: optionalUrl(/^mllps?:$/, 'mllp:// or mllps://'),
@@ -113,6 +181,9 @@ export class EnvError extends Error {
 const envRules = envSchema.superRefine((v, ctx) => {
   if (v.HTTP_HEADERS_TIMEOUT_MS > v.HTTP_REQUEST_TIMEOUT_MS) {
     ctx.addIssue({ code: 'custom', path: ['HTTP_HEADERS_TIMEOUT_MS'], message: `must not exceed HTTP_REQUEST_TIMEOUT_MS (${v.HTTP_REQUEST_TIMEOUT_MS})` });
+  }
+  if (v.REDIS_URL !== undefined && v.REDIS_CLUSTER_NODES !== undefined) {
+    ctx.addIssue({ code: 'custom', path: ['REDIS_CLUSTER_NODES'], message: 'set either REDIS_URL (one Redis server) or REDIS_CLUSTER_NODES (a Redis Cluster), not both' });
   }
   if ((v.TLS_CERT_FILE === undefined) !== (v.TLS_KEY_FILE === undefined)) {
     const [missing, given] = v.TLS_CERT_FILE === undefined ? ['TLS_CERT_FILE', 'TLS_KEY_FILE'] : ['TLS_KEY_FILE', 'TLS_CERT_FILE'];

@@ -1,10 +1,11 @@
 /**
- * BullMQ on one of two backends: Redis when REDIS_URL is set (production), otherwise BullMQ's
- * PostgreSQL backend on the message store's database (zero-config). Queue and Worker construction
- * goes through here so the rest of the code never knows which one it runs on.
+ * BullMQ on one of two backends: Redis when REDIS_URL (one server) or REDIS_CLUSTER_NODES (a Redis
+ * Cluster) is set (production), otherwise BullMQ's PostgreSQL backend on the message store's
+ * database (zero-config). Queue and Worker construction goes through here so the rest of the code
+ * never knows which one it runs on.
  */
 import { Queue, Worker, createPostgresBackend, withBackend, type JobsOptions, type Processor, type WorkerOptions } from 'bullmq';
-import { Redis } from 'ioredis';
+import { Cluster, Redis } from 'ioredis';
 import type { Logger } from '../core/logger.js';
 
 export type BackendKind = 'redis' | 'postgres';
@@ -151,75 +152,187 @@ function wrapWorker(w: Worker, settings: WorkerSettings, logger: Logger, stoppin
   };
 }
 
-export function createRedisBackend(url: string, opts: { prefix: string; logger: Logger }): QueueBackend {
+/** The Redis a Redis backend runs on: one server, or the seed nodes of a Redis Cluster. */
+export interface RedisClusterConnection {
+  /** Seed nodes; the client discovers the others (and every primary) from them. */
+  nodes: readonly { host: string; port: number }[];
+  username?: string | undefined;
+  password?: string | undefined;
+  /** rediss: TLS to every node. */
+  tls: boolean;
+}
+
+/** Refused at start: on a Redis Cluster the queue keys would spread over slots (CROSSSLOT). */
+export class RedisClusterPrefixError extends Error {
+  constructor(prefix: string) {
+    super(
+      `QUEUE_PREFIX "${prefix}" has no hash tag: on a Redis Cluster every key of a queue must hash to one slot; put the part that names this deployment in braces, e.g. QUEUE_PREFIX={${prefix.replace(/[{}]/g, '') || 'switchboard'}}`,
+    );
+    this.name = 'RedisClusterPrefixError';
+  }
+}
+
+/**
+ * The hash tag Redis Cluster would hash the prefix's keys by: the text between the first `{` and
+ * the first `}` after it, when not empty (Redis's own rule). Undefined: no tag, the whole key is
+ * hashed and one queue's keys land in different slots.
+ */
+export function hashTagOf(prefix: string): string | undefined {
+  const open = prefix.indexOf('{');
+  if (open < 0) return undefined;
+  const close = prefix.indexOf('}', open + 1);
+  return close > open + 1 ? prefix.slice(open + 1, close) : undefined;
+}
+
+/** Throws RedisClusterPrefixError unless the prefix puts every queue key into one slot. */
+export function assertClusterPrefix(prefix: string): void {
+  if (hashTagOf(prefix) === undefined) throw new RedisClusterPrefixError(prefix);
+}
+
+type RedisClient = Redis | Cluster;
+
+/** What differs between one Redis and a cluster; the backend on top is the same. */
+interface RedisConnections {
+  description: string;
+  /** Producers fail fast so the webhook can answer 503 instead of hanging on a dead Redis. */
+  producer: RedisClient;
+  /** A new connection for one worker: it must never give up on a command (BullMQ requires maxRetriesPerRequest null). */
+  workerConnection(): RedisClient;
+  /** The servers whose configuration decides durability: the one Redis, or every primary. */
+  servers(): { name: string; client: Redis }[];
+}
+
+async function whenReady(client: RedisClient, ms: number): Promise<void> {
+  if (client.status === 'ready') return;
+  await new Promise<void>((resolve, reject) => {
+    const t = setTimeout(() => reject(new Error('Redis not ready')), ms);
+    client.once('ready', () => {
+      clearTimeout(t);
+      resolve();
+    });
+  });
+}
+
+/** The durability settings of one server, in words; `undefined` when CONFIG GET is refused. */
+async function serverDurability(client: Redis, name: string | undefined): Promise<string[] | undefined> {
+  const read = async (key: string) => {
+    const r = (await client.call('CONFIG', 'GET', key)) as string[];
+    return r[1] ?? '';
+  };
+  let policy: string;
+  let appendonly: string;
+  let appendfsync: string;
+  try {
+    policy = await read('maxmemory-policy');
+    appendonly = await read('appendonly');
+    appendfsync = await read('appendfsync');
+  } catch {
+    return undefined;
+  }
+  const at = name === undefined ? '' : `${name}: `;
+  const problems: string[] = [];
+  if (policy !== 'noeviction') {
+    problems.push(`${at}maxmemory-policy is "${policy}": Redis may evict queued jobs under memory pressure; set maxmemory-policy noeviction`);
+  }
+  if (appendonly !== 'yes') {
+    problems.push(`${at}appendonly is "no": a Redis crash loses every queued job since the last snapshot; set appendonly yes (appendfsync everysec)`);
+  } else if (appendfsync === 'no') {
+    problems.push(`${at}appendfsync is "no": the OS decides when jobs reach disk; set appendfsync everysec`);
+  }
+  return problems;
+}
+
+function redisBackendOn(c: RedisConnections, opts: { prefix: string; logger: Logger }): QueueBackend {
   let stopping = false;
-  // Producers fail fast so the webhook can answer 503 instead of hanging on a dead Redis.
-  const producer = new Redis(url, { enableOfflineQueue: false, maxRetriesPerRequest: 1, lazyConnect: false });
-  producer.on('error', (err) => opts.logger.debug({ err: { message: err.message } }, 'redis producer connection error'));
-  const workerConnections: Redis[] = [];
+  c.producer.on('error', (err: Error) => opts.logger.debug({ err: { message: err.message } }, 'redis producer connection error'));
+  const workerConnections: RedisClient[] = [];
   const queues: QueueHandle<unknown>[] = [];
   return {
     kind: 'redis',
-    description: `Redis ${redact(url)} (prefix ${opts.prefix})`,
+    description: c.description,
     queue<T>(name: string) {
-      const h = wrapQueue<T>(new Queue(name, { connection: producer, prefix: opts.prefix }));
+      const h = wrapQueue<T>(new Queue(name, { connection: c.producer, prefix: opts.prefix }));
       queues.push(h as QueueHandle<unknown>);
       return h;
     },
     worker<T>(name: string, processor: Processor<T>, settings: WorkerSettings) {
-      // Workers must never give up on a command: BullMQ requires maxRetriesPerRequest null.
-      const conn = new Redis(url, { maxRetriesPerRequest: null });
-      conn.on('error', (err) => opts.logger.debug({ err: { message: err.message } }, 'redis worker connection error'));
+      const conn = c.workerConnection();
+      conn.on('error', (err: Error) => opts.logger.debug({ err: { message: err.message } }, 'redis worker connection error'));
       workerConnections.push(conn);
       return wrapWorker(new Worker<T>(name, processor, { ...workerOptionsFor(settings), connection: conn, prefix: opts.prefix }) as Worker, settings, opts.logger, () => stopping);
     },
     async ping() {
-      await producer.ping();
+      const servers = c.servers();
+      if (servers.length === 0) throw new Error('no Redis primary connected');
+      await Promise.all(servers.map((s) => s.client.ping()));
     },
     async durabilityProblems() {
-      const problems: string[] = [];
-      let config: Record<string, string>;
       try {
-        if (producer.status !== 'ready') {
-          await new Promise<void>((resolve, reject) => {
-            const t = setTimeout(() => reject(new Error('Redis not ready')), 10_000);
-            producer.once('ready', () => {
-              clearTimeout(t);
-              resolve();
-            });
-          });
-        }
-        const read = async (key: string) => {
-          const r = (await producer.call('CONFIG', 'GET', key)) as string[];
-          return r[1] ?? '';
-        };
-        config = {
-          policy: await read('maxmemory-policy'),
-          appendonly: await read('appendonly'),
-          appendfsync: await read('appendfsync'),
-        };
+        await whenReady(c.producer, 10_000);
       } catch {
-        return { problems, unverifiable: true };
+        return { problems: [], unverifiable: true };
       }
-      if (config['policy'] !== 'noeviction') {
-        problems.push(`maxmemory-policy is "${config['policy']}": Redis may evict queued jobs under memory pressure; set maxmemory-policy noeviction`);
+      const servers = c.servers();
+      const named = servers.length > 1;
+      const problems: string[] = [];
+      let unverifiable = servers.length === 0;
+      for (const s of servers) {
+        const found = await serverDurability(s.client, named ? s.name : undefined);
+        if (found === undefined) unverifiable = true;
+        else problems.push(...found);
       }
-      if (config['appendonly'] !== 'yes') {
-        problems.push('appendonly is "no": a Redis crash loses every queued job since the last snapshot; set appendonly yes (appendfsync everysec)');
-      } else if (config['appendfsync'] === 'no') {
-        problems.push('appendfsync is "no": the OS decides when jobs reach disk; set appendfsync everysec');
-      }
-      return { problems, unverifiable: false };
+      return { problems, unverifiable };
     },
     beginShutdown() {
       stopping = true;
     },
     async close() {
       await Promise.allSettled(queues.map((q) => q.close()));
-      for (const c of workerConnections) c.disconnect();
-      producer.disconnect();
+      for (const w of workerConnections) w.disconnect();
+      c.producer.disconnect();
     },
   };
+}
+
+export function createRedisBackend(url: string, opts: { prefix: string; logger: Logger }): QueueBackend {
+  const producer = new Redis(url, { enableOfflineQueue: false, maxRetriesPerRequest: 1, lazyConnect: false });
+  return redisBackendOn(
+    {
+      description: `Redis ${redact(url)} (prefix ${opts.prefix})`,
+      producer,
+      workerConnection: () => new Redis(url, { maxRetriesPerRequest: null }),
+      servers: () => [{ name: redact(url), client: producer }],
+    },
+    opts,
+  );
+}
+
+/**
+ * BullMQ on a Redis Cluster. Every key of a queue must live in one slot, so the prefix must carry
+ * a hash tag (`{switchboard}`): all queues of this deployment then share one slot, hence one
+ * primary at a time; the cluster brings failover to a replica and room for other deployments,
+ * not a faster queue. The durability check and readiness cover every primary.
+ */
+export function createRedisClusterBackend(cluster: RedisClusterConnection, opts: { prefix: string; logger: Logger }): QueueBackend {
+  assertClusterPrefix(opts.prefix);
+  if (cluster.nodes.length === 0) throw new Error('a Redis Cluster needs at least one seed node');
+  const nodes = cluster.nodes.map((n) => ({ host: n.host, port: n.port }));
+  const redisOptions = {
+    ...(cluster.username !== undefined && { username: cluster.username }),
+    ...(cluster.password !== undefined && { password: cluster.password }),
+    ...(cluster.tls && { tls: {} }),
+  };
+  const producer = new Cluster(nodes, { enableOfflineQueue: false, redisOptions: { ...redisOptions, maxRetriesPerRequest: 1 } });
+  const seeds = nodes.map((n) => `${n.host}:${n.port}`).join(',');
+  return redisBackendOn(
+    {
+      description: `Redis Cluster ${cluster.tls ? 'rediss' : 'redis'}://${seeds} (prefix ${opts.prefix}, slot of {${hashTagOf(opts.prefix)}})`,
+      producer,
+      workerConnection: () => new Cluster(nodes, { redisOptions: { ...redisOptions, maxRetriesPerRequest: null } }),
+      servers: () => producer.nodes('master').map((n) => ({ name: `${n.options.host}:${n.options.port}`, client: n })),
+    },
+    opts,
+  );
 }
 
 export function createPostgresQueueBackend(url: string, opts: { schema: string; logger: Logger }): QueueBackend {

@@ -47,6 +47,14 @@ describe('start-up refusal', () => {
     expect(r.code).toBe(1);
     expect(r.output).toContain('refusing to start: SWITCHBOARD_ENV=production needs encryption keys: set ENCRYPTION_KEYS or ENCRYPTION_KEYS_FILE');
   });
+
+  it('refuses to start on a Redis Cluster with a QUEUE_PREFIX without a hash tag, in one line, before connecting anywhere', async () => {
+    // Nothing listens on port 1: the refusal comes before any connection is tried.
+    const r = await runGatewayToExit({ REDIS_CLUSTER_NODES: '127.0.0.1:1,127.0.0.1:2', QUEUE_PREFIX: 'clinic-eu', FHIR_BASE_URL: 'http://127.0.0.1:9/fhir', DATA_DIR: await mkdtemp(path.join(os.tmpdir(), 'sb-')) });
+    expect(r.code).toBe(1);
+    const said = r.output.split('\n').filter((l) => l.startsWith('switchboard:'));
+    expect(said).toEqual(['switchboard: refusing to start: QUEUE_PREFIX "clinic-eu" has no hash tag: on a Redis Cluster every key of a queue must hash to one slot; put the part that names this deployment in braces, e.g. QUEUE_PREFIX={clinic-eu}']);
+  });
 });
 
 describe.skipIf(redis === null)('outbox and logs', () => {
