@@ -72,6 +72,8 @@ export interface SwitchboardOptions {
   mediaToken?: string | undefined;
   /** Lifetime of signed media links in seconds (MEDIA_LINK_TTL, default 7 days); 0: plain URLs that need a bearer (MEDIA_TOKEN). */
   mediaLinkTtlSeconds?: number;
+  /** How often the encryption key table is re-read (another process's `keys rotate`; default 5 s). */
+  keyRefreshMs?: number;
   /** Unset: generated once and kept in dataDir/admin-token. */
   adminToken?: string | undefined;
   /** Bad credentials from one address: after `limit` within `windowMs`, 429 for `lockoutMs` (doubling, up to 15 min). Default 10 / 60 s / 60 s. */
@@ -252,7 +254,7 @@ export function createSwitchboard(o: SwitchboardOptions): Switchboard {
     const applied = await runMigrations(pool);
     if (applied.length > 0) log.info({ applied }, 'database migrations applied');
     // Encryption at rest: data keys in the database, wrapped by the key-encryption keys.
-    const codec = await openEncryptingCodec(pool, provider);
+    const codec = await openEncryptingCodec(pool, provider, o.keyRefreshMs !== undefined ? { refreshMs: o.keyRefreshMs } : {});
     onStop('encryption keys released', async () => codec.close());
     const storeCodec = o.plaintextStoreForBenchmark === true ? createPlaintextCodec() : codec;
     const store = new MessageStore(pool, storeCodec);
@@ -286,7 +288,7 @@ export function createSwitchboard(o: SwitchboardOptions): Switchboard {
     let publicBaseUrl = o.publicBaseUrl;
     // Attachment URLs are signed and expire (HMAC under the media link key), so destinations need no shared secret.
     const mediaLinkTtl = o.mediaLinkTtlSeconds ?? 7 * 24 * 3600;
-    const mediaLinks = createMediaLinks({ keys: { current: () => codec.mediaLinkKey(), byId: (id) => codec.mediaLinkKeyById(id) }, ttlSeconds: mediaLinkTtl });
+    const mediaLinks = createMediaLinks({ keys: { current: () => codec.mediaLinkKey(), byId: (id) => codec.findMediaLinkKey(id) }, ttlSeconds: mediaLinkTtl });
     const pipeline = new Pipeline({
       metrics,
       media: { store: mediaStore, mediaUrl: (key) => `${publicBaseUrl ?? ''}/media/${key}${mediaLinkTtl > 0 ? `?${mediaLinks.sign(key)}` : ''}` },

@@ -180,6 +180,9 @@ export const keysUsage = `Usage: switchboard keys <status|rotate|reencrypt> [opt
                                      each data key protects (plaintext: rows from before encryption)
   keys rotate                        a new active data key; data keys re-wrapped under the newest
                                      ENCRYPTION_KEYS entry (put a new KEK first to rotate it)
+  keys rotate --media-link           a new media link signing key; links signed with the previous
+                                     one stay valid until they expire (MEDIA_LINK_TTL), keys
+                                     retired longer ago are dropped
   keys reencrypt [--batch N]         rewrite every value not under the active key (and plaintext
                                      rows) online, N rows a batch (default 500), with progress;
                                      Ctrl-C stops after the batch, running it again resumes

@@ -12,7 +12,7 @@ export function mediaLinkAuthenticator(links: MediaLinks): RequestAuthenticator 
     routes: ['GET /media/:key'],
     async authenticate(ctx: Context) {
       const key = (ctx.params as Record<string, string | undefined>)['key'] ?? '';
-      const check = links.verify(key, new URLSearchParams(ctx.querystring));
+      const check = await links.verify(key, new URLSearchParams(ctx.querystring));
       if (check.ok) {
         return {
           principal: { kind: 'media_link', id: `${check.keyId}@${Math.floor(check.expiresAt.getTime() / 1000)}`, display: `signed media link (expires ${check.expiresAt.toISOString()})`, role: null },

@@ -11,22 +11,36 @@ import { createHmac, timingSafeEqual } from 'node:crypto';
 export interface MediaLinkKeys {
   /** The key new links are signed with. */
   current(): { id: string; key: Buffer };
-  /** A key by id (links signed before a rotation); undefined when unknown. */
-  byId(id: string): Buffer | undefined;
+  /**
+   * A key by id (links signed before a rotation, or with a key another process made a moment
+   * ago), with when it was retired; undefined when unknown.
+   */
+  byId(id: string): Promise<{ key: Buffer; retiredAt: Date | null } | undefined>;
 }
 
 export type MediaLinkCheck =
   | { ok: true; keyId: string; expiresAt: Date }
   /** absent: the request carries no link parameters at all. */
-  | { ok: false; reason: 'absent' | 'malformed' | 'expired' | 'unknown_key' | 'bad_signature'; message: string };
+  | { ok: false; reason: 'absent' | 'malformed' | 'expired' | 'unknown_key' | 'retired_key' | 'bad_signature'; message: string };
 
 export interface MediaLinks {
   /** The query string (without `?`) that makes a link to `mediaKey` valid for the configured lifetime. */
   sign(mediaKey: string): string;
-  verify(mediaKey: string, query: URLSearchParams): MediaLinkCheck;
+  verify(mediaKey: string, query: URLSearchParams): Promise<MediaLinkCheck>;
 }
 
 const SIG_BYTES = 32;
+
+/**
+ * After a media link key is retired, links signed with it are accepted for the link lifetime plus
+ * this much: a process signs with the old key until it has seen the new one (within seconds).
+ */
+export const RETIRED_KEY_GRACE_SECONDS = 60;
+
+/** Until when links signed with a key retired at `retiredAt` are accepted. */
+export function retiredKeyAcceptedUntil(retiredAt: Date, ttlSeconds: number): Date {
+  return new Date(retiredAt.getTime() + (ttlSeconds + RETIRED_KEY_GRACE_SECONDS) * 1000);
+}
 
 function mac(key: Buffer, mediaKey: string, expires: number, keyId: string): Buffer {
   return createHmac('sha256', key).update(`switchboard:media-link:v1\n${keyId}\n${mediaKey}\n${expires}`).digest();
@@ -40,20 +54,25 @@ export function createMediaLinks(o: { keys: MediaLinkKeys; ttlSeconds: number; n
       const expires = Math.floor(now() / 1000) + o.ttlSeconds;
       return new URLSearchParams({ expires: String(expires), kid: id, sig: mac(key, mediaKey, expires, id).toString('base64url') }).toString();
     },
-    verify(mediaKey, query) {
+    async verify(mediaKey, query) {
       const [expiresText, keyId, sigText] = [query.get('expires'), query.get('kid'), query.get('sig')];
       if (expiresText === null && keyId === null && sigText === null) return { ok: false, reason: 'absent', message: 'no signed link parameters' };
       if (expiresText === null || keyId === null || sigText === null || !/^\d{1,12}$/.test(expiresText)) {
         return { ok: false, reason: 'malformed', message: 'a signed media link needs expires (unix seconds), kid and sig' };
       }
-      const key = o.keys.byId(keyId);
-      if (!key) return { ok: false, reason: 'unknown_key', message: 'the link was signed with a key this gateway does not have' };
+      const found = await o.keys.byId(keyId);
+      if (!found) return { ok: false, reason: 'unknown_key', message: 'the link was signed with a key this gateway does not have' };
       const expires = Number(expiresText);
       const given = Buffer.from(sigText, 'base64url');
-      const want = mac(key, mediaKey, expires, keyId);
+      const want = mac(found.key, mediaKey, expires, keyId);
       // Signature first (constant time), so an expired-looking forgery is called a forgery.
       if (given.length !== SIG_BYTES || !timingSafeEqual(given, want)) return { ok: false, reason: 'bad_signature', message: 'the link signature does not match this media key and expiry' };
       if (expires * 1000 <= now()) return { ok: false, reason: 'expired', message: `the link expired at ${new Date(expires * 1000).toISOString()}` };
+      // Every link the old key signed has expired by then; one that has not was made with the
+      // retired key afterwards (a leaked key: the reason to rotate), or under a longer lifetime.
+      if (found.retiredAt !== null && now() >= retiredKeyAcceptedUntil(found.retiredAt, o.ttlSeconds).getTime()) {
+        return { ok: false, reason: 'retired_key', message: `the link was signed with a media link key retired at ${found.retiredAt.toISOString()}, no longer accepted` };
+      }
       return { ok: true, keyId, expiresAt: new Date(expires * 1000) };
     },
   };

@@ -5,7 +5,8 @@
  * every row. One separate key (purpose `index`) computes blind indexes of identifiers.
  *
  * Another process (the `keys rotate` command) may add a data key at any time: the codec reloads
- * the key table every `refreshMs` and whenever it meets an unknown key id.
+ * the key table every `refreshMs` and whenever it meets an unknown key id (for media link keys,
+ * which anyone may present in a link, at most once a second).
  */
 import { randomBytes } from 'node:crypto';
 import type { Pool } from 'pg';
@@ -70,13 +71,27 @@ export function payloadAad(ref: PayloadRef, keyId: string): Buffer {
   return Buffer.from(`switchboard:v1:${ref.table}.${ref.column}:${ref.rowId}:${keyId}`);
 }
 
+/** A media link key as the verifier needs it. */
+export interface MediaLinkKey {
+  key: Buffer;
+  /** When a newer media link key replaced it (`keys rotate --media-link`); null for the current one. */
+  retiredAt: Date | null;
+}
+
+/** At most one reload of the key table a second for unknown media link key ids (they come from the network). */
+const UNKNOWN_MEDIA_LINK_RELOAD_MS = 1000;
+
 export interface EncryptingCodec extends PayloadCodec {
   /** The audit key (HMAC-SHA256 of audit entries) and its id. */
   auditKey(): { id: string; key: Buffer };
   /** The newest media link key (HMAC-SHA256 of signed media URLs) and its id. */
   mediaLinkKey(): { id: string; key: Buffer };
-  /** A media link key by id (links signed before a rotation), undefined for unknown ids and keys of other purposes. */
-  mediaLinkKeyById(id: string): Buffer | undefined;
+  /**
+   * A media link key by id (links signed before a rotation, or with a key another process made a
+   * moment ago: an unknown id reloads the key table first, at most once a second); undefined for
+   * unknown ids, dropped keys and keys of other purposes.
+   */
+  findMediaLinkKey(id: string): Promise<MediaLinkKey | undefined>;
   /** Any known key by id (audit verification of entries written under an older audit key). */
   keyById(id: string): Promise<Buffer>;
   /** Reloads the key table (picks up a rotation done by another process). */
@@ -91,7 +106,8 @@ export async function openEncryptingCodec(pool: Pool, provider: KeyProvider, o: 
   let indexKey: Buffer = Buffer.alloc(0);
   let audit: { id: string; key: Buffer } = { id: '', key: Buffer.alloc(0) };
   let mediaLink: { id: string; key: Buffer } = { id: '', key: Buffer.alloc(0) };
-  const mediaLinkIds = new Set<string>();
+  let mediaLinkKeys = new Map<string, MediaLinkKey>();
+  let lastUnknownMediaLinkReload = 0;
 
   async function refresh(): Promise<void> {
     const rows = await loadDataKeyRows(pool);
@@ -107,7 +123,16 @@ export async function openEncryptingCodec(pool: Pool, provider: KeyProvider, o: 
     indexKey = keys.get(oldestIndex.id)!;
     audit = { id: newestAudit.id, key: keys.get(newestAudit.id)! };
     mediaLink = { id: newestMediaLink.id, key: keys.get(newestMediaLink.id)! };
-    for (const r of rows) if (r.purpose === 'media_link') mediaLinkIds.add(r.id);
+    // Newest first: each older media link key was retired when the one before it was made. A key
+    // dropped from the table (after the longest link lifetime) is gone from this map too.
+    const links = new Map<string, MediaLinkKey>();
+    let newer: Date | null = null;
+    for (const r of rows) {
+      if (r.purpose !== 'media_link') continue;
+      links.set(r.id, { key: keys.get(r.id)!, retiredAt: newer });
+      newer = r.created_at;
+    }
+    mediaLinkKeys = links;
   }
   await refresh();
 
@@ -129,7 +154,16 @@ export async function openEncryptingCodec(pool: Pool, provider: KeyProvider, o: 
   return {
     auditKey: () => audit,
     mediaLinkKey: () => mediaLink,
-    mediaLinkKeyById: (id) => (mediaLinkIds.has(id) ? keys.get(id) : undefined),
+    async findMediaLinkKey(id) {
+      const known = mediaLinkKeys.get(id);
+      if (known) return known;
+      const now = Date.now();
+      if (now - lastUnknownMediaLinkReload < UNKNOWN_MEDIA_LINK_RELOAD_MS) return undefined;
+      lastUnknownMediaLinkReload = now;
+      // The database unreachable: the link is refused as signed with an unknown key, not a 500.
+      await refreshOnce().catch(() => undefined);
+      return mediaLinkKeys.get(id);
+    },
     keyById,
     async encode(plain, ref) {
       const keyId = active;

@@ -1,7 +1,8 @@
 /**
  * Key management behind `switchboard keys`: status, rotation (a new active data key, and every
- * data key re-wrapped under the newest key-encryption key) and online re-encryption of rows
- * written under older data keys or in plaintext (NULL key id), in batches.
+ * data key re-wrapped under the newest key-encryption key), rotation of the media link key, and
+ * online re-encryption of rows written under older data keys or in plaintext (NULL key id), in
+ * batches.
  */
 import type { Pool } from 'pg';
 import type { KeyProvider } from '../crypto/key-provider.js';
@@ -56,6 +57,41 @@ export async function rotateKeys(pool: Pool, provider: KeyProvider): Promise<{ n
     const newKeyId = await createDataKey(c, provider, 'data');
     await c.query('COMMIT');
     return { newKeyId, rewrapped };
+  } catch (err) {
+    await c.query('ROLLBACK').catch(() => undefined);
+    throw err;
+  } finally {
+    c.release();
+  }
+}
+
+export interface MediaLinkRotation {
+  newKeyId: string;
+  /** The key that signed links until now; they stay valid until they expire. */
+  previousKeyId: string | undefined;
+  /** Older media link keys, retired before `dropRetiredBefore`, deleted now. */
+  dropped: string[];
+}
+
+/**
+ * A new media link key: links are signed with it from now on (running gateways within seconds;
+ * one that meets its id in a link reloads the keys at once). Links signed with the previous key
+ * stay valid until they expire; keys retired before `dropRetiredBefore` (longer ago than the
+ * longest link lifetime) are deleted, so no link signed with them is accepted any more.
+ */
+export async function rotateMediaLinkKey(pool: Pool, provider: KeyProvider, o: { dropRetiredBefore: Date }): Promise<MediaLinkRotation> {
+  const c = await pool.connect();
+  try {
+    await c.query('BEGIN');
+    await c.query('SELECT pg_advisory_xact_lock($1)', [KEYS_LOCK]);
+    const links = (await loadDataKeyRows(c)).filter((r) => r.purpose === 'media_link'); // newest first
+    const dropped: string[] = [];
+    // links[i] was retired when links[i - 1] was made.
+    for (let i = 1; i < links.length; i++) if (links[i - 1]!.created_at < o.dropRetiredBefore) dropped.push(links[i]!.id);
+    if (dropped.length > 0) await c.query("DELETE FROM encryption_keys WHERE purpose = 'media_link' AND id = ANY($1::text[])", [dropped]);
+    const newKeyId = await createDataKey(c, provider, 'media_link');
+    await c.query('COMMIT');
+    return { newKeyId, previousKeyId: links[0]?.id, dropped };
   } catch (err) {
     await c.query('ROLLBACK').catch(() => undefined);
     throw err;

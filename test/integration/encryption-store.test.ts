@@ -142,7 +142,7 @@ describe('encrypting message store', () => {
       ]);
       expect(codecs[0]!.mediaLinkKey().id).toMatch(/^ml-/);
       expect(codecs[1]!.mediaLinkKey().key.equals(codecs[0]!.mediaLinkKey().key)).toBe(true);
-      expect(codecs[0]!.mediaLinkKeyById(codecs[0]!.activeKeyId() ?? 'dk')).toBeUndefined(); // a data key is not a link key
+      expect(await codecs[0]!.findMediaLinkKey(codecs[0]!.activeKeyId() ?? 'dk')).toBeUndefined(); // a data key is not a link key
     } finally {
       await fresh.end();
     }

@@ -16,6 +16,8 @@ export const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)
 export interface TestGateway {
   url: string;
   adminToken: string;
+  /** The gateway's DATA_DIR (media files under media/). */
+  dataDir: string;
   app: Switchboard;
   started: StartedSwitchboard;
   admin(pathAndQuery: string, init?: RequestInit): Promise<Response>;
@@ -42,6 +44,8 @@ export async function startGateway(o: {
   oidc?: OidcOptions;
   /** MEDIA_LINK_TTL in seconds. */
   mediaLinkTtlSeconds?: number;
+  /** How often the gateway re-reads the encryption key table (default 5 s). */
+  keyRefreshMs?: number;
   consoleSignIn?: { clientId: string; scope: string; resource?: string | null };
 }): Promise<TestGateway> {
   const dataDir = await mkdtemp(path.join(os.tmpdir(), 'switchboard-gw-'));
@@ -64,6 +68,7 @@ export async function startGateway(o: {
     ...(o.trustProxy && { trustProxy: true }),
     ...(o.oidc && { oidc: o.oidc }),
     ...(o.mediaLinkTtlSeconds !== undefined && { mediaLinkTtlSeconds: o.mediaLinkTtlSeconds }),
+    ...(o.keyRefreshMs !== undefined && { keyRefreshMs: o.keyRefreshMs }),
     ...(o.consoleSignIn && { consoleSignIn: o.consoleSignIn }),
     encryptionKeys: o.encryptionKeys,
     registry: createConnectorRegistry(),
@@ -85,6 +90,7 @@ export async function startGateway(o: {
   return {
     url,
     adminToken,
+    dataDir,
     app,
     started,
     admin: (p, init = {}) => fetch(`${url}${p}`, { ...init, headers: { authorization: `Bearer ${adminToken}`, 'content-type': 'application/json', ...(init.headers ?? {}) } }),

@@ -1,13 +1,16 @@
 /**
  * `switchboard keys status|rotate|reencrypt`: which keys exist and what each protects; rotation
- * (a new active data key; data keys re-wrapped under the newest ENCRYPTION_KEYS entry); online
+ * (a new active data key; data keys re-wrapped under the newest ENCRYPTION_KEYS entry), or with
+ * `--media-link` a new media link signing key (older links valid until they expire); online
  * re-encryption of older rows in batches, with a progress line, interruptible (Ctrl-C stops after
  * the current batch) and resumable (run it again).
  */
 import { UsageError, parseCommandArgs } from '../args.js';
 import { EXIT_FAILURES, EXIT_OK, type CliIo } from '../io.js';
 import { openStoreAccess } from '../store-access.js';
-import { keyStatus, reencrypt, rotateKeys } from '../../store/key-admin.js';
+import { keyStatus, reencrypt, rotateKeys, rotateMediaLinkKey } from '../../store/key-admin.js';
+import { envSchema } from '../../config/env.js';
+import { RETIRED_KEY_GRACE_SECONDS, retiredKeyAcceptedUntil } from '../../media/media-links.js';
 import { reencryptMediaFiles } from '../../media/media-store.js';
 import path from 'node:path';
 
@@ -16,6 +19,7 @@ export async function run(argv: readonly string[], io: CliIo): Promise<number> {
   const { values, positionals } = parseCommandArgs(rest, {
     batch: { type: 'string', default: '500' },
     format: { type: 'string', default: 'text' },
+    'media-link': { type: 'boolean', default: false },
   });
   if (positionals.length > 0) throw new UsageError(`unexpected argument "${positionals[0]}"`);
   if (sub !== 'status' && sub !== 'rotate' && sub !== 'reencrypt') {
@@ -24,6 +28,10 @@ export async function run(argv: readonly string[], io: CliIo): Promise<number> {
   const batch = Number(values.batch);
   if (!Number.isInteger(batch) || batch < 1 || batch > 10_000) throw new UsageError(`--batch ${values.batch}: a whole number from 1 to 10000`);
   if (values.format !== 'text' && values.format !== 'json') throw new UsageError(`--format ${values.format}: text or json`);
+  if (values['media-link'] && sub !== 'rotate') throw new UsageError('--media-link goes with keys rotate');
+  // The longest lifetime of a link: the gateway's MEDIA_LINK_TTL, read from the same environment.
+  const ttl = envSchema.shape.MEDIA_LINK_TTL.safeParse(io.env['MEDIA_LINK_TTL']);
+  if (!ttl.success) throw new UsageError(`MEDIA_LINK_TTL=${io.env['MEDIA_LINK_TTL']}: a duration such as 900s, 24h or 7d`);
 
   const store = await openStoreAccess(io);
   try {
@@ -45,6 +53,22 @@ export async function run(argv: readonly string[], io: CliIo): Promise<number> {
       const old = s.rows.filter((r) => r.keyId !== active).reduce((n, r) => n + r.count, 0);
       lines.push(old === 0 ? 'every value is under the active data key' : `${old} values under older keys or in plaintext: run switchboard keys reencrypt`);
       io.stdout(`${lines.join('\n')}\n`);
+      return EXIT_OK;
+    }
+    if (sub === 'rotate' && values['media-link']) {
+      const now = new Date();
+      // A key retired longer ago than a link lives (plus the grace) can have signed no valid link.
+      const r = await rotateMediaLinkKey(store.pool, store.provider, { dropRetiredBefore: new Date(now.getTime() - (ttl.data + RETIRED_KEY_GRACE_SECONDS) * 1000) });
+      const acceptedUntil = retiredKeyAcceptedUntil(now, ttl.data);
+      await store.record({
+        action: 'keys.rotated',
+        outcome: 'success',
+        resources: [{ type: 'key', id: r.newKeyId }],
+        detail: { purpose: 'media_link', previous: r.previousKeyId ?? null, previous_accepted_until: acceptedUntil.toISOString(), dropped: r.dropped.join(',') },
+      });
+      io.stdout(`new media link key ${r.newKeyId}: running gateways sign links with it within seconds\n`);
+      if (r.previousKeyId !== undefined) io.stdout(`links signed with ${r.previousKeyId} stay valid until they expire, at the latest ${acceptedUntil.toISOString()} (MEDIA_LINK_TTL after now); then it is dropped\n`);
+      if (r.dropped.length > 0) io.stdout(`dropped ${r.dropped.join(', ')}: retired longer ago than MEDIA_LINK_TTL, no link signed with them is accepted\n`);
       return EXIT_OK;
     }
     if (sub === 'rotate') {
