@@ -38,6 +38,9 @@ import { startMllpSandbox, type MllpSandboxRole } from './sandbox/mllp-sandbox.j
 import { gatewayProvided } from './mapping-tests/mapping-test-env.js';
 import { startEmbeddedPostgres, type EmbeddedDatabase } from './store/embedded-postgres.js';
 import { MessageStore } from './store/message-store.js';
+import { OutboundStore } from './store/outbound-store.js';
+import type { OutboundStatusListener } from './core/outbound.js';
+import { OutboundStatusDispatch, recordOnlyStatusListener } from './pipeline/outbound-status-dispatch.js';
 import { runMigrations } from './store/migrations.js';
 import { openEncryptingCodec } from './store/encrypting-codec.js';
 import { createPlaintextCodec } from './store/payload-codec.js';
@@ -119,6 +122,11 @@ export interface SwitchboardOptions {
   /** With `oidc`: the console signs in at the provider as this public client (authorization code + PKCE). */
   /** The console's client at the OpenID provider; `resource`: the resource indicator it sends (default the OIDC audience, null for none). */
   consoleSignIn?: { clientId: string; scope: string; resource?: string | null };
+  /**
+   * Told of each status of a message sent to a patient (sent, delivered, read, failed), in order,
+   * once recorded (e.g. the write-back to the originating Communication). Default: recorded only.
+   */
+  outboundStatusListener?: OutboundStatusListener;
 }
 
 export class QueueDurabilityError extends Error {
@@ -157,7 +165,7 @@ export interface Switchboard {
   start(): Promise<StartedSwitchboard>;
   stop(): Promise<void>;
   /** For tests and the fault suite: the store and pipeline of a started instance. */
-  readonly internals: { store: MessageStore | undefined; pipeline: Pipeline | undefined; audit: AuditStore | undefined };
+  readonly internals: { store: MessageStore | undefined; pipeline: Pipeline | undefined; audit: AuditStore | undefined; outbound: OutboundStore | undefined };
 }
 
 async function adminTokenFrom(dataDir: string): Promise<{ token: string; generated: boolean }> {
@@ -177,7 +185,7 @@ export function createSwitchboard(o: SwitchboardOptions): Switchboard {
   };
   let stopping = false;
   let queueBackend: QueueBackend | undefined;
-  const internals: Switchboard['internals'] = { store: undefined, pipeline: undefined, audit: undefined };
+  const internals: Switchboard['internals'] = { store: undefined, pipeline: undefined, audit: undefined, outbound: undefined };
   const log = o.logger;
 
   async function start(): Promise<StartedSwitchboard> {
@@ -289,7 +297,13 @@ export function createSwitchboard(o: SwitchboardOptions): Switchboard {
     // Attachment URLs are signed and expire (HMAC under the media link key), so destinations need no shared secret.
     const mediaLinkTtl = o.mediaLinkTtlSeconds ?? 7 * 24 * 3600;
     const mediaLinks = createMediaLinks({ keys: { current: () => codec.mediaLinkKey(), byId: (id) => codec.findMediaLinkKey(id) }, ttlSeconds: mediaLinkTtl });
+    // Replies to patients: the ledger of sends, their statuses, the patients' conversations.
+    const outbound = new OutboundStore(pool, storeCodec);
+    internals.outbound = outbound;
+    const statusDispatch = new OutboundStatusDispatch({ pool, store: outbound, listener: o.outboundStatusListener ?? recordOnlyStatusListener, logger: log.child({ component: 'outbound-status' }) });
     const pipeline = new Pipeline({
+      outbound,
+      onOutboundActivity: () => statusDispatch.kick(),
       metrics,
       media: { store: mediaStore, mediaUrl: (key) => `${publicBaseUrl ?? ''}/media/${key}${mediaLinkTtl > 0 ? `?${mediaLinks.sign(key)}` : ''}` },
       backend,
@@ -306,6 +320,8 @@ export function createSwitchboard(o: SwitchboardOptions): Switchboard {
     const runsWorkers = o.role !== 'http';
     if (runsWorkers) {
       pipeline.startWorkers();
+      statusDispatch.start();
+      onStop('outbound status dispatch stopped', () => statusDispatch.stop());
       await pipeline.sweep();
       pipeline.startSweeper();
       let pollers = new PollRunner({ pool, store, logger: log, enqueueIngest: (id) => pipeline.enqueueIngest(id) });
@@ -352,6 +368,7 @@ export function createSwitchboard(o: SwitchboardOptions): Switchboard {
           destinations: () => pipeline.destinations(),
           pauseDestination: (channel, destination, reason, by) => pipeline.pauseForOperator(channel, destination, 'OPERATOR_PAUSE', reason, by),
           resumeDestination: (channel, destination, by) => pipeline.resumeDestination(channel, destination, by),
+          allowOutboundResend: (deliveryId, generation) => outbound.allowResend(deliveryId, generation),
         }),
       );
       routers.push(createTokenRouter({ tokens: apiTokens }));

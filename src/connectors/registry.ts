@@ -5,6 +5,7 @@
 import type { ConnectorRegistry } from './types.js';
 import { fhirR4Destination } from './destinations/fhir-r4.js';
 import { hl7v2MllpDestination } from './destinations/hl7v2-mllp.js';
+import { whatsappCloudSendDestination } from './destinations/whatsapp-cloud-send.js';
 import { chatWebhookSource } from './sources/chat-webhook.js';
 import { fhirPollSource } from './sources/fhir-poll.js';
 import { rocketChatPollSource } from './sources/rocketchat-poll.js';
@@ -15,6 +16,6 @@ import { whatsappCloudSource } from './sources/whatsapp-cloud.js';
 export function createConnectorRegistry(): ConnectorRegistry {
   return {
     sources: [whatsappCloudSource, twilioWhatsAppSource, rocketChatWebhookSource, rocketChatPollSource, chatWebhookSource, fhirPollSource],
-    destinations: [fhirR4Destination, hl7v2MllpDestination],
+    destinations: [fhirR4Destination, hl7v2MllpDestination, whatsappCloudSendDestination],
   };
 }

@@ -8,6 +8,8 @@ import type { CanonicalMessage, ParseResult } from '../core/canonical-message.js
 import type { Logger } from '../core/logger.js';
 import type { CompiledMapping } from '../mapping/jsonata-mapping.js';
 import type { PublicJwk } from '../fhir/smart-backend.js';
+import type { Classification } from '../core/errors.js';
+import type { OutboundServices } from '../core/outbound-ledger.js';
 import { circuitBreakerSchema, retryPolicySchema, type CircuitBreakerPolicy, type RetryPolicy } from '../core/policies.js';
 
 export interface ConnectorSpec<Schema extends z.ZodObject> {
@@ -148,11 +150,21 @@ export interface DeliveryContext {
   logger: Logger;
   /** The received time of the message, as the mapping clock. */
   now: Date;
+  /** The delivery's generation (a replay makes a new one). */
+  generation?: number;
+  /** The outbound ledger and the patients' conversations (chat destinations); given by the pipeline. */
+  outbound?: OutboundServices | undefined;
 }
 
 export interface DeliveryOutcome {
   /** PHI-free facts about what the destination did: resource id, HTTP status, created or matched... */
   detail: Record<string, string | number | boolean | null>;
+  /**
+   * The Patient the message was delivered for (`Patient/123`), when the destination matched one
+   * (fhir_r4): the store links the patient's conversation to it, through its blind index, so a
+   * reply from the EHR finds where the patient wrote. PHI: never in `detail`.
+   */
+  patient?: string;
 }
 
 /** What a destination would send for a message, built without any network I/O. */
@@ -196,6 +208,11 @@ export interface DestinationInstance {
    * "reachable: MLLP connection opened (plain TCP, no authentication)".
    */
   healthcheck(signal: AbortSignal): Promise<string>;
+  /**
+   * Called once a delivery of this destination is dead-lettered (chat destinations record the
+   * failure as an outbound status for the EHR). Errors are logged, never fail the delivery.
+   */
+  onDeadLettered?(deliveryId: string, failure: Classification, outbound: OutboundServices): Promise<void>;
   /** Public keys this destination signs with (SMART Backend Services), for /.well-known/jwks.json. */
   publicJwks?(): readonly PublicJwk[];
   close(): Promise<void>;

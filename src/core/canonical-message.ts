@@ -250,6 +250,8 @@ export const canonicalStatusSchema = z.object({
   errors: z
     .array(z.object({ code: z.union([z.number(), z.string()]), title: z.string().optional(), detail: z.string().optional() }))
     .default([]),
+  /** Our own reference echoed by the provider (WhatsApp `biz_opaque_callback_data`), for messages Switchboard sent. */
+  callback_data: z.string().optional(),
   /** Unique within a channel (message id + status). */
   dedup_key: z.string(),
 });

@@ -59,6 +59,30 @@ export const errorCatalogue = {
   OIDC_UNAVAILABLE: { disposition: 'retryable', summary: 'HTTP 503: the OpenID provider\'s discovery document or key set (JWKS) could not be fetched, so a bearer JWT cannot be checked.' },
   TOKEN_NAME_TAKEN: { disposition: 'permanent', summary: 'An API token of that name exists and is not revoked (also when it has expired): revoke it first.' },
   TOKEN_NOT_FOUND: { disposition: 'permanent', summary: 'No API token of that name that is not already revoked.' },
+  OUTBOUND_RECIPIENT_UNRESOLVED: { disposition: 'permanent', summary: 'An outbound message has no address: the mapping gave none and the patient never wrote on a channel of this kind.' },
+  OUTBOUND_NETWORK: { disposition: 'retryable', summary: 'The chat provider could not be reached before the request was written (refused, DNS): nothing was sent; resent.' },
+  OUTBOUND_SEND_INTERRUPTED: { disposition: 'retryable', summary: 'The send request was written but no answer came (timeout, connection lost): it may have been sent; the next attempt reconciles before any resend.' },
+  OUTBOUND_RESPONSE_INVALID: { disposition: 'retryable', summary: 'The chat provider answered 2xx without a usable message id: the send is reconciled like an interrupted one.' },
+  OUTBOUND_SEND_RECONCILING: { disposition: 'retryable', summary: 'An earlier attempt may have reached the provider: waiting (bounded) for a status webhook or a lookup that says whether it was sent.' },
+  OUTBOUND_SEND_UNCERTAIN: { disposition: 'permanent', summary: 'An earlier attempt may have been sent and nothing confirmed or denied it in time: dead-lettered, never resent blindly; a replay resends only when the operator says so (resend_uncertain).' },
+  WHATSAPP_WINDOW_CLOSED: { disposition: 'permanent', summary: 'A free-form reply outside the 24-hour customer-service window (checked before calling Meta, or Meta error 131047): the mapping must choose an approved template.' },
+  WHATSAPP_THROUGHPUT_LIMITED: { disposition: 'retryable', summary: 'Meta rate limits: 130429 (throughput per number), 131048 (spam rate), 4 and 80007 (API call rate): retried with backoff.' },
+  WHATSAPP_PAIR_RATE_LIMITED: { disposition: 'retryable', summary: 'Meta error 131056: too many messages to the same recipient in a short time; retried with backoff.' },
+  WHATSAPP_TEMPLATE_INVALID: { disposition: 'permanent', summary: 'Meta 132xxx: the template does not exist in that language, its parameters do not match, or it is paused or disabled.' },
+  WHATSAPP_RECIPIENT_UNAVAILABLE: { disposition: 'permanent', summary: 'Meta 131026 (undeliverable: not on WhatsApp, old app, terms not accepted), 131021, 131030, 131049, 131050: the recipient cannot get this message.' },
+  WHATSAPP_REQUEST_INVALID: { disposition: 'permanent', summary: 'Meta refused the request itself: 100, 33, 131008, 131009, 131051 (unsupported type), 131052/131053 (media), other 4xx.' },
+  WHATSAPP_AUTH: { disposition: 'retryable', summary: 'Meta refused the token or its permissions (0, 10, 190, 200-299, 401/403): the destination is paused until an operator fixes the token and resumes it.' },
+  WHATSAPP_ACCOUNT_BLOCKED: { disposition: 'retryable', summary: 'Meta restricts the business account or number (368, 130497, 131031, 131042, 131057): the destination is paused.' },
+  WHATSAPP_UNAVAILABLE: { disposition: 'retryable', summary: 'Meta answered 5xx or a temporary error (1, 2, 131000, 131016, 133004): the send did not happen; retried.' },
+  TWILIO_WINDOW_CLOSED: { disposition: 'permanent', summary: 'Twilio error 63016: a free-form WhatsApp message outside the 24-hour window; use a Content template.' },
+  TWILIO_RATE_LIMITED: { disposition: 'retryable', summary: 'Twilio answered 429 (20429, 63018 rate limits): retried with backoff, honouring Retry-After.' },
+  TWILIO_REQUEST_INVALID: { disposition: 'permanent', summary: 'Twilio refused the message (400/404, e.g. 21211 invalid To, 21610 unsubscribed, 63003/63024 recipient, 21656 content variables).' },
+  TWILIO_AUTH: { disposition: 'retryable', summary: 'Twilio refused the credentials (401, 20003) or the account (403): the destination is paused.' },
+  TWILIO_UNAVAILABLE: { disposition: 'retryable', summary: 'Twilio answered 5xx: the message was not created; retried.' },
+  ROCKETCHAT_REQUEST_INVALID: { disposition: 'permanent', summary: 'Rocket.Chat refused the message (400: unknown room, not allowed in the room, invalid message).' },
+  ROCKETCHAT_AUTH: { disposition: 'retryable', summary: 'Rocket.Chat refused X-Auth-Token / X-User-Id (401, 403): the destination is paused.' },
+  ROCKETCHAT_RATE_LIMITED: { disposition: 'retryable', summary: 'Rocket.Chat answered 429 (API rate limiter): retried after x-ratelimit-reset.' },
+  ROCKETCHAT_UNAVAILABLE: { disposition: 'retryable', summary: 'Rocket.Chat answered 5xx: retried (a resend with the same message _id is idempotent).' },
 } as const satisfies Record<string, { disposition: Disposition; summary: string }>;
 
 export type ErrorCode = keyof typeof errorCatalogue;
@@ -175,4 +199,99 @@ export function parseRetryAfter(value: string | null | undefined, now = Date.now
   const at = Date.parse(trimmed);
   if (Number.isNaN(at)) return undefined;
   return Math.min(Math.max(at - now, 0), capMs);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Chat providers' send errors: the provider's own codes become ours, here and nowhere else.
+// ---------------------------------------------------------------------------------------------
+
+export interface ProviderErrorVerdict {
+  code: ErrorCode;
+  /** The destination cannot send anything until a person acts (token, account): pause its queue. */
+  pause: boolean;
+}
+
+const WHATSAPP_CODES: ReadonlyMap<number, ErrorCode> = new Map<number, ErrorCode>([
+  [131047, 'WHATSAPP_WINDOW_CLOSED'],
+  [130429, 'WHATSAPP_THROUGHPUT_LIMITED'],
+  [131048, 'WHATSAPP_THROUGHPUT_LIMITED'],
+  [4, 'WHATSAPP_THROUGHPUT_LIMITED'],
+  [80007, 'WHATSAPP_THROUGHPUT_LIMITED'],
+  [131056, 'WHATSAPP_PAIR_RATE_LIMITED'],
+  [131026, 'WHATSAPP_RECIPIENT_UNAVAILABLE'],
+  [131021, 'WHATSAPP_RECIPIENT_UNAVAILABLE'],
+  [131030, 'WHATSAPP_RECIPIENT_UNAVAILABLE'],
+  [131049, 'WHATSAPP_RECIPIENT_UNAVAILABLE'],
+  [131050, 'WHATSAPP_RECIPIENT_UNAVAILABLE'],
+  [100, 'WHATSAPP_REQUEST_INVALID'],
+  [33, 'WHATSAPP_REQUEST_INVALID'],
+  [131008, 'WHATSAPP_REQUEST_INVALID'],
+  [131009, 'WHATSAPP_REQUEST_INVALID'],
+  [131051, 'WHATSAPP_REQUEST_INVALID'],
+  [131052, 'WHATSAPP_REQUEST_INVALID'],
+  [131053, 'WHATSAPP_REQUEST_INVALID'],
+  [131055, 'WHATSAPP_REQUEST_INVALID'],
+  [0, 'WHATSAPP_AUTH'],
+  [3, 'WHATSAPP_AUTH'],
+  [10, 'WHATSAPP_AUTH'],
+  [190, 'WHATSAPP_AUTH'],
+  [368, 'WHATSAPP_ACCOUNT_BLOCKED'],
+  [130497, 'WHATSAPP_ACCOUNT_BLOCKED'],
+  [131031, 'WHATSAPP_ACCOUNT_BLOCKED'],
+  [131042, 'WHATSAPP_ACCOUNT_BLOCKED'],
+  [131057, 'WHATSAPP_ACCOUNT_BLOCKED'],
+  [1, 'WHATSAPP_UNAVAILABLE'],
+  [2, 'WHATSAPP_UNAVAILABLE'],
+  [131000, 'WHATSAPP_UNAVAILABLE'],
+  [131016, 'WHATSAPP_UNAVAILABLE'],
+  [133004, 'WHATSAPP_UNAVAILABLE'],
+]);
+
+/** A Graph API error (HTTP status and `error.code`, sync or in a failed status webhook) as our code. */
+export function classifyWhatsAppSendError(httpStatus: number | undefined, code: number | undefined): ProviderErrorVerdict {
+  let mapped = code === undefined ? undefined : WHATSAPP_CODES.get(code);
+  if (mapped === undefined && code !== undefined) {
+    if (code >= 132000 && code < 133000) mapped = 'WHATSAPP_TEMPLATE_INVALID';
+    else if (code >= 200 && code < 300) mapped = 'WHATSAPP_AUTH';
+  }
+  if (mapped === undefined) {
+    if (httpStatus === 401 || httpStatus === 403) mapped = 'WHATSAPP_AUTH';
+    else if (httpStatus === 429) mapped = 'WHATSAPP_THROUGHPUT_LIMITED';
+    else if (httpStatus === undefined || httpStatus >= 500 || httpStatus === 408) mapped = 'WHATSAPP_UNAVAILABLE';
+    else mapped = 'WHATSAPP_REQUEST_INVALID';
+  }
+  return { code: mapped, pause: mapped === 'WHATSAPP_AUTH' || mapped === 'WHATSAPP_ACCOUNT_BLOCKED' };
+}
+
+const TWILIO_CODES: ReadonlyMap<number, ErrorCode> = new Map<number, ErrorCode>([
+  [63016, 'TWILIO_WINDOW_CLOSED'],
+  [20429, 'TWILIO_RATE_LIMITED'],
+  [63018, 'TWILIO_RATE_LIMITED'],
+  [20003, 'TWILIO_AUTH'],
+  [20005, 'TWILIO_AUTH'],
+]);
+
+/** A Twilio REST error (HTTP status and its `code`) as our code. */
+export function classifyTwilioSendError(httpStatus: number | undefined, code: number | undefined): ProviderErrorVerdict {
+  let mapped = code === undefined ? undefined : TWILIO_CODES.get(code);
+  if (mapped === undefined) {
+    if (httpStatus === 401 || httpStatus === 403) mapped = 'TWILIO_AUTH';
+    else if (httpStatus === 429) mapped = 'TWILIO_RATE_LIMITED';
+    else if (httpStatus === undefined || httpStatus >= 500 || httpStatus === 408) mapped = 'TWILIO_UNAVAILABLE';
+    else mapped = 'TWILIO_REQUEST_INVALID';
+  }
+  return { code: mapped, pause: mapped === 'TWILIO_AUTH' };
+}
+
+/** A Rocket.Chat REST error (HTTP status) as our code. */
+export function classifyRocketChatSendError(httpStatus: number | undefined): ProviderErrorVerdict {
+  const mapped: ErrorCode =
+    httpStatus === 401 || httpStatus === 403
+      ? 'ROCKETCHAT_AUTH'
+      : httpStatus === 429
+        ? 'ROCKETCHAT_RATE_LIMITED'
+        : httpStatus === undefined || httpStatus >= 500 || httpStatus === 408
+          ? 'ROCKETCHAT_UNAVAILABLE'
+          : 'ROCKETCHAT_REQUEST_INVALID';
+  return { code: mapped, pause: mapped === 'ROCKETCHAT_AUTH' };
 }

@@ -26,6 +26,8 @@ export interface AdminDeps {
   /** `by`: the acting principal's label (principalLabel), for the log line every worker's operators read. */
   pauseDestination(channel: string, destination: string, reason: string, by: string): Promise<void>;
   resumeDestination(channel: string, destination: string, by: string): Promise<void>;
+  /** Allows the next attempt of `generation` to resend an outbound message whose send is uncertain. */
+  allowOutboundResend?(deliveryId: string, generation: number): Promise<boolean>;
   /** Every PHI access and action is recorded; a failed write fails the request. */
   audit: AuditRecorder;
 }
@@ -82,7 +84,16 @@ const searchQuery = z
   .strict();
 
 const discardBody = z.object({ reason: z.string().min(1).max(500) }).strict();
-const replayBody = z.object({ reason: z.string().max(500).optional() }).strict();
+const replayBody = z
+  .object({
+    reason: z.string().max(500).optional(),
+    /**
+     * OUTBOUND_SEND_UNCERTAIN only: the operator checked the chat (or accepts the risk) and wants
+     * the message sent again although an earlier request may have reached the patient. Audited.
+     */
+    resend_uncertain: z.boolean().optional(),
+  })
+  .strict();
 
 export async function jsonBody<T>(ctx: Context, schema: z.ZodType<T>): Promise<T | undefined> {
   let raw: string;
@@ -261,13 +272,23 @@ export function createAdminRouter(deps: AdminDeps): Router {
     if (!id.success) return bad(ctx, 400, 'ID_INVALID', 'delivery ids are UUIDs');
     const body = await jsonBody(ctx, replayBody);
     if (!body) return;
+    const resend = body.resend_uncertain === true;
+    if (resend) {
+      const current = await deps.store.getDelivery(id.data);
+      if (current?.state !== 'dead_lettered' || current.lastErrorCode !== 'OUTBOUND_SEND_UNCERTAIN' || !deps.allowOutboundResend) {
+        await audit(ctx, 'delivery.replayed', 'failure', [deliveryResource(id.data)], { reason: 'not_uncertain', resend_uncertain: true });
+        return bad(ctx, 409, 'NOT_UNCERTAIN', 'resend_uncertain applies only to a dead letter with OUTBOUND_SEND_UNCERTAIN');
+      }
+    }
     const pending = await deps.store.requeue(id.data, principalLabel(principalOf(ctx)), body.reason);
     if (!pending) {
       await audit(ctx, 'delivery.replayed', 'failure', [deliveryResource(id.data)], { reason: 'not_dead_lettered' });
       return bad(ctx, 409, 'NOT_DEAD_LETTERED', 'the delivery is not in the dead-letter queue');
     }
+    // Before the job is enqueued, so its attempt sees the operator's choice.
+    if (resend) await deps.allowOutboundResend?.(pending.deliveryId, pending.generation);
     await deps.enqueueDeliveries(pending.channelId, [pending]);
-    await audit(ctx, 'delivery.replayed', 'success', [deliveryResource(pending.deliveryId)], { generation: pending.generation, reason: body.reason ?? null });
+    await audit(ctx, 'delivery.replayed', 'success', [deliveryResource(pending.deliveryId)], { generation: pending.generation, reason: body.reason ?? null, ...(resend && { resend_uncertain: true }) });
     ctx.status = 202;
     ctx.body = { replayed: 1, delivery_id: pending.deliveryId, generation: pending.generation };
   });

@@ -10,6 +10,7 @@ import type { DestinationInstance } from '../connectors/types.js';
 import { resolveMessageMedia, withFreshMediaLinks, type MediaFetcherDeps } from '../media/media-fetcher.js';
 import type { MediaPolicy } from '../media/media-policy.js';
 import type { MessageStore } from '../store/message-store.js';
+import type { OutboundStore } from '../store/outbound-store.js';
 import type { DeliveryJob } from './runtime-channel.js';
 
 export interface DeliverDeps {
@@ -19,6 +20,8 @@ export interface DeliverDeps {
   logger: Logger;
   /** Media download before delivery, when the channel has a media policy. */
   media?: { policy: MediaPolicy; fetcher: MediaFetcherDeps } | undefined;
+  /** The outbound side of the store (ledger, conversations), for chat destinations and Patient links. */
+  outbound?: OutboundStore | undefined;
 }
 
 /** `waiting`: per-conversation ordering holds this delivery until an earlier one settles. */
@@ -82,8 +85,11 @@ export async function deliverOnce(
       signal: attempt.signal,
       logger: log,
       now: new Date(loaded.message.received_at),
+      generation: job.generation,
+      outbound: deps.outbound && { ledger: deps.outbound, conversations: deps.outbound },
     });
     const result = outcome.detail['dropped'] === true ? 'dropped' : 'delivered';
+    if (outcome.patient !== undefined && deps.outbound) await deps.outbound.linkPatient(loaded.delivery.messageId, outcome.patient);
     await deps.store.recordAttempt({ deliveryId: job.deliveryId, generation: job.generation, attempt: attemptNo, startedAt, result, mappingVersion, detail: outcome.detail });
     log.info({ attempt: attemptNo, result, ...outcome.detail }, 'delivery done');
     return { result, receivedAt: loaded.message.received_at };
@@ -109,6 +115,11 @@ export async function deliverOnce(
     });
     if (final) {
       log.warn({ attempt: attemptNo, code: c.code, disposition: c.disposition, exhausted, ageMs: age }, 'delivery dead-lettered');
+      if (deps.destination.onDeadLettered && deps.outbound) {
+        await deps.destination.onDeadLettered(job.deliveryId, c, { ledger: deps.outbound, conversations: deps.outbound }).catch((hookErr: unknown) => {
+          log.warn({ code: classify(hookErr).code }, 'recording the dead letter as an outbound status failed');
+        });
+      }
       return { result: 'dead_lettered', failure: c, receivedAt: loaded.message.received_at };
     }
     log.info({ attempt: attemptNo, code: c.code, retryAfterMs: c.retryAfterMs }, 'delivery failed; will retry');

@@ -11,6 +11,7 @@ import type { Metrics } from '../core/metrics.js';
 import type { MediaFetcherDeps } from '../media/media-fetcher.js';
 import { backoffJobOption, rateLimitError, type QueueBackend, type QueueHandle, type WorkerHandle } from '../queue/queue-backend.js';
 import type { MessageStore, PendingDelivery } from '../store/message-store.js';
+import type { OutboundStore } from '../store/outbound-store.js';
 import { backoffDelay } from './backoff.js';
 import { CircuitBreaker, type CircuitSnapshot } from './circuit-breaker.js';
 import { RetryRequested, deliverOnce } from './deliver-message.js';
@@ -33,6 +34,10 @@ export interface PipelineOptions {
   metrics?: Metrics | undefined;
   /** Where downloaded media is stored and how it is addressed (channels with a `media:` policy). */
   media?: MediaFetcherDeps | undefined;
+  /** The outbound side of the store: chat destinations' ledger and conversations, Patient links. */
+  outbound?: OutboundStore | undefined;
+  /** Told after each delivery attempt of a chat destination and each ingest with statuses (status dispatch). */
+  onOutboundActivity?: () => void;
 }
 
 const STORE_DOWN_DELAY_MS = 2000;
@@ -157,6 +162,7 @@ export class Pipeline {
     const { eventId, pending } = await this.o.store.recordInboundIngested({ channelId: channel.id, ...e }, planned.plan);
     logIngested(this.o.logger, eventId, channel.id, planned, pending.length);
     this.countIngested(channel.id, planned);
+    if (planned.statuses > 0) this.o.onOutboundActivity?.();
     await this.enqueueDeliveries(channel.id, pending).catch((err: unknown) => {
       throw new EnqueueFailed(eventId, err);
     });
@@ -182,6 +188,7 @@ export class Pipeline {
           if (res) {
             await this.enqueueDeliveries(res.channelId, res.pending);
             this.countIngested(res.channelId, res);
+            if (res.statuses > 0) this.o.onOutboundActivity?.();
           }
         } catch (err) {
           await this.deferIfStoreDown(job, token, err);
@@ -239,11 +246,12 @@ export class Pipeline {
         try {
           const policy = this.channel(channelId)?.media;
           const media = policy && this.o.media ? { policy, fetcher: this.o.media } : undefined;
-          report = await deliverOnce({ store, destination: dest, channelId, logger, media }, job.data, {
+          report = await deliverOnce({ store, destination: dest, channelId, logger, media, outbound: this.o.outbound }, job.data, {
             attemptsMade: job.attemptsMade,
             signal: signal ?? new AbortController().signal,
           });
         } catch (err) {
+          if (dest.onDeadLettered) this.o.onOutboundActivity?.();
           if (err instanceof RetryRequested) {
             this.o.metrics?.deliveryAttempts.inc({ channel: channelId, destination: dest.name, result: 'retry', code: err.classification.code });
             if (err.classification.pauseDestination && token !== undefined) {
@@ -257,6 +265,7 @@ export class Pipeline {
           }
           throw err;
         }
+        if (dest.onDeadLettered) this.o.onOutboundActivity?.();
         if (report.result === 'waiting' && token !== undefined) {
           await job.moveToDelayed(Date.now() + Math.max(report.waitMs ?? ORDERING_WAIT_MS, 50), token);
           throw new DelayedError();

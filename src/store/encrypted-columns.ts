@@ -26,4 +26,9 @@ export const encryptedColumns: readonly EncryptedColumn[] = [
   col('delivery_attempts', 'detail'),
   col('delivery_attempts', 'rejected'),
   col('delivery_attempts', 'rejected'),
+  col('outbound_sends', 'provider_id', 'delivery_id'),
+  col('outbound_sends', 'request', 'delivery_id'),
+  col('outbound_sends', 'origin', 'delivery_id'),
+  col('outbound_statuses', 'detail'),
+  col('patient_conversations', 'detail'),
 ];

@@ -14,6 +14,7 @@ import {
 import type { Classification } from '../core/errors.js';
 import type { PayloadCodec, PayloadRef } from './payload-codec.js';
 import { withClient } from './checked-out-client.js';
+import { recordConversations, recordProviderStatuses } from './outbound-store.js';
 
 export type DeliveryState = 'pending' | 'delivered' | 'dropped' | 'dead_lettered' | 'discarded';
 
@@ -399,6 +400,10 @@ export class MessageStore {
         [id, channelId, eventId, this.codec.index(indexKinds.sourceId, s.message_id), s.status, statusRank[s.status], s.occurred_at, detail.bytes, detail.keyId],
       );
     }
+    // Outbound: where each patient last wrote (reply address, 24-hour window), and provider
+    // statuses about messages Switchboard sent, in the same transaction as the event.
+    await recordConversations(c, this.codec, channelId, plan.messages.map((m) => m.message));
+    await recordProviderStatuses(c, this.codec, plan.statuses);
     if (knownMessageIds.length > 0) {
       const earlier = await c.query<{ id: string; destination: string; generation: number; message_id: string }>(
         `SELECT id, destination, generation, message_id FROM deliveries WHERE message_id = ANY($1::uuid[]) AND state = 'pending'`,

@@ -289,6 +289,73 @@ ALTER TABLE delivery_attempts ADD COLUMN rejected_payload bytea, ADD COLUMN reje
 CREATE INDEX messages_thread ON messages (conversation_index, sent_at);
 `,
   },
+  {
+    version: 50,
+    name: 'outbound ledger, statuses and patient conversations',
+    // The ledger of sends to patients (one row per outbound delivery): the intent is committed
+    // before the request goes out, the provider's id after. Identifiers by blind index, the
+    // request, the provider's id and the origin encrypted. Statuses are kept per send in the order
+    // recorded (seq) with whether they were passed on. A patient's conversations: the last
+    // inbound message per thread, findable by the phone and by the Patient (blind indexes only).
+    sql: `
+CREATE TABLE outbound_sends (
+  delivery_id       uuid PRIMARY KEY REFERENCES deliveries(id),
+  channel_id        text NOT NULL,
+  destination       text NOT NULL,
+  provider          text NOT NULL,
+  callback_ref      text NOT NULL UNIQUE,
+  state             text NOT NULL CHECK (state IN ('not_sent', 'intent', 'accepted')),
+  requests          int NOT NULL DEFAULT 0,
+  intent_at         timestamptz,
+  accepted_at       timestamptz,
+  provider_index    bytea,
+  provider_id_payload bytea,
+  provider_id_key_id text,
+  request_payload   bytea,
+  request_key_id    text,
+  origin_payload    bytea NOT NULL,
+  origin_key_id     text,
+  resend_generation int,
+  last_status       text,
+  status_seq        int NOT NULL DEFAULT 0,
+  created_at        timestamptz NOT NULL DEFAULT now(),
+  updated_at        timestamptz NOT NULL DEFAULT now()
+);
+CREATE UNIQUE INDEX outbound_sends_provider_index ON outbound_sends (provider, provider_index) WHERE provider_index IS NOT NULL;
+
+CREATE TABLE outbound_statuses (
+  id             bigserial PRIMARY KEY,
+  delivery_id    uuid NOT NULL REFERENCES outbound_sends(delivery_id),
+  seq            int NOT NULL,
+  status         text NOT NULL,
+  forward        boolean NOT NULL,
+  occurred_at    timestamptz NOT NULL,
+  detail_payload bytea NOT NULL,
+  detail_key_id  text,
+  notified_at    timestamptz,
+  created_at     timestamptz NOT NULL DEFAULT now(),
+  UNIQUE (delivery_id, seq),
+  UNIQUE (delivery_id, status)
+);
+CREATE INDEX outbound_statuses_to_notify ON outbound_statuses (delivery_id, seq) WHERE notified_at IS NULL;
+
+CREATE TABLE patient_conversations (
+  id                 bigserial PRIMARY KEY,
+  channel_id         text NOT NULL,
+  conversation_index bytea NOT NULL,
+  source_kind        text NOT NULL,
+  phone_index        bytea,
+  patient_index      bytea,
+  last_inbound_at    timestamptz NOT NULL,
+  detail_payload     bytea NOT NULL,
+  detail_key_id      text,
+  updated_at         timestamptz NOT NULL DEFAULT now(),
+  UNIQUE (channel_id, conversation_index)
+);
+CREATE INDEX patient_conversations_phone ON patient_conversations (phone_index, last_inbound_at DESC) WHERE phone_index IS NOT NULL;
+CREATE INDEX patient_conversations_patient ON patient_conversations (patient_index, last_inbound_at DESC) WHERE patient_index IS NOT NULL;
+`,
+  },
 ];
 
 const LOCK_KEY = 0x5b_0a_2d_01; // arbitrary, stable: "switchboard migrations"

@@ -1,6 +1,7 @@
 /** Starts a whole gateway in-process for integration tests, on port 0 with a unique queue prefix. */
 import type { Authenticator } from '../../src/http/access-control.js';
 import type { OidcOptions } from '../../src/http/oidc-authenticator.js';
+import type { OutboundStatusListener } from '../../src/core/outbound.js';
 import { mkdtemp } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -47,6 +48,7 @@ export async function startGateway(o: {
   /** How often the gateway re-reads the encryption key table (default 5 s). */
   keyRefreshMs?: number;
   consoleSignIn?: { clientId: string; scope: string; resource?: string | null };
+  outboundStatusListener?: OutboundStatusListener;
 }): Promise<TestGateway> {
   const dataDir = await mkdtemp(path.join(os.tmpdir(), 'switchboard-gw-'));
   const adminToken = `test-admin-token-${uniquePrefix()}`;
@@ -70,6 +72,7 @@ export async function startGateway(o: {
     ...(o.mediaLinkTtlSeconds !== undefined && { mediaLinkTtlSeconds: o.mediaLinkTtlSeconds }),
     ...(o.keyRefreshMs !== undefined && { keyRefreshMs: o.keyRefreshMs }),
     ...(o.consoleSignIn && { consoleSignIn: o.consoleSignIn }),
+    ...(o.outboundStatusListener && { outboundStatusListener: o.outboundStatusListener }),
     encryptionKeys: o.encryptionKeys,
     registry: createConnectorRegistry(),
     logger: createLogger({ level: 'info', ...(o.logStream ? { destination: o.logStream } : { level: 'silent' }) }),

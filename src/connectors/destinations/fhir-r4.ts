@@ -685,6 +685,8 @@ function createFhirR4Destination(config: FhirR4Config, ctx: DestinationCreateCon
         patient_match: match.kind,
         mapping_version: mapping.version,
       },
+      // For replies from the EHR: the store links this conversation to the Patient (blind index).
+      ...(patient !== null && { patient: patient.reference }),
     };
   }
 

@@ -594,6 +594,7 @@ function buildStatus(raw: unknown, receivedAt: string): CanonicalStatus | string
     occurred_at: occurredAt,
     recipient_id: nonEmpty(raw.recipient_id) ?? nonEmpty(raw.recipient_user_id),
     errors,
+    callback_data: nonEmpty(raw.biz_opaque_callback_data),
     dedup_key: `${messageId}:${word}`,
   });
   const checked = canonicalStatusSchema.safeParse(candidate);

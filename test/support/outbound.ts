@@ -1,0 +1,98 @@
+/**
+ * Outbound test helpers: channels that carry a care team's reply to a chat destination, until
+ * the FHIR trigger exists a `chat_webhook` source stands in for the EHR (it builds the canonical
+ * message the FHIR source will: `conversation_id` = the Patient reference, `author_role` staff,
+ * `dedup_key` = the Communication reference, `text` = the reply), a patient's inbound WhatsApp
+ * channel, reply mappings, and a listener that records the statuses it is told.
+ */
+import { writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import type { OutboundStatusEvent, OutboundStatusListener } from '../../src/core/outbound.js';
+import { repoRoot } from './gateway.js';
+
+export const EHR_REPLY_TOKEN = 'ehr-reply-test-token-0123';
+
+/** A channel whose source stands in for the EHR's reply trigger, with the given destinations. */
+export function replyChannel(id: string, destinations: string): string {
+  return [
+    `id: ${id}`,
+    'source:',
+    '  kind: chat_webhook',
+    '  platform: ehr-reply',
+    '  auth: { kind: bearer, token: "${EHR_REPLY_TOKEN}" }',
+    '  extract: |',
+    "    { 'id': communication, 'dedup_key': communication, 'kind': 'text', 'author_role': 'staff',",
+    "      'conversation_id': patient, 'text': text, 'sender': { 'phone': phone } }",
+    'destinations:',
+    destinations,
+    '',
+  ].join('\n');
+}
+
+/** The patient's side: WhatsApp Cloud webhook -> FHIR Communication (the repository's mapping). */
+export function inboundWhatsAppChannel(id: string): string {
+  return [
+    `id: ${id}`,
+    'source:',
+    '  kind: whatsapp_cloud',
+    `  path: /webhooks/${id}`,
+    '  app_secret: ${WHATSAPP_APP_SECRET}',
+    '  verify_token: ${WHATSAPP_VERIFY_TOKEN}',
+    'destinations:',
+    '  - name: ehr',
+    '    kind: fhir_r4',
+    '    base_url: ${FHIR_BASE_URL}',
+    `    mapping: ${path.join(repoRoot, 'mappings/whatsapp-to-communication.jsonata')}`,
+    '    identifier_system: https://switchboard.example/sid/whatsapp-message-id',
+    '    retry: { attempts: 3, initial_delay_ms: 100, max_delay_ms: 1000 }',
+    '',
+  ].join('\n');
+}
+
+const common = `
+  'recipient': { 'patient': conversation_id, 'address': sender.phone ? { 'kind': 'phone', 'phone': sender.phone } },
+  'origin': { 'resource_type': $substringBefore(id, '/'), 'id': $substringAfter(id, '/'), 'version_id': '1' },
+  'correlation_id': id,
+  'in_reply_to': $conversation.last_message_id`;
+
+/** Reply mappings: always free-form; free-form inside the window and a template outside; a broken one. */
+export const replyMappings = {
+  text: `{\n  'content': { 'type': 'text', 'body': text },${common}\n}\n`,
+  auto: `{\n  'content': $window_open\n    ? { 'type': 'text', 'body': text }\n    : { 'type': 'template', 'name': 'care_team_reply', 'language': 'en_US', 'body_parameters': ['your care team'] },${common}\n}\n`,
+  broken: `{\n  'content': {\n    'type': 'text',\n    'body': ''\n  },${common}\n}\n`,
+};
+
+export async function writeReplyMappings(dir: string): Promise<Record<keyof typeof replyMappings, string>> {
+  const out = {} as Record<keyof typeof replyMappings, string>;
+  for (const [name, text] of Object.entries(replyMappings)) {
+    const file = path.join(dir, `reply-${name}.jsonata`);
+    await writeFile(file, text);
+    out[name as keyof typeof replyMappings] = file;
+  }
+  return out;
+}
+
+/** Posts a reply as the EHR stand-in: `communication` (e.g. `Communication/c1`) is its idempotency key. */
+export function postEhrReply(gatewayUrl: string, channelId: string, r: { communication: string; patient: string; text: string; phone?: string }): Promise<Response> {
+  return fetch(`${gatewayUrl}/webhooks/${channelId}`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', authorization: `Bearer ${EHR_REPLY_TOKEN}` },
+    body: JSON.stringify(r),
+  });
+}
+
+/** Records every status the gateway passes on; can be told to fail the next calls. */
+export class RecordingStatusListener implements OutboundStatusListener {
+  readonly events: OutboundStatusEvent[] = [];
+  failNext = 0;
+  async onStatus(event: OutboundStatusEvent): Promise<void> {
+    if (this.failNext > 0) {
+      this.failNext--;
+      throw new Error('listener failure injected by the test');
+    }
+    this.events.push(event);
+  }
+  of(correlationId: string): string[] {
+    return this.events.filter((e) => e.correlationId === correlationId).map((e) => e.status.status);
+  }
+}
