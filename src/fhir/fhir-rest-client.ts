@@ -162,12 +162,12 @@ export class FhirRestClient {
   }
 
   /** POST [base]/[type]. */
-  async create(resource: { resourceType: string }, signal?: AbortSignal, headers: Record<string, string> = {}): Promise<FhirRestResponse> {
+  async create<T extends { resourceType: string }>(resource: T, signal?: AbortSignal, headers: Record<string, string> = {}): Promise<FhirRestResponse> {
     return this.request('POST', this.url(resource.resourceType), `the ${resource.resourceType} create`, { body: resource, headers, ...(signal ? { signal } : {}) });
   }
 
   /** PUT [base]/[type]/[id], conditional on `ifMatchVersion` when given (If-Match: W/"<vid>"). */
-  async update(resource: { resourceType: string; id: string }, ifMatchVersion: string | undefined, signal?: AbortSignal): Promise<FhirRestResponse> {
+  async update<T extends { resourceType: string; id: string }>(resource: T, ifMatchVersion: string | undefined, signal?: AbortSignal): Promise<FhirRestResponse> {
     return this.request('PUT', this.url(`${resource.resourceType}/${encodeURIComponent(resource.id)}`), `the ${resource.resourceType} update`, {
       body: resource,
       headers: ifMatchVersion !== undefined ? { 'if-match': `W/"${ifMatchVersion}"` } : {},
