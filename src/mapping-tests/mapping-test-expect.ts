@@ -6,6 +6,7 @@ import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import jsonata from 'jsonata';
 import { SwitchboardError } from '../core/errors.js';
+import { outboundMessageSchema } from '../core/outbound.js';
 import { validateFhirResource } from '../fhir/validate-resource.js';
 import { compileMapping } from '../mapping/jsonata-mapping.js';
 import { diffContains, diffEquals, formatDifferences, normaliseText, show } from './mapping-test-diff.js';
@@ -220,6 +221,13 @@ export async function checkExpectation(expect: Expectation, outcome: Outcome, ct
   if (expect.hl7_valid !== undefined) {
     const issues = checkHl7Message(output, expect.hl7_valid);
     if (issues.length > 0) reasons.push(`hl7_valid: not a valid ${expect.hl7_valid} message\n${issues.map((i) => `      ${i}`).join('\n')}`);
+  }
+  if (expect.outbound_valid === true) {
+    const parsed = outboundMessageSchema.safeParse(output);
+    if (!parsed.success) {
+      const lines = parsed.error.issues.map((i) => `      OutboundMessage${i.path.map((p) => (typeof p === 'number' ? `[${p}]` : `.${String(p)}`)).join('')}: ${i.message}`);
+      reasons.push(`outbound_valid: the output is not a valid OutboundMessage (${lines.length} issue${lines.length === 1 ? '' : 's'})\n${lines.join('\n')}`);
+    }
   }
   return reasons;
 }

@@ -95,11 +95,15 @@ export const expectationSchema = z
       .regex(/^[A-Z0-9]{3}\^[A-Z0-9]{3}(\^[A-Z0-9_]+)?$/, 'a message type such as ORM^O01')
       .optional()
       .describe('The output is a well-formed HL7 v2 message (ER7 text) whose MSH-9 is this type, e.g. ORM^O01.'),
+    outbound_valid: z
+      .literal(true)
+      .optional()
+      .describe('The output is a valid OutboundMessage (a reply to a patient, src/core/outbound.ts), as chat destinations check it.'),
   })
   .superRefine((value, ctx) => {
     const keys = Object.keys(value);
     if (keys.length === 0) {
-      ctx.addIssue({ code: 'custom', input: value, message: 'expect needs at least one of: equals, equals_file, contains, assert, dropped, error, fhir_valid, hl7_valid' });
+      ctx.addIssue({ code: 'custom', input: value, message: 'expect needs at least one of: equals, equals_file, contains, assert, dropped, error, fhir_valid, hl7_valid, outbound_valid' });
     }
     if (Object.hasOwn(value, 'error') && keys.length > 1) {
       ctx.addIssue({ code: 'custom', input: value, message: `expect.error cannot be combined with ${keys.filter((k) => k !== 'error').join(', ')}: a failing mapping has no output` });
