@@ -8,6 +8,7 @@ import { hl7v2MllpDestination } from './destinations/hl7v2-mllp.js';
 import { whatsappCloudSendDestination } from './destinations/whatsapp-cloud-send.js';
 import { chatWebhookSource } from './sources/chat-webhook.js';
 import { fhirPollSource } from './sources/fhir-poll.js';
+import { fhirSubscriptionSource } from './sources/fhir-subscription.js';
 import { rocketChatPollSource } from './sources/rocketchat-poll.js';
 import { rocketChatWebhookSource } from './sources/rocketchat-webhook.js';
 import { twilioWhatsAppSource } from './sources/twilio-whatsapp.js';
@@ -15,7 +16,7 @@ import { whatsappCloudSource } from './sources/whatsapp-cloud.js';
 
 export function createConnectorRegistry(): ConnectorRegistry {
   return {
-    sources: [whatsappCloudSource, twilioWhatsAppSource, rocketChatWebhookSource, rocketChatPollSource, chatWebhookSource, fhirPollSource],
+    sources: [whatsappCloudSource, twilioWhatsAppSource, rocketChatWebhookSource, rocketChatPollSource, chatWebhookSource, fhirPollSource, fhirSubscriptionSource],
     destinations: [fhirR4Destination, hl7v2MllpDestination, whatsappCloudSendDestination],
   };
 }

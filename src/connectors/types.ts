@@ -6,6 +6,7 @@
 import { z } from 'zod';
 import type { CanonicalMessage, ParseResult } from '../core/canonical-message.js';
 import type { Logger } from '../core/logger.js';
+import type { OutboundStatusListener } from '../core/outbound.js';
 import type { CompiledMapping } from '../mapping/jsonata-mapping.js';
 import type { PublicJwk } from '../fhir/smart-backend.js';
 import type { Classification } from '../core/errors.js';
@@ -92,6 +93,23 @@ export interface SourceInstance {
   checkEnvelope(body: unknown): string | null;
   /** The answer after the event is stored and enqueued. */
   readonly acceptedResponse: EdgeResponse;
+  /**
+   * FHIR R4 rest-hook notifications: the webhook also takes PUT on `<path>/<Type>/<id>` (a
+   * notification with a payload is an update of the resource, the endpoint being the service base)
+   * and an empty body (a notification without payload; `checkEnvelope` then gets undefined).
+   */
+  readonly restHook?: boolean;
+  /**
+   * Optional: turns an authenticated request whose body passed `checkEnvelope` into the raw events
+   * to store, with I/O (e.g. reading the resource an id-only notification names). Runs before the
+   * 2xx; a throw answers 503 so that the sender retries. Absent: the body is the one event.
+   */
+  prepare?(req: InboundRequest, body: unknown, signal: AbortSignal): Promise<{ raw: Buffer; contentType: string }[]>;
+  /**
+   * Sources of outbound messages (the FHIR sources): writes the chat provider's statuses of the
+   * messages this source produced back to where they came from (the originating Communication).
+   */
+  readonly outboundStatusListener?: OutboundStatusListener;
   /**
    * Turns a stored raw event into canonical messages and statuses. Deterministic for the same
    * bytes and context; never throws on odd input. May be async (e.g. a JSONata extraction).

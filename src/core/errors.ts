@@ -27,6 +27,7 @@ export const errorCatalogue = {
   FHIR_MULTIPLE_MATCHES: { disposition: 'permanent', summary: 'Conditional create matched several resources (412): duplicates already exist.' },
   FHIR_RESPONSE_INVALID: { disposition: 'retryable', summary: 'The FHIR server answered 2xx with a body that is not the expected resource.' },
   FHIR_VERSION_CONFLICT: { disposition: 'retryable', summary: 'A conditional update (If-Match) found a newer version (412, or 409 on some servers): the resource is read again and the change re-applied.' },
+  FHIR_SUBSCRIPTION_REFUSED: { disposition: 'permanent', summary: 'The FHIR server refused the rest-hook Subscription Switchboard asked for (the create or update was rejected); the fhir_subscription source keeps finding replies by search.' },
   SOURCE_PARSE: { disposition: 'permanent', summary: 'A stored inbound event could not be parsed into canonical messages.' },
   STORE_UNAVAILABLE: { disposition: 'retryable', summary: 'The message store (PostgreSQL) is unavailable.' },
   QUEUE_UNAVAILABLE: { disposition: 'retryable', summary: 'The queue backend is unavailable.' },

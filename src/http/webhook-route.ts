@@ -13,6 +13,7 @@ import type { InboundRequest, EdgeResponse } from '../connectors/types.js';
 import type { RuntimeChannel } from '../pipeline/runtime-channel.js';
 import { isStoreUnavailable } from '../pipeline/store-errors.js';
 import { EnqueueFailed } from '../pipeline/pipeline.js';
+import { classify } from '../core/errors.js';
 
 export interface WebhookDeps {
   /**
@@ -25,6 +26,14 @@ export interface WebhookDeps {
   /** The live channels (hot reload can swap them). */
   channels(): readonly RuntimeChannel[];
   metrics?: Metrics | undefined;
+}
+
+/** Upper bound of a source's `prepare` (reads at the EHR), so that the sender is answered in time. */
+const PREPARE_TIMEOUT_MS = 20_000;
+
+/** `<path>/<Type>/<id>`: where an R4 rest-hook with a payload PUTs the resource. */
+function isResourcePath(base: string, path: string): boolean {
+  return path.startsWith(`${base}/`) && /^[A-Z][A-Za-z]{1,63}\/[A-Za-z0-9\-.]{1,64}$/.test(path.slice(base.length + 1));
 }
 
 function send(ctx: Context, r: EdgeResponse): void {
@@ -63,10 +72,18 @@ export function decodeForm(raw: Buffer): Record<string, string | string[]> {
  */
 export function createWebhookMiddleware(deps: WebhookDeps): Koa.Middleware {
   return async (ctx, next) => {
-    const ch = deps.channels().find((c) => c.source.path !== undefined && c.source.path === ctx.path);
+    const ch = deps.channels().find(
+      (c) => c.source.path !== undefined && (c.source.path === ctx.path || (c.source.restHook === true && isResourcePath(c.source.path, ctx.path))),
+    );
     if (!ch) return next();
     try {
-      if (ctx.method === 'GET' || ctx.method === 'HEAD') {
+      const resourcePath = ctx.path !== ch.source.path;
+      if (resourcePath && ctx.method !== 'PUT') {
+        ctx.set('Allow', 'PUT');
+        send(ctx, { status: 405, body: errorBody('METHOD_NOT_ALLOWED', 'rest-hook notifications with a payload are a PUT of the resource') });
+      } else if (resourcePath) {
+        await handlePost(ctx, ch, deps);
+      } else if (ctx.method === 'GET' || ctx.method === 'HEAD') {
         send(ctx, ch.source.handleGet(toInbound(ctx, Buffer.alloc(0))));
       } else if (ctx.method !== 'POST') {
         ctx.set('Allow', 'GET, HEAD, POST');
@@ -108,7 +125,9 @@ async function handlePost(ctx: Context, ch: RuntimeChannel, deps: WebhookDeps): 
       return;
     }
     let body: unknown;
-    if (ch.source.bodyFormat === 'form') {
+    if (raw.length === 0 && ch.source.restHook === true) {
+      body = undefined;
+    } else if (ch.source.bodyFormat === 'form') {
       body = decodeForm(raw);
     } else {
       try {
@@ -123,9 +142,22 @@ async function handlePost(ctx: Context, ch: RuntimeChannel, deps: WebhookDeps): 
       send(ctx, { status: 400, body: errorBody('BODY_NOT_EVENT', envelopeProblem) });
       return;
     }
-    let eventId: string;
+    let events: { raw: Buffer; contentType: string | undefined }[] = [{ raw, contentType: ctx.get('content-type') || undefined }];
+    if (ch.source.prepare) {
+      try {
+        events = await ch.source.prepare(req, body, AbortSignal.timeout(PREPARE_TIMEOUT_MS));
+      } catch (err) {
+        // e.g. the EHR could not be read for an id-only notification: the sender retries.
+        const c = classify(err);
+        deps.logger.warn({ channel: channelId, code: c.code, err: { message: c.message } }, 'webhook event could not be prepared');
+        ctx.set('Retry-After', '5');
+        send(ctx, { status: 503, body: errorBody(c.code, 'the event could not be prepared; retry later') });
+        return;
+      }
+    }
+    let eventId: string | undefined;
     try {
-      eventId = await deps.acceptEvent(ch, { receivedAt: new Date(), contentType: ctx.get('content-type') || undefined, raw });
+      for (const event of events) eventId = await deps.acceptEvent(ch, { receivedAt: new Date(), ...event });
     } catch (err) {
       ctx.set('Retry-After', '5');
       if (err instanceof EnqueueFailed) {
@@ -139,6 +171,6 @@ async function handlePost(ctx: Context, ch: RuntimeChannel, deps: WebhookDeps): 
       }
       return;
     }
-    ctx.set('X-Switchboard-Event-Id', eventId);
+    if (eventId !== undefined) ctx.set('X-Switchboard-Event-Id', eventId);
     send(ctx, ch.source.acceptedResponse);
 }

@@ -9,6 +9,8 @@
  * like a validating server. It also builds what the router leaves to the HTTP layer:
  * status from the outcome, Location, ETag, Last-Modified, `Prefer: return=…`.
  *
+ * R4 rest-hook Subscriptions are served by fhir-sandbox-subscriptions.ts (the router has none).
+ *
  * Limits: transactions are not atomic; conditional references
  * are stored literally; PATCH results are not re-validated. Data lives in memory only.
  */
@@ -26,6 +28,7 @@ import { FhirRouter, MemoryRepository, type FhirRequest, type HttpMethod } from 
 import type { Bundle, CapabilityStatement, OperationOutcome, Patient, Resource } from '@medplum/fhirtypes';
 import type { Logger } from '../core/logger.js';
 import { loadFhirDefinitions } from '../fhir/validate-resource.js';
+import { createSubscriptionNotifier, type SubscriptionNotifier } from './fhir-sandbox-subscriptions.js';
 
 export const FHIR_SANDBOX_BASE_PATH = '/fhir/R4';
 export const DEMO_PATIENT_IDENTIFIER_SYSTEM = 'https://switchboard.example/sid/demo-patient';
@@ -56,6 +59,8 @@ export interface FhirSandbox {
   close(): Promise<void>;
   /** The in-memory store, for tests that want to look behind the HTTP API. */
   repo: MemoryRepository;
+  /** R4 rest-hook Subscriptions (fhir-sandbox-subscriptions.ts): `idle()` waits for queued notifications. */
+  subscriptions: Pick<SubscriptionNotifier, 'idle'>;
 }
 
 /** The demo Patient the sandbox seeds; a fresh object each call. */
@@ -79,10 +84,11 @@ export async function startFhirSandbox(opts: FhirSandboxOptions = {}): Promise<F
   let baseUrl = '';
 
   const dispatch = (req: FhirRequest): ReturnType<FhirRouter['handleRequest']> => router.handleRequest(req, repo);
+  const notifier = createSubscriptionNotifier(repo, logger);
 
   const server = createServer((req, res) => {
     const started = Date.now();
-    handle(req, res, { dispatch, baseUrl: () => baseUrl, startedAt })
+    handle(req, res, { dispatch, baseUrl: () => baseUrl, startedAt, afterWrite: (r) => notifier.afterWrite(r) })
       .catch((err: unknown) => {
         // Last fence: never crash the process on a request.
         logger?.error({ err_name: err instanceof Error ? err.name : typeof err }, 'fhir sandbox: unhandled error');
@@ -122,7 +128,7 @@ export async function startFhirSandbox(opts: FhirSandboxOptions = {}): Promise<F
     throw err;
   }
   logger?.info({ port, base_path: FHIR_SANDBOX_BASE_PATH, seeded: Boolean(opts.seed) }, 'fhir sandbox listening');
-  return { baseUrl, port, close, repo };
+  return { baseUrl, port, close, repo, subscriptions: notifier };
 }
 
 /** Conditional create on the demo identifier, so seeding twice leaves one Patient. */
@@ -147,6 +153,8 @@ async function seedDemoData(dispatch: (req: FhirRequest) => ReturnType<FhirRoute
 
 interface HandlerContext {
   dispatch: (req: FhirRequest) => ReturnType<FhirRouter['handleRequest']>;
+  /** Called with each resource version a request created or updated (Subscriptions). */
+  afterWrite: (resource: Resource) => void;
   baseUrl: () => string;
   startedAt: string;
 }
@@ -253,6 +261,7 @@ async function handle(req: IncomingMessage, res: ServerResponse, ctx: HandlerCon
     send(res, status, outcome, headers);
     return;
   }
+  notifyWrites(method, status, resource, ctx.afterWrite);
   if (method === 'GET' && resource.resourceType === 'Bundle') addPagingLinks(resource, url, ctx.baseUrl());
   switch (preferReturn(req.headers.prefer)) {
     case 'minimal':
@@ -264,6 +273,17 @@ async function handle(req: IncomingMessage, res: ServerResponse, ctx: HandlerCon
     default:
       send(res, status, resource, headers);
   }
+}
+
+/** Tells the Subscription notifier about what a successful request wrote (not a conditional create's match). */
+function notifyWrites(method: string, status: number, resource: Resource, afterWrite: (r: Resource) => void): void {
+  if (resource.resourceType === 'Bundle') {
+    if (method !== 'POST' || (resource.type !== 'transaction-response' && resource.type !== 'batch-response')) return;
+    for (const entry of resource.entry ?? []) if (entry.resource && entry.response?.status?.startsWith('201')) afterWrite(entry.resource);
+    return;
+  }
+  if (resource.resourceType === 'OperationOutcome') return;
+  if (status === 201 || ((method === 'PUT' || method === 'PATCH') && status === 200)) afterWrite(resource);
 }
 
 /** Medplum's default page size when a search names no _count. */
@@ -375,6 +395,7 @@ const SANDBOX_RESOURCE_TYPES = [
   'DocumentReference',
   'Provenance',
   'Device',
+  'Subscription',
 ] as const;
 
 /** A small, valid CapabilityStatement; the router has none of its own. */

@@ -10,6 +10,7 @@ import {
   outboundResourceSchema,
   outboundTrigger,
   type OutboundEnvelope,
+  type OutboundResourceType,
   type OutboundResource,
   type ResolvedInResponseTo,
   type TriggerRules,
@@ -17,6 +18,8 @@ import {
 } from '../../fhir/outbound-resource.js';
 import type { FhirRestClient } from '../../fhir/fhir-rest-client.js';
 import type { Logger } from '../../core/logger.js';
+import type { PollingContext } from '../types.js';
+import { advance, newerThan, readTimeCursor, type Sortable, type TimeCursor } from './poll-cursor.js';
 
 /** Config fields both FHIR sources have. */
 export const fhirOutboundTriggerShape = {
@@ -104,4 +107,92 @@ export async function decide(
   }
   const inResponseTo = await resolveInResponseTo(client, resource, rules.ownIdentifierSystems, signal, logger);
   return { resource, verdict: outboundTrigger(resource, rules, inResponseTo), inResponseTo };
+}
+
+// ---------------------------------------------------------------------------------------------
+// The search: shared by fhir_poll and by fhir_subscription's catch-up
+// ---------------------------------------------------------------------------------------------
+
+/** What each type is searched with by default: only resources that can trigger. */
+export const DEFAULT_SEARCH: Record<OutboundResourceType, string> = {
+  Communication: 'status=preparation,in-progress',
+  CommunicationRequest: 'status=active',
+};
+
+export function fhirCursorKey(type: OutboundResourceType): string {
+  return `fhir:${type}`;
+}
+
+const resourceHeadSchema = z.looseObject({
+  resourceType: z.string(),
+  id: z.string().min(1),
+  meta: z.looseObject({ lastUpdated: z.string() }),
+});
+
+/** Safety net against a server whose paging never ends. */
+const MAX_PAGES_PER_ROUND = 10_000;
+
+export interface OutboundSearchOptions {
+  baseUrl: string;
+  rules: TriggerRules;
+  /** Search parameters per type (query string without _lastUpdated, _sort, _count). */
+  search: Partial<Record<OutboundResourceType, string>>;
+  pageSize: number;
+  /** Where a type without a cursor starts. */
+  startAt: 'beginning' | 'now' | string;
+}
+
+function searchUrl(client: FhirRestClient, o: OutboundSearchOptions, type: OutboundResourceType, cursor: TimeCursor): string {
+  const params = new URLSearchParams(o.search[type] ?? DEFAULT_SEARCH[type]);
+  for (const reserved of ['_lastUpdated', '_sort', '_count']) params.delete(reserved);
+  if (cursor.ts !== null) params.set('_lastUpdated', `ge${cursor.ts}`);
+  params.set('_sort', '_lastUpdated');
+  params.set('_count', String(o.pageSize));
+  return client.url(`${type}?${params.toString()}`);
+}
+
+/**
+ * One round for one type: every resource updated since the cursor, each that triggers emitted as
+ * one event, the cursor moved after each (after its emit resolved). Returns how many were emitted.
+ */
+export async function searchOutboundType(client: FhirRestClient, o: OutboundSearchOptions, type: OutboundResourceType, ctx: PollingContext): Promise<number> {
+  const key = fhirCursorKey(type);
+  let cursor: TimeCursor | null = readTimeCursor(await ctx.cursor.get(key));
+  if (cursor === null) {
+    const start = o.startAt;
+    cursor = { ts: start === 'beginning' ? null : start === 'now' ? new Date().toISOString() : new Date(start).toISOString(), ids: [] };
+    // Remember where "now" was, so a restart does not move the start forward.
+    await ctx.cursor.set(key, JSON.stringify(cursor));
+  }
+  let emitted = 0;
+  let url = searchUrl(client, o, type, cursor);
+  for (let page = 0; page < MAX_PAGES_PER_ROUND && !ctx.signal.aborted; page++) {
+    const bundle = await client.searchPage(url, `the ${type} search`, ctx.signal);
+    const items: Sortable<unknown>[] = [];
+    for (const entry of bundle.entry ?? []) {
+      if (entry.search?.mode !== undefined && entry.search.mode !== 'match') continue;
+      const head = resourceHeadSchema.safeParse(entry.resource);
+      if (!head.success || head.data.resourceType !== type) continue;
+      const ms = Date.parse(head.data.meta.lastUpdated);
+      if (Number.isNaN(ms)) continue;
+      items.push({ id: head.data.id, at: new Date(ms).toISOString(), at_ms: ms, raw: entry.resource });
+    }
+    const fresh: Sortable<unknown>[] = newerThan(cursor, items);
+    for (const item of fresh) {
+      const decided = await decide(client, item.raw, o.rules, ctx.signal, ctx.logger);
+      if (decided?.verdict.trigger) {
+        await ctx.emit(envelope(o.baseUrl, item.raw, decided.inResponseTo), 'application/fhir+json');
+        emitted++;
+      }
+      // Durable now (or nothing to emit): move the cursor past it.
+      cursor = advance<unknown>(cursor, [item]);
+      await ctx.cursor.set(key, JSON.stringify(cursor));
+      if (ctx.signal.aborted) return emitted;
+    }
+    const next = (bundle.link ?? []).find((l) => l.relation === 'next')?.url;
+    if (next === undefined) return emitted;
+    // Keyset paging after progress; the server's next link only through a long tie.
+    url = fresh.length > 0 ? searchUrl(client, o, type, cursor) : next;
+  }
+  return emitted;
 }

@@ -20,19 +20,16 @@
  */
 import { z } from 'zod';
 import type { ParseResult } from '../../core/canonical-message.js';
+import { createStatusWriteBack } from '../../fhir/communication-status-writeback.js';
 import { FhirRestClient, fhirClientAuthHeaders, fhirClientAuthSchema } from '../../fhir/fhir-rest-client.js';
-import { OUTBOUND_RESOURCE_TYPES, parseOutboundEvent, type OutboundResourceType } from '../../fhir/outbound-resource.js';
+import { OUTBOUND_RESOURCE_TYPES, parseOutboundEvent } from '../../fhir/outbound-resource.js';
 import type { PollingContext, SourceConnector, SourceInstance, SourceParseContext } from '../types.js';
-import { decide, envelope, fhirOutboundTriggerShape, triggerRules } from './fhir-outbound-common.js';
-import { abortableSleep, advance, newerThan, readTimeCursor, type Sortable, type TimeCursor } from './poll-cursor.js';
+
+export { DEFAULT_SEARCH, fhirCursorKey } from './fhir-outbound-common.js';
+import { fhirOutboundTriggerShape, searchOutboundType, triggerRules, type OutboundSearchOptions } from './fhir-outbound-common.js';
+import { abortableSleep } from './poll-cursor.js';
 
 export const FHIR_POLL_KIND = 'fhir_poll';
-
-/** What each type is searched with by default: only resources that can trigger. */
-export const DEFAULT_SEARCH: Record<OutboundResourceType, string> = {
-  Communication: 'status=preparation,in-progress',
-  CommunicationRequest: 'status=active',
-};
 
 export const fhirPollConfigSchema = z
   .strictObject({
@@ -63,72 +60,10 @@ export const fhirPollConfigSchema = z
 
 export type FhirPollConfig = z.infer<typeof fhirPollConfigSchema>;
 
-export function fhirCursorKey(type: OutboundResourceType): string {
-  return `fhir:${type}`;
-}
-
-const resourceHeadSchema = z.looseObject({
-  resourceType: z.string(),
-  id: z.string().min(1),
-  meta: z.looseObject({ lastUpdated: z.string() }),
-});
-
-/** Safety net against a server whose paging never ends. */
-const MAX_PAGES_PER_ROUND = 10_000;
-
 export function createFhirPollSource(config: FhirPollConfig, _ctx: { channelId: string }): SourceInstance {
   const rules = triggerRules(config);
   const baseUrl = config.base_url.replace(/\/+$/, '');
-
-  function searchUrl(client: FhirRestClient, type: OutboundResourceType, cursor: TimeCursor): string {
-    const params = new URLSearchParams(config.search[type] ?? DEFAULT_SEARCH[type]);
-    for (const reserved of ['_lastUpdated', '_sort', '_count']) params.delete(reserved);
-    if (cursor.ts !== null) params.set('_lastUpdated', `ge${cursor.ts}`);
-    params.set('_sort', '_lastUpdated');
-    params.set('_count', String(config.page_size));
-    return client.url(`${type}?${params.toString()}`);
-  }
-
-  async function pollType(client: FhirRestClient, type: OutboundResourceType, ctx: PollingContext): Promise<number> {
-    const key = fhirCursorKey(type);
-    let cursor: TimeCursor | null = readTimeCursor(await ctx.cursor.get(key));
-    if (cursor === null) {
-      const start = config.start_at;
-      cursor = { ts: start === 'beginning' ? null : start === 'now' ? new Date().toISOString() : new Date(start).toISOString(), ids: [] };
-      // Remember where "now" was, so a restart does not move the start forward.
-      await ctx.cursor.set(key, JSON.stringify(cursor));
-    }
-    let emitted = 0;
-    let url = searchUrl(client, type, cursor);
-    for (let page = 0; page < MAX_PAGES_PER_ROUND && !ctx.signal.aborted; page++) {
-      const bundle = await client.searchPage(url, `the ${type} search`, ctx.signal);
-      const items: Sortable<unknown>[] = [];
-      for (const entry of bundle.entry ?? []) {
-        if (entry.search?.mode !== undefined && entry.search.mode !== 'match') continue;
-        const head = resourceHeadSchema.safeParse(entry.resource);
-        if (!head.success || head.data.resourceType !== type) continue;
-        const ms = Date.parse(head.data.meta.lastUpdated);
-        if (Number.isNaN(ms)) continue;
-        items.push({ id: head.data.id, at: new Date(ms).toISOString(), at_ms: ms, raw: entry.resource });
-      }
-      const fresh: Sortable<unknown>[] = newerThan(cursor, items);
-      for (const item of fresh) {
-        const decided = await decide(client, item.raw, rules, ctx.signal, ctx.logger);
-        if (decided?.verdict.trigger) {
-          await ctx.emit(envelope(baseUrl, item.raw, decided.inResponseTo), 'application/fhir+json');
-          emitted++;
-        }
-        // Durable now (or nothing to emit): move the cursor past it.
-        cursor = advance<unknown>(cursor, [item]);
-        await ctx.cursor.set(key, JSON.stringify(cursor));
-        if (ctx.signal.aborted) return emitted;
-      }
-      const next = (bundle.link ?? []).find((l) => l.relation === 'next')?.url;
-      if (next === undefined) return emitted;
-      url = fresh.length > 0 ? searchUrl(client, type, cursor) : next;
-    }
-    return emitted;
-  }
+  const searchOptions: OutboundSearchOptions = { baseUrl, rules, search: config.search, pageSize: config.page_size, startAt: config.start_at };
 
   return {
     path: undefined,
@@ -144,7 +79,7 @@ export function createFhirPollSource(config: FhirPollConfig, _ctx: { channelId: 
         for (const type of config.resource_types) {
           if (ctx.signal.aborted) break;
           try {
-            await pollType(client, type, ctx);
+            await searchOutboundType(client, searchOptions, type, ctx);
           } catch (err) {
             if (ctx.signal.aborted) break;
             // Codes and statuses only: never a URL (it may name a patient) or a body.
@@ -155,6 +90,8 @@ export function createFhirPollSource(config: FhirPollConfig, _ctx: { channelId: 
         await abortableSleep(config.interval_ms, ctx.signal);
       }
     },
+
+    outboundStatusListener: createStatusWriteBack({ client: new FhirRestClient({ baseUrl, headers: fhirClientAuthHeaders(config.auth), timeoutMs: config.timeout_ms }) }),
 
     parse: (raw: Buffer, parseCtx: SourceParseContext): ParseResult =>
       parseOutboundEvent(raw, { ...rules, sourceKind: FHIR_POLL_KIND, baseUrl, receivedAt: parseCtx.receivedAt }),
