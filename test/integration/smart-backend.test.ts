@@ -5,7 +5,7 @@
  * client, and the public keys the gateway publishes.
  */
 import { generateKeyPairSync } from 'node:crypto';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -96,6 +96,39 @@ describe('fhir_r4 with SMART Backend Services', () => {
     expect(ehr.tokensIssued() - before).toBe(1);
     expect(ehr.assertions().at(-1)).toEqual({ kid: 'sb-rsa-2026', alg: 'RS384' });
     await d.close();
+  });
+
+  it('signs each client assertion for the token endpoint: iss = sub = client id, five minutes, a fresh jti', async () => {
+    const d = destination([rsaOld()]);
+    await deliver(d);
+    ehr.rejectNext(); // a second token request
+    await deliver(d);
+    const [a, b] = ehr.assertionClaims().slice(-2) as [Record<string, unknown>, Record<string, unknown>];
+    for (const c of [a, b]) {
+      expect(c).toMatchObject({ iss: CLIENT_ID, sub: CLIENT_ID, aud: ehr.tokenUrl });
+      expect(Number(c['exp']) - Number(c['iat'])).toBe(300);
+      expect(typeof c['jti']).toBe('string');
+    }
+    expect(a['jti']).not.toBe(b['jti']);
+    await d.close();
+  });
+
+  it('keeps the access token until shortly before it expires (60 s margin), then fetches a new one', async () => {
+    // The EHR's tokens live 300 s. The client's clock starts 250 s in the past, so its first
+    // assertion is still valid and moving the clock to now passes the token's refresh point.
+    let clock = Date.now() - 250_000;
+    const key = { kid: 'sb-rsa-2026', alg: 'RS384' as const, privateKeyPem: await readFile(files.rsaOld, 'utf8') };
+    const client = createSmartBackendClient({ clientId: CLIENT_ID, fhirBaseUrl: ehr.fhirBase, scope: SMART_SCOPE, keys: [key], now: () => clock });
+    const signal = new AbortController().signal;
+    const first = await client.accessToken(signal);
+    expect(client.tokenRequests).toBe(1);
+    clock += 239_000; // 61 s before expiry: still cached
+    expect(await client.accessToken(signal)).toBe(first);
+    expect(client.tokenRequests).toBe(1);
+    clock = Date.now(); // 250 s on, within the last 60 s (the refresh margin)
+    const second = await client.accessToken(signal);
+    expect(second).not.toBe(first);
+    expect(client.tokenRequests).toBe(2);
   });
 
   it('takes an explicit token_url without discovery', async () => {

@@ -29,6 +29,8 @@ export interface SmartEhr {
   assertions(): { kid: string | undefined; alg: string | undefined }[];
   /** The `scope` of each token request, in order. */
   scopesRequested(): string[];
+  /** The claims of each client assertion received, in order. */
+  assertionClaims(): Record<string, unknown>[];
   register(jwks: { keys: readonly Record<string, unknown>[] } | { uri: string }): void;
   revoke(): void;
   rejectNext(): void;
@@ -61,6 +63,7 @@ export async function startSmartEhr(o: {
   let issued = 0;
   const seen: { kid: string | undefined; alg: string | undefined }[] = [];
   const requestedScopes: string[] = [];
+  const claims: Record<string, unknown>[] = [];
   const auth = await listen((req, res) => {
     if (req.url === '/token' && req.method === 'POST') {
       // Record the assertion's header as the provider receives it, then let the provider judge.
@@ -74,6 +77,7 @@ export async function startSmartEhr(o: {
           const [h] = assertion.split('.');
           const header = JSON.parse(Buffer.from(h!, 'base64url').toString()) as { kid?: string; alg?: string };
           seen.push({ kid: header.kid, alg: header.alg });
+          claims.push(decodeJwt(assertion) as Record<string, unknown>);
         }
       });
       res.on('finish', () => {
@@ -166,6 +170,7 @@ export async function startSmartEhr(o: {
     tokensIssued: () => issued,
     assertions: () => [...seen],
     scopesRequested: () => [...requestedScopes],
+    assertionClaims: () => [...claims],
     register: (jwks) => build(jwks),
     revoke: () => build(null),
     rejectNext: () => {
