@@ -5,6 +5,8 @@
  * Tests run as root here and in CI, so this proves the root case: the embedded PostgreSQL runs
  * as its own system user, from binaries staged where that user can reach them, with its cluster
  * in the runtime directory, and nothing about the private directory is loosened.
+ * The clone has no built console (console/dist is not in git): `npm install` builds it, so the
+ * zero-config `npm start` serves it at the address its banner prints.
  * Also the refusals: one line saying why, exit 1, no stack trace.
  */
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
@@ -108,7 +110,8 @@ beforeAll(async () => {
   await chmod(rtParent, 0o755);
   runtimeDir = path.join(rtParent, 'switchboard-postgres');
   clone = path.join(home, 'switchboard');
-  await cp(repoRoot, clone, { recursive: true, filter: (src) => path.dirname(src) !== repoRoot || !notCopied.has(path.basename(src)) });
+  const consoleBuild = path.join(repoRoot, 'console', 'dist');
+  await cp(repoRoot, clone, { recursive: true, filter: (src) => src !== consoleBuild && (path.dirname(src) !== repoRoot || !notCopied.has(path.basename(src))) });
   // What `npm install` gives, as hard links (fast, same modes): node_modules inside the private dir.
   try {
     await run('cp', ['-al', path.join(repoRoot, 'node_modules'), path.join(clone, 'node_modules')]);
@@ -123,13 +126,27 @@ afterAll(async () => {
 });
 
 describe('a checkout in a private (mode 700) directory', () => {
-  it('npm start reaches /readyz 200 with no flags, and npm run build + node dist/main.js does too on the same data', async () => {
+  it('npm install && npm start: the console is built and served where the banner says; /readyz 200 with no flags, and npm run build + node dist/main.js does too on the same data', async () => {
     expect((await stat(home)).mode & 0o777).toBe(0o700);
+
+    // The README's first command (offline: the dependencies are already linked in); its prepare
+    // script builds the console.
+    expect(existsSync(path.join(clone, 'console', 'dist'))).toBe(false);
+    await run('npm', ['install', '--offline', '--no-audit', '--no-fund'], { cwd: clone, env: userEnv(), timeout: 240_000 });
+    expect(existsSync(path.join(clone, 'console', 'dist', 'index.html'))).toBe(true);
 
     const dev = await start('npm', ['start'], userEnv());
     let devStore: string;
     try {
       expect(await readyStatus(dev.readyUrl)).toBe(200);
+      const consoleUrl = /console\s+(http:\/\/127\.0\.0\.1:\d+\/console\/)\s+\(sign in with an API token\)/.exec(dev.output())?.[1];
+      expect(consoleUrl, dev.output()).toBeDefined();
+      const page = await fetch(consoleUrl!);
+      const html = await page.text();
+      expect(page.status).toBe(200);
+      const script = /src="(\/console\/assets\/[^"]+\.js)"/.exec(html)?.[1];
+      expect(script, html).toBeDefined();
+      expect((await fetch(new URL(script!, consoleUrl)).then((r) => r.status))).toBe(200);
       devStore = storeDir(dev.output());
       if (isRoot) {
         // The cluster cannot live in the private directory: it lives in the runtime directory,
