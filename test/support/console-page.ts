@@ -42,23 +42,96 @@ export async function cell(table: Locator, row: Locator, column: string): Promis
 /** Roles a person operates; each must carry an accessible name. */
 const operable = ['button', 'link', 'textbox', 'searchbox', 'combobox', 'checkbox', 'radio', 'spinbutton', 'slider', 'switch', 'tab', 'menuitem', 'listbox'];
 
+/** The elements a person can operate, found in the DOM (not by role, so one without a role or name is found too). */
+const CONTROLS = 'input:not([type=hidden]), select, textarea, button, a[href], [role=button], [role=link], [tabindex]:not([tabindex="-1"])';
+
 /**
  * Every control on the page has an accessible name, as the browser's accessibility tree (what a
- * screen reader announces, what getByRole and getByLabel match) computes it. Returns the names.
+ * screen reader announces, what getByRole and getByLabel match) computes it: each visible input,
+ * select, textarea, button and link found in the DOM is asked for its role and name through
+ * Playwright's aria snapshot of that element, and the whole page's tree is checked too. Returns
+ * the `role "name"` of each control.
  */
 export async function expectEveryControlNamed(page: Page): Promise<string[]> {
-  const tree = await page.locator('body').ariaSnapshot();
   const named: string[] = [];
   const unnamed: string[] = [];
+  const controls = page.locator(CONTROLS);
+  const n = await controls.count();
+  for (let i = 0; i < n; i++) {
+    const control = controls.nth(i);
+    if (!(await control.isVisible())) continue;
+    const first = (await control.ariaSnapshot()).split('\n')[0] ?? '';
+    const m = /^- (\w+)(?: "((?:[^"\\]|\\.)*)")?/.exec(first);
+    if (m?.[2]?.trim()) named.push(`${m[1]} "${m[2]}"`);
+    else unnamed.push(`${await control.evaluate((el) => el.outerHTML.slice(0, 160))} -> ${first || '(no accessible node)'}`);
+  }
+  const tree = await page.locator('body').ariaSnapshot();
   for (const line of tree.split('\n')) {
     const m = /^\s*- (\w+)(?: "((?:[^"\\]|\\.)*)")?/.exec(line);
-    if (!m || !operable.includes(m[1]!)) continue;
-    if (m[2]?.trim()) named.push(`${m[1]} ${m[2]}`);
-    else unnamed.push(line.trim());
+    if (m && operable.includes(m[1]!) && !m[2]?.trim()) unnamed.push(line.trim());
   }
-  expect(unnamed, `controls without an accessible name:\n${tree}`).toEqual([]);
+  expect(unnamed, 'controls without an accessible name').toEqual([]);
   expect(named.length).toBeGreaterThan(0);
   return named;
+}
+
+/**
+ * No table is cut off: each lies within the window, and neither it nor a box around it that
+ * hides or scrolls its overflow is wider inside than it shows, nor a cell that clips its text.
+ */
+export async function expectNoClippedTable(page: Page): Promise<void> {
+  const problems = (await page.evaluate(`(() => {
+    const out = [];
+    const width = document.documentElement.clientWidth;
+    for (const [i, table] of [...document.querySelectorAll('table')].entries()) {
+      const name = (table.querySelector('caption')?.textContent || table.getAttribute('aria-label') || 'table ' + (i + 1)).trim();
+      const r = table.getBoundingClientRect();
+      if (r.width === 0) continue;
+      if (r.left < -0.5 || r.right > width + 0.5) out.push(name + ': spans ' + Math.round(r.left) + '..' + Math.round(r.right) + ' px in a ' + width + ' px window');
+      for (let el = table; el && el !== document.body; el = el.parentElement) {
+        const ox = getComputedStyle(el).overflowX;
+        if (ox !== 'visible' && el.scrollWidth > el.clientWidth + 1) out.push(name + ': ' + el.tagName.toLowerCase() + ' is ' + el.scrollWidth + ' px wide inside ' + el.clientWidth + ' px (overflow-x ' + ox + ')');
+      }
+      for (const cell of table.querySelectorAll('th, td')) {
+        const cs = getComputedStyle(cell);
+        if (cs.overflowX !== 'visible' && cell.scrollWidth > cell.clientWidth + 1) out.push(name + ': a cell clips "' + cell.textContent.trim().slice(0, 40) + '"');
+      }
+    }
+    return out;
+  })()`)) as string[];
+  expect(problems, 'clipped tables').toEqual([]);
+}
+
+/** The focused element shows it: a focus ring (outline or box shadow) that a sighted keyboard user sees. */
+export async function expectFocusVisible(target: Locator): Promise<void> {
+  const ring = await target.evaluate((el) => {
+    const cs = el.ownerDocument.defaultView!.getComputedStyle(el);
+    return {
+      focused: el === el.ownerDocument.activeElement,
+      focusVisible: el.matches(':focus-visible'),
+      outline: cs.outlineStyle !== 'none' && parseFloat(cs.outlineWidth) >= 1 ? `${cs.outlineWidth} ${cs.outlineStyle}` : '',
+      shadow: cs.boxShadow !== 'none' ? cs.boxShadow : '',
+    };
+  });
+  expect(ring.focused, 'the element has the focus').toBe(true);
+  expect(ring.focusVisible, 'the browser shows focus on it (:focus-visible)').toBe(true);
+  expect(ring.outline || ring.shadow, 'a visible focus ring').not.toBe('');
+}
+
+/**
+ * Moves the focus with Tab (Shift+Tab when `back`) until `target` has it, as a keyboard user does,
+ * and checks that the focus shows; fails after `max` presses.
+ */
+export async function tabTo(page: Page, target: Locator, o: { back?: boolean; max?: number } = {}): Promise<void> {
+  await target.waitFor();
+  for (let i = 0; i < (o.max ?? 80); i++) {
+    if (await target.evaluate((el) => el === el.ownerDocument.activeElement)) {
+      await expectFocusVisible(target);
+      return;
+    }
+    await page.keyboard.press(o.back ? 'Shift+Tab' : 'Tab');
+  }
+  throw new Error(`Tab never reached ${target.toString()}`);
 }
 
 /** At the page's width (1280 px in these tests) nothing makes the document scroll sideways. */
