@@ -80,6 +80,8 @@ describe.skipIf(redis === null || !chromiumAvailable())('operator console in chr
     await page.goto(`${gw.url}/console/`);
     const token = page.getByLabel('API token');
     await expect.poll(() => token.isVisible()).toBe(true);
+    // Where a new user finds the token: the file the banner names (the banner never prints it).
+    expect(await page.locator('#sign-in-help').innerText()).toContain('ADMIN_TOKEN is kept in .data/admin-token');
     await token.fill('not-the-token-at-all');
     await page.getByRole('button', { name: 'Sign in' }).click();
     await page.getByRole('alert').filter({ hasText: 'The gateway did not accept this token.' }).waitFor();

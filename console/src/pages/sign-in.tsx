@@ -38,7 +38,7 @@ export function SignIn(props: { notice: string | undefined; onSignIn(token: stri
           autofocus
         />
         <p id="sign-in-help" class="help">
-          A token the gateway issued to you. On a development run, <code>ADMIN_TOKEN</code> is printed at start and kept in <code>.data/admin-token</code>.
+          A token the gateway issued to you. On a development run, <code>ADMIN_TOKEN</code> is kept in <code>.data/admin-token</code> (the start-up banner says where; it never prints the token).
         </p>
         {error && (
           <p id="sign-in-error" class="error" role="alert">
