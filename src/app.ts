@@ -22,7 +22,7 @@ import { createTokenRouter } from './http/token-routes.js';
 import { AuthThrottle } from './http/auth-throttle.js';
 import { oidcAuthenticator, type OidcOptions } from './http/oidc-authenticator.js';
 import { ApiTokenStore } from './store/api-token-store.js';
-import { createFileMediaStore } from './media/media-store.js';
+import { createFileMediaStore, removeMediaFile } from './media/media-store.js';
 import { startHttpServer, type RunningHttpServer } from './http/http-server.js';
 import { checkTlsFiles, type ListenerTimeouts, type ListenerTls } from './http/listener.js';
 import { createWebhookMiddleware } from './http/webhook-route.js';
@@ -41,6 +41,7 @@ import { MessageStore } from './store/message-store.js';
 import { OutboundStore } from './store/outbound-store.js';
 import type { OutboundStatusListener } from './core/outbound.js';
 import { OutboundStatusDispatch, recordOnlyStatusListener } from './pipeline/outbound-status-dispatch.js';
+import { RetentionStore, startRetentionPruner } from './store/retention-store.js';
 import { runMigrations } from './store/migrations.js';
 import { openEncryptingCodec } from './store/encrypting-codec.js';
 import { createPlaintextCodec } from './store/payload-codec.js';
@@ -77,6 +78,10 @@ export interface SwitchboardOptions {
   mediaLinkTtlSeconds?: number;
   /** How often the encryption key table is re-read (another process's `keys rotate`; default 5 s). */
   keyRefreshMs?: number;
+  /** Retention runs in the worker role every this many ms (STORE_PRUNE_INTERVAL, default 1 hour); 0: never (cron `switchboard store prune`). */
+  pruneIntervalMs?: number;
+  /** AUDIT_RETENTION_YEARS (default 6): audit entries older than this many whole years go. */
+  auditRetentionYears?: number;
   /** Unset: generated once and kept in dataDir/admin-token. */
   adminToken?: string | undefined;
   /** Bad credentials from one address: after `limit` within `windowMs`, 429 for `lockoutMs` (doubling, up to 15 min). Default 10 / 60 s / 60 s. */
@@ -165,7 +170,7 @@ export interface Switchboard {
   start(): Promise<StartedSwitchboard>;
   stop(): Promise<void>;
   /** For tests and the fault suite: the store and pipeline of a started instance. */
-  readonly internals: { store: MessageStore | undefined; pipeline: Pipeline | undefined; audit: AuditStore | undefined; outbound: OutboundStore | undefined };
+  readonly internals: { store: MessageStore | undefined; pipeline: Pipeline | undefined; audit: AuditStore | undefined; outbound: OutboundStore | undefined; pruner: { runOnce(): Promise<void> } | undefined };
 }
 
 async function adminTokenFrom(dataDir: string): Promise<{ token: string; generated: boolean }> {
@@ -185,7 +190,7 @@ export function createSwitchboard(o: SwitchboardOptions): Switchboard {
   };
   let stopping = false;
   let queueBackend: QueueBackend | undefined;
-  const internals: Switchboard['internals'] = { store: undefined, pipeline: undefined, audit: undefined, outbound: undefined };
+  const internals: Switchboard['internals'] = { store: undefined, pipeline: undefined, audit: undefined, outbound: undefined, pruner: undefined };
   const log = o.logger;
 
   async function start(): Promise<StartedSwitchboard> {
@@ -333,6 +338,18 @@ export function createSwitchboard(o: SwitchboardOptions): Switchboard {
         pollers.start(next);
       });
       onStop('pollers stopped', () => pollers.stop());
+      // Retention: expired partitions dropped on their own, one process at a time.
+      const mediaDir = path.resolve(o.dataDir, 'media');
+      const pruner = startRetentionPruner({
+        retention: new RetentionStore(pool),
+        audit,
+        auditRetentionYears: o.auditRetentionYears ?? 6,
+        removeMedia: (key) => removeMediaFile(mediaDir, key),
+        logger: log.child({ component: 'retention' }),
+        intervalMs: o.pruneIntervalMs ?? 3_600_000,
+      });
+      internals.pruner = pruner;
+      onStop('retention pruner stopped', () => pruner.stop());
     }
     if (o.watch !== false) runtime.watch();
 

@@ -44,6 +44,8 @@ async function main(): Promise<void> {
     publicBaseUrl: cfg.PUBLIC_BASE_URL?.replace(/\/$/, ''),
     mediaToken: cfg.MEDIA_TOKEN,
     mediaLinkTtlSeconds: cfg.MEDIA_LINK_TTL,
+    pruneIntervalMs: cfg.STORE_PRUNE_INTERVAL,
+    auditRetentionYears: cfg.AUDIT_RETENTION_YEARS,
     encryptionKeys: cfg.ENCRYPTION_KEYS,
     encryptionKeysFile: cfg.ENCRYPTION_KEYS_FILE,
     production: cfg.SWITCHBOARD_ENV === 'production',

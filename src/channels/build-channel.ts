@@ -5,6 +5,7 @@ import { compileMapping, loadMapping, type CompiledMapping } from '../mapping/js
 import type { RuntimeChannel } from '../pipeline/runtime-channel.js';
 import type { ConnectorRegistry } from '../connectors/types.js';
 import type { LoadedChannel } from './load-channel.js';
+import { channelRetention } from './channel-schema.js';
 
 export async function buildRuntimeChannel(loaded: LoadedChannel, registry: ConnectorRegistry, logger: Logger): Promise<RuntimeChannel> {
   const { config } = loaded;
@@ -24,5 +25,5 @@ export async function buildRuntimeChannel(loaded: LoadedChannel, registry: Conne
     if (d.when !== undefined) routing.set(d.name, compileMapping(`${loaded.file}#destinations.${d.name}.when`, d.when));
     destinations.push(connector.create(d, { channelId: loaded.id, logger: logger.child({ channel: loaded.id, destination: d.name }), mapping }));
   }
-  return { id: loaded.id, file: loaded.file, source, filter, destinations, routing, media: config.media };
+  return { id: loaded.id, file: loaded.file, source, filter, destinations, routing, media: config.media, retention: channelRetention(config.retention) };
 }

@@ -8,6 +8,7 @@ import { z } from 'zod';
 import { mediaPolicySchema } from '../media/media-policy.js';
 import type { ConnectorRegistry, DestinationConnector, SourceConnector } from '../connectors/types.js';
 import type { RetryPolicy } from '../core/policies.js';
+import { DEFAULT_RETENTION, RETENTION_PATTERN, retentionDays, type Retention } from '../core/retention.js';
 
 /** Channel ids name queues and appear in URLs and logs. */
 export const CHANNEL_ID_PATTERN = /^[a-z][a-z0-9-]{0,62}$/;
@@ -50,6 +51,39 @@ function uniqueDestinationNames(destinations: readonly unknown[], ctx: z.Refinem
   });
 }
 
+const retentionDuration = z.string().regex(RETENTION_PATTERN, 'a whole number of days, weeks or years, e.g. 30d, 8w or 1y');
+
+/** Per-channel retention of the message store (src/store/retention-store.ts drops whole weekly partitions). */
+export const retentionSchema = z
+  .strictObject({
+    payloads: retentionDuration
+      .default(`${DEFAULT_RETENTION.payloadDays}d`)
+      .describe(
+        'How long everything that can hold PHI is kept: raw inbound bytes, the canonical message, server answers, built messages, dead-letter details, operator reasons, media files. A pending or dead-lettered delivery keeps its message until it is resolved.',
+      ),
+    metadata: retentionDuration
+      .default(`${DEFAULT_RETENTION.metadataDays}d`)
+      .describe('How long the rows themselves are kept (ids, states, codes, times, blind indexes): the trace and search without content. At least as long as payloads.'),
+  })
+  .superRefine((r, ctx) => {
+    const payloads = retentionDays(r.payloads);
+    const metadata = retentionDays(r.metadata);
+    if (payloads !== undefined && metadata !== undefined && payloads > metadata) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['payloads'],
+        input: r.payloads,
+        message: `payloads are kept ${r.payloads} (${payloads} days), longer than the metadata that describes them (${r.metadata}, ${metadata} days); make payloads at most metadata`,
+      });
+    }
+  });
+
+/** The days a channel file's `retention` block means (defaults when absent). */
+export function channelRetention(r: z.output<typeof retentionSchema> | undefined): Retention {
+  if (r === undefined) return DEFAULT_RETENTION;
+  return { payloadDays: retentionDays(r.payloads) ?? DEFAULT_RETENTION.payloadDays, metadataDays: retentionDays(r.metadata) ?? DEFAULT_RETENTION.metadataDays };
+}
+
 function channelObject(source: z.ZodType<SourceConfig>, destination: z.ZodType<DestinationConfig>) {
   return z
     .object({
@@ -61,6 +95,11 @@ function channelObject(source: z.ZodType<SourceConfig>, destination: z.ZodType<D
       description: z.string().optional().describe('What this channel is for, in a sentence.'),
       source,
       media: mediaPolicySchema.optional(),
+      retention: retentionSchema
+        .optional()
+        .describe(
+          'How long the store keeps this channel\'s messages, e.g. `{ payloads: 30d, metadata: 365d }` (the defaults). Whole weekly partitions are dropped, so data goes up to a week after its retention.',
+        ),
       filter: z
         .string()
         .min(1)

@@ -194,11 +194,20 @@ Exit codes: 0 ok, 1 interrupted or values left, 2 usage error.
 
 export const storeUsage = `Usage: switchboard store prune [--dry-run]
 
-Retention by dropping whole time partitions, never row by row: the audit trail's yearly
-partitions wholly older than AUDIT_RETENTION_YEARS (default 6). Each drop is recorded in the
-trail first (store.pruned, with the last removed entry's hash), so audit verify still passes.
+Retention by dropping whole time partitions, never row by row:
+- the audit trail's yearly partitions wholly older than AUDIT_RETENTION_YEARS (default 6), each
+  drop recorded in the trail first (store.pruned, with the last removed entry's hash), so audit
+  verify still passes;
+- the message store's weekly partitions once their week is over (per-channel retention, default
+  payloads 30d, metadata 365d). Messages with a pending or dead-lettered delivery, and events not
+  yet ingested, are moved to a later week with their payloads first; rows whose metadata is kept
+  longer are carried without their payloads; media files no message refers to any more are
+  deleted. Each week is recorded as a store.pruned entry.
 
-  --dry-run   show what would be dropped, change nothing
+The gateway's worker role does the same on its own every STORE_PRUNE_INTERVAL (default 1h).
+
+  --dry-run   show per table the partitions that would go (rows, size) and what is held back;
+              change nothing (recorded as store.pruned with dry_run: true)
 
 ${storeAccessNote}
 

@@ -159,6 +159,14 @@ export const envSchema = z.object({
   TLS_CERT_FILE: optionalString,
   TLS_KEY_FILE: optionalString,
   TLS_RELOAD_INTERVAL_MS: milliseconds(100, 10_000),
+  STORE_PRUNE_INTERVAL: z.preprocess(
+    emptyAsUndefined,
+    z
+      .string()
+      .regex(/^(0|\d{1,7}[smhd])$/, 'a duration such as 30m, 1h or 1d (0: the gateway does not prune; run switchboard store prune)')
+      .default('1h')
+      .transform((v) => (v === '0' ? 0 : Number(v.slice(0, -1)) * { s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 }[v.slice(-1) as 's' | 'm' | 'h' | 'd'])),
+  ),
   MEDIA_LINK_TTL: z.preprocess(
     emptyAsUndefined,
     z

@@ -429,8 +429,10 @@ export function createAdminRouter(deps: AdminDeps): Router {
     const id = z.uuid().safeParse(ctx.params['id']);
     if (!id.success) return bad(ctx, 400, 'ID_INVALID', 'message ids are UUIDs');
     const m = await deps.store.messageContent(id.data);
-    await audit(ctx, 'message.viewed', m ? 'success' : 'failure', [{ type: 'message', id: id.data }], { view: 'content', ...(!m && { reason: 'not_found' }) });
-    if (!m) return bad(ctx, 404, 'NOT_FOUND', 'no such message');
+    const found = m !== null && m !== 'pruned';
+    await audit(ctx, 'message.viewed', found ? 'success' : 'failure', [{ type: 'message', id: id.data }], { view: 'content', ...(!found && { reason: m === 'pruned' ? 'pruned' : 'not_found' }) });
+    if (m === 'pruned') return bad(ctx, 410, 'CONTENT_PRUNED', "this message's content is past its channel's payload retention; its trace is kept");
+    if (m === null) return bad(ctx, 404, 'NOT_FOUND', 'no such message');
     ctx.body = { message_id: id.data, message: m };
   });
 

@@ -179,3 +179,15 @@ export async function reencryptMediaFiles(dir: string, cipher: MediaCipher, acti
   }
   return { rewritten, interrupted: false };
 }
+
+/**
+ * Deletes a stored file and its description (retention: no message refers to it any more). The
+ * description goes first, so a reader never finds a description without its bytes; a file that is
+ * already gone is no error.
+ */
+export async function removeMediaFile(dir: string, key: string): Promise<void> {
+  if (!MEDIA_KEY.test(key)) throw new Error('not a media key');
+  const folder = path.join(dir, key.slice(0, 2));
+  await rm(path.join(folder, `${key}.json`), { force: true });
+  await rm(path.join(folder, key), { force: true });
+}

@@ -153,13 +153,13 @@ export class Pipeline {
       this.o.logger.warn({ channel: channel.id, code: classify(err).code }, 'parse at the edge failed; the event goes through the ingest queue');
     }
     if (!planned) {
-      const eventId = await this.o.store.recordInboundEvent({ channelId: channel.id, ...e });
+      const eventId = await this.o.store.recordInboundEvent({ channelId: channel.id, ...e, retention: channel.retention });
       await this.enqueueIngest(eventId).catch((err: unknown) => {
         throw new EnqueueFailed(eventId, err);
       });
       return eventId;
     }
-    const { eventId, pending } = await this.o.store.recordInboundIngested({ channelId: channel.id, ...e }, planned.plan);
+    const { eventId, pending } = await this.o.store.recordInboundIngested({ channelId: channel.id, ...e, retention: channel.retention }, planned.plan);
     logIngested(this.o.logger, eventId, channel.id, planned, pending.length);
     this.countIngested(channel.id, planned);
     if (planned.statuses > 0) this.o.onOutboundActivity?.();

@@ -47,7 +47,7 @@ export class PollRunner {
                 logger: log,
                 cursor: this.deps.store.cursorStore(channel.id),
                 emit: async (raw, contentType) => {
-                  const eventId = await this.deps.store.recordInboundEvent({ channelId: channel.id, receivedAt: new Date(), contentType, raw });
+                  const eventId = await this.deps.store.recordInboundEvent({ channelId: channel.id, receivedAt: new Date(), contentType, raw, retention: channel.retention });
                   // Durable now; if enqueueing fails the outbox sweeper picks the event up.
                   await this.deps.enqueueIngest(eventId).catch((err: unknown) => log.warn({ eventId, err: { message: (err as Error).message } }, 'enqueue failed; event left in the outbox'));
                 },

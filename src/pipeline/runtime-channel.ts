@@ -2,6 +2,7 @@
 import type { DestinationInstance, SourceInstance } from '../connectors/types.js';
 import type { CompiledMapping } from '../mapping/jsonata-mapping.js';
 import type { MediaPolicy } from '../media/media-policy.js';
+import type { Retention } from '../core/retention.js';
 
 export interface RuntimeChannel {
   readonly id: string;
@@ -14,6 +15,8 @@ export interface RuntimeChannel {
   readonly routing: ReadonlyMap<string, CompiledMapping>;
   /** Media download policy; undefined: media is delivered with its source references only. */
   readonly media: MediaPolicy | undefined;
+  /** How long the store keeps this channel's payloads and metadata (defaults when the file says nothing). */
+  readonly retention?: Retention | undefined;
 }
 
 export const INGEST_QUEUE = 'ingest';

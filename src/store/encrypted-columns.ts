@@ -25,7 +25,7 @@ export const encryptedColumns: readonly EncryptedColumn[] = [
   col('delivery_attempts', 'error'),
   col('delivery_attempts', 'detail'),
   col('delivery_attempts', 'rejected'),
-  col('delivery_attempts', 'rejected'),
+  col('delivery_actions', 'reason'),
   col('outbound_sends', 'provider_id', 'delivery_id'),
   col('outbound_sends', 'request', 'delivery_id'),
   col('outbound_sends', 'origin', 'delivery_id'),

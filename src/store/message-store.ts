@@ -3,7 +3,7 @@
  * it, the statuses that concern them, and one delivery per destination with its attempts and
  * outcome. PostgreSQL is the source of truth; queues carry ids only, never message content.
  */
-import { randomUUID } from 'node:crypto';
+import { createHash, randomUUID } from 'node:crypto';
 import type { Pool, PoolClient } from 'pg';
 import {
   canonicalMessageSchema,
@@ -12,6 +12,7 @@ import {
   type ParseResult,
 } from '../core/canonical-message.js';
 import type { Classification } from '../core/errors.js';
+import { DEFAULT_RETENTION, retentionDates, retentionWeek, type Retention } from '../core/retention.js';
 import type { PayloadCodec, PayloadRef } from './payload-codec.js';
 import { withClient } from './checked-out-client.js';
 import { recordConversations, recordProviderStatuses } from './outbound-store.js';
@@ -156,6 +157,32 @@ export const ref = (table: string, column: string, rowId: string | number): Payl
 /** Blind-index kinds: one HMAC domain per kind of identifier. */
 export const indexKinds = { sourceId: 'source_id', dedup: 'dedup_key', conversation: 'conversation_id' } as const;
 
+/** Where a row lives for retention: the day after which it may go, and the day its metadata expires. */
+interface RowDates {
+  pruneAfter: string;
+  keepUntil: string;
+}
+
+/** Advisory-lock namespaces (two-key form) for the keys the partitioned tables cannot hold unique. */
+const DEDUP_LOCK = 0x5b_0a_2d_10;
+const STATUS_LOCK = 0x5b_0a_2d_11;
+const lockKey = (index: Buffer, extra = ''): number =>
+  createHash('sha256').update(index).update(extra).digest().readInt32BE(0);
+
+/** Content addresses (SHA-256) of the stored media files a canonical message refers to. */
+const servedMediaKey = /\/media\/([0-9a-f]{64})(?:\?|$)/;
+export function mediaKeysOf(message: CanonicalMessage): Buffer[] {
+  const keys = new Map<string, Buffer>();
+  for (const m of message.media) {
+    const a = m.attachment;
+    if (!a) continue;
+    const served = a.url === undefined ? undefined : servedMediaKey.exec(a.url)?.[1];
+    const key = served !== undefined ? Buffer.from(served, 'hex') : a.data !== undefined ? createHash('sha256').update(Buffer.from(a.data, 'base64')).digest() : undefined;
+    if (key) keys.set(key.toString('hex'), key);
+  }
+  return [...keys.values()];
+}
+
 export interface IngestPlan {
   /** Messages this channel routes, with the destinations each must reach (filtered ones: none). */
   messages: { message: CanonicalMessage; destinations: readonly string[]; filtered: boolean }[];
@@ -179,10 +206,49 @@ function deadLetterWhere(f: Omit<DeadLetterFilter, 'limit' | 'after'>): { where:
 }
 
 export class MessageStore {
+  /** Retention weeks whose partitions are known to exist. */
+  private readonly weeks = new Set<string>();
+
   constructor(
     private readonly pool: Pool,
     private readonly codec: PayloadCodec,
   ) {}
+
+  /**
+   * Creates the weekly partitions these days fall in, if missing (outside any transaction: a new
+   * partition locks its table for a moment, once a week).
+   */
+  async ensureRetentionWeeks(days: readonly string[]): Promise<void> {
+    for (const week of new Set(days.map(retentionWeek))) {
+      if (this.weeks.has(week)) continue;
+      await this.pool.query('SELECT switchboard_ensure_retention_week($1::date)', [week]);
+      this.weeks.add(week);
+    }
+  }
+
+  /** Forgets partitions retention dropped (they are made again if a row needs them). */
+  forgetRetentionWeeks(weeks: readonly string[]): void {
+    for (const w of weeks) this.weeks.delete(w);
+  }
+
+  /**
+   * Runs an insert of rows dated for `receivedAt` and `retention` once their partitions exist. A
+   * partition this process knew may have been dropped by a pruning run elsewhere (rows dated in
+   * the past: imports, tests); then it is made again and the insert retried once.
+   */
+  private async inRetentionWeeks<T>(receivedAt: Date, retention: Retention | undefined, insert: (d: RowDates) => Promise<T>): Promise<T> {
+    const d = retentionDates(receivedAt, retention ?? DEFAULT_RETENTION);
+    await this.ensureRetentionWeeks([d.pruneAfter, d.keepUntil]);
+    try {
+      return await insert(d);
+    } catch (err) {
+      const e = err as { code?: unknown; message?: unknown };
+      if (e.code !== '23514' || typeof e.message !== 'string' || !e.message.startsWith('no partition')) throw err;
+      this.forgetRetentionWeeks([d.pruneAfter, d.keepUntil].map(retentionWeek));
+      await this.ensureRetentionWeeks([d.pruneAfter, d.keepUntil]);
+      return insert(d);
+    }
+  }
 
   private encode(value: Buffer | string, r: PayloadRef) {
     return this.codec.encode(typeof value === 'string' ? Buffer.from(value, 'utf8') : value, r);
@@ -272,23 +338,26 @@ export class MessageStore {
   }
 
   /** Stores the raw event; once this resolves the event is durable (committed). */
-  async recordInboundEvent(e: { channelId: string; receivedAt: Date; contentType: string | undefined; raw: Buffer }): Promise<string> {
+  async recordInboundEvent(e: { channelId: string; receivedAt: Date; contentType: string | undefined; raw: Buffer; retention?: Retention | undefined }): Promise<string> {
     const id = randomUUID();
     const enc = await this.encode(e.raw, ref('inbound_events', 'raw', id));
-    await this.pool.query(
-      'INSERT INTO inbound_events (id, channel_id, received_at, content_type, raw_payload, raw_key_id) VALUES ($1, $2, $3, $4, $5, $6)',
-      [id, e.channelId, e.receivedAt, e.contentType ?? null, enc.bytes, enc.keyId],
+    await this.inRetentionWeeks(e.receivedAt, e.retention, (dates) =>
+      this.pool.query(
+        'INSERT INTO inbound_events (id, prune_after, keep_until, channel_id, received_at, content_type, raw_payload, raw_key_id) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)',
+        [id, dates.pruneAfter, dates.keepUntil, e.channelId, e.receivedAt, e.contentType ?? null, enc.bytes, enc.keyId],
+      ),
     );
     return id;
   }
 
   async loadEvent(id: string): Promise<InboundEvent | null> {
-    const res = await this.pool.query<{ id: string; channel_id: string; received_at: Date; raw_payload: Buffer; raw_key_id: string | null; state: InboundEvent['state'] }>(
+    const res = await this.pool.query<{ id: string; channel_id: string; received_at: Date; raw_payload: Buffer | null; raw_key_id: string | null; state: InboundEvent['state'] }>(
       'SELECT id, channel_id, received_at, raw_payload, raw_key_id, state FROM inbound_events WHERE id = $1',
       [id],
     );
     const r = res.rows[0];
-    if (!r) return null;
+    // Retention removed its payload (an event not yet ingested never loses it).
+    if (!r || r.raw_payload === null) return null;
     return { id: r.id, channelId: r.channel_id, receivedAt: r.received_at, raw: await this.codec.decode(r.raw_payload, r.raw_key_id, ref('inbound_events', 'raw', r.id)), state: r.state };
   }
 
@@ -314,7 +383,13 @@ export class MessageStore {
    */
   async recordIngest(eventId: string, channelId: string, plan: IngestPlan): Promise<PendingDelivery[]> {
     return this.tx(async (c) => {
-      const pending = await this.writeIngest(c, eventId, channelId, plan);
+      const ev = await c.query<{ prune_after: string; keep_until: string }>(
+        `SELECT to_char(prune_after, 'YYYY-MM-DD') AS prune_after, to_char(keep_until, 'YYYY-MM-DD') AS keep_until FROM inbound_events WHERE id = $1`,
+        [eventId],
+      );
+      const row = ev.rows[0];
+      if (!row) throw new Error(`inbound event ${eventId} is not in the store`);
+      const pending = await this.writeIngest(c, eventId, channelId, plan, { pruneAfter: row.prune_after, keepUntil: row.keep_until });
       await c.query(`UPDATE inbound_events SET state = 'ingested', ingested_at = now() WHERE id = $1`, [eventId]);
       return pending;
     });
@@ -326,36 +401,57 @@ export class MessageStore {
    * the event is never in the outbox. Returns the event id and the deliveries to enqueue.
    */
   async recordInboundIngested(
-    e: { channelId: string; receivedAt: Date; contentType: string | undefined; raw: Buffer },
+    e: { channelId: string; receivedAt: Date; contentType: string | undefined; raw: Buffer; retention?: Retention | undefined },
     plan: IngestPlan,
   ): Promise<{ eventId: string; pending: PendingDelivery[] }> {
-    return this.tx(async (c) => {
+    return this.inRetentionWeeks(e.receivedAt, e.retention, (dates) => this.tx(async (c) => {
       const eventId = randomUUID();
       const enc = await this.encode(e.raw, ref('inbound_events', 'raw', eventId));
       await c.query(
-        `INSERT INTO inbound_events (id, channel_id, received_at, content_type, raw_payload, raw_key_id, state, ingested_at)
-         VALUES ($1, $2, $3, $4, $5, $6, 'ingested', now())`,
-        [eventId, e.channelId, e.receivedAt, e.contentType ?? null, enc.bytes, enc.keyId],
+        `INSERT INTO inbound_events (id, prune_after, keep_until, channel_id, received_at, content_type, raw_payload, raw_key_id, state, ingested_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'ingested', now())`,
+        [eventId, dates.pruneAfter, dates.keepUntil, e.channelId, e.receivedAt, e.contentType ?? null, enc.bytes, enc.keyId],
       );
-      return { eventId, pending: await this.writeIngest(c, eventId, e.channelId, plan) };
-    });
+      return { eventId, pending: await this.writeIngest(c, eventId, e.channelId, plan, dates) };
+    }));
   }
 
-  private async writeIngest(c: PoolClient, eventId: string, channelId: string, plan: IngestPlan): Promise<PendingDelivery[]> {
+  private async writeIngest(c: PoolClient, eventId: string, channelId: string, plan: IngestPlan, dates: RowDates): Promise<PendingDelivery[]> {
     // Deliveries of messages stored now are known; only re-delivered messages need a look-up
     // (their deliveries may be pending from an earlier, interrupted run).
     const pending: PendingDelivery[] = [];
     const knownMessageIds: string[] = [];
-    for (const { message, destinations, filtered } of plan.messages) {
+    // A dedup key (and a status of a source message) is unique per channel. The partitioned tables
+    // cannot hold that as a unique index (it would have to include the partition), so writers of
+    // the same key are serialised by a transaction-scoped advisory lock, taken in a fixed order,
+    // and look the key up across partitions before inserting.
+    const dedupIndexes = plan.messages.map(({ message }) => this.codec.index(indexKinds.dedup, message.dedup_key));
+    const statusIndexes = plan.statuses.map((s) => this.codec.index(indexKinds.sourceId, s.message_id));
+    const locks = [
+      ...dedupIndexes.map((i) => [DEDUP_LOCK, lockKey(i, channelId)] as const),
+      ...statusIndexes.map((i, n) => [STATUS_LOCK, lockKey(i, `${channelId}\u0000${plan.statuses[n]!.status}`)] as const),
+    ];
+    if (locks.length > 0) {
+      await c.query(
+        `SELECT pg_advisory_xact_lock(ns, k) FROM (SELECT DISTINCT ns, k FROM unnest($1::int[], $2::int[]) AS t(ns, k) ORDER BY ns, k) s`,
+        [locks.map((l) => l[0]), locks.map((l) => l[1])],
+      );
+    }
+    for (const [n, { message, destinations, filtered }] of plan.messages.entries()) {
       const newId = randomUUID();
+      const dedupIndex = dedupIndexes[n]!;
+      const existing = await c.query<{ id: string }>('SELECT id FROM messages WHERE channel_id = $1 AND dedup_index = $2 LIMIT 1', [channelId, dedupIndex]);
+      const known = existing.rows[0]?.id;
+      if (known !== undefined) {
+        knownMessageIds.push(known);
+        continue;
+      }
       const enc = await this.encode(JSON.stringify(message), ref('messages', 'canonical', newId));
       const src = await this.encode(message.id, ref('messages', 'source_id', newId));
-      const dedupIndex = this.codec.index(indexKinds.dedup, message.dedup_key);
-      const inserted = await c.query<{ id: string }>(
-        `INSERT INTO messages (id, channel_id, event_id, source_kind, source_index, source_id_payload, source_id_key_id, dedup_index, kind, sent_at, received_at,
+      await c.query(
+        `INSERT INTO messages (id, prune_after, keep_until, channel_id, event_id, source_kind, source_index, source_id_payload, source_id_key_id, dedup_index, kind, sent_at, received_at,
            canonical_payload, canonical_key_id, filtered, conversation_index)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)
-         ON CONFLICT (channel_id, dedup_index) DO NOTHING RETURNING id`,
+         VALUES ($1, $16, $17, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)`,
         [
           newId,
           channelId,
@@ -372,20 +468,17 @@ export class MessageStore {
           enc.keyId,
           filtered,
           this.codec.index(indexKinds.conversation, message.conversation_id),
+          dates.pruneAfter,
+          dates.keepUntil,
         ],
       );
-      let messageId = inserted.rows[0]?.id;
-      if (messageId === undefined) {
-        const existing = await c.query<{ id: string }>('SELECT id FROM messages WHERE channel_id = $1 AND dedup_index = $2', [channelId, dedupIndex]);
-        messageId = existing.rows[0]?.id;
-        if (messageId === undefined) throw new Error('message vanished during ingest');
-        knownMessageIds.push(messageId);
-      } else if (destinations.length > 0) {
+      const messageId = newId;
+      if (destinations.length > 0) {
         const ids = destinations.map(() => randomUUID());
         await c.query(
-          `INSERT INTO deliveries (id, message_id, channel_id, destination, state)
-           SELECT id, $2, $3, destination, 'pending' FROM unnest($1::uuid[], $4::text[]) AS t(id, destination)`,
-          [ids, messageId, channelId, destinations],
+          `INSERT INTO deliveries (id, prune_after, keep_until, message_id, channel_id, destination, state)
+           SELECT id, $5, $6, $2, $3, destination, 'pending' FROM unnest($1::uuid[], $4::text[]) AS t(id, destination)`,
+          [ids, messageId, channelId, destinations, dates.pruneAfter, dates.keepUntil],
         );
         for (const [i, destination] of destinations.entries()) pending.push({ deliveryId: ids[i]!, destination, generation: 0, messageId });
       }
@@ -395,9 +488,10 @@ export class MessageStore {
       const id = statusIds[i]!;
       const detail = await this.encode(JSON.stringify({ errors: s.errors, recipient_id: s.recipient_id, source_status: s.source_status }), ref('message_statuses', 'detail', id));
       await c.query(
-        `INSERT INTO message_statuses (id, channel_id, event_id, source_index, status, status_rank, occurred_at, detail_payload, detail_key_id)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (channel_id, source_index, status) DO NOTHING`,
-        [id, channelId, eventId, this.codec.index(indexKinds.sourceId, s.message_id), s.status, statusRank[s.status], s.occurred_at, detail.bytes, detail.keyId],
+        `INSERT INTO message_statuses (id, prune_after, keep_until, channel_id, event_id, source_index, status, status_rank, occurred_at, detail_payload, detail_key_id)
+         SELECT $1, $10, $11, $2, $3, $4, $5, $6, $7, $8, $9
+          WHERE NOT EXISTS (SELECT 1 FROM message_statuses WHERE channel_id = $2 AND source_index = $4 AND status = $5)`,
+        [id, channelId, eventId, statusIndexes[i]!, s.status, statusRank[s.status], s.occurred_at, detail.bytes, detail.keyId, dates.pruneAfter, dates.keepUntil],
       );
     }
     // Outbound: where each patient last wrote (reply address, 24-hour window), and provider
@@ -427,7 +521,7 @@ export class MessageStore {
 
   /** The delivery and its message, if the delivery still needs doing (state pending); else null. */
   async loadPendingDelivery(deliveryId: string): Promise<{ delivery: DeliveryRecord; message: CanonicalMessage } | null> {
-    const res = await this.pool.query<DeliveryRow & { canonical_payload: Buffer; canonical_key_id: string | null }>(
+    const res = await this.pool.query<DeliveryRow & { canonical_payload: Buffer | null; canonical_key_id: string | null }>(
       `SELECT ${deliveryColumns}, m.canonical_payload, m.canonical_key_id
        FROM deliveries d JOIN messages m ON m.id = d.message_id WHERE d.id = $1`,
       [deliveryId],
@@ -459,10 +553,11 @@ export class MessageStore {
       const error = await optional(a.error?.message, at('error'));
       const detail = await optional(a.detail === undefined ? undefined : JSON.stringify(a.detail), at('detail'));
       const rejected = await optional(a.rejected === undefined ? undefined : JSON.stringify(a.rejected), at('rejected'));
+      // The attempt lives in its delivery's partition (a delivery retention has removed takes none).
       await c.query(
-        `INSERT INTO delivery_attempts (id, delivery_id, generation, attempt, started_at, result, error_code, error_payload, error_key_id, retry_after_ms, mapping_version,
+        `INSERT INTO delivery_attempts (id, prune_after, keep_until, delivery_id, generation, attempt, started_at, result, error_code, error_payload, error_key_id, retry_after_ms, mapping_version,
            detail_payload, detail_key_id, response_payload, response_key_id, rejected_payload, rejected_key_id)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)`,
+         SELECT $1, d.prune_after, d.keep_until, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17 FROM deliveries d WHERE d.id = $2`,
         [
           attemptId,
           a.deliveryId,
@@ -596,16 +691,27 @@ export class MessageStore {
       );
       const r = res.rows[0];
       if (!r) return null;
-      await c.query(`INSERT INTO delivery_actions (delivery_id, action, actor, reason) VALUES ($1, 'replay', $2, $3)`, [deliveryId, actor, reason ?? null]);
+      await this.recordAction(c, deliveryId, 'replay', actor, reason);
       return { deliveryId: r.id, destination: r.destination, generation: r.generation, messageId: r.message_id, channelId: r.channel_id };
     });
+  }
+
+  /** An operator's action on a delivery; the reason is typed freely (it can name a patient): encrypted. */
+  private async recordAction(c: PoolClient, deliveryId: string, action: 'replay' | 'discard', actor: string, reason: string | undefined): Promise<void> {
+    const [id] = await this.nextIds(c, 'delivery_actions', 1);
+    const enc = reason === undefined ? null : await this.encode(reason, ref('delivery_actions', 'reason', id!));
+    await c.query(
+      `INSERT INTO delivery_actions (id, prune_after, keep_until, delivery_id, action, actor, reason_payload, reason_key_id)
+       SELECT $1, d.prune_after, d.keep_until, $2, $3, $4, $5, $6 FROM deliveries d WHERE d.id = $2`,
+      [id, deliveryId, action, actor, enc?.bytes ?? null, enc?.keyId ?? null],
+    );
   }
 
   async discard(deliveryId: string, actor: string, reason: string): Promise<boolean> {
     return this.tx(async (c) => {
       const res = await c.query(`UPDATE deliveries SET state = 'discarded', updated_at = now() WHERE id = $1 AND state = 'dead_lettered'`, [deliveryId]);
       if (res.rowCount !== 1) return false;
-      await c.query(`INSERT INTO delivery_actions (delivery_id, action, actor, reason) VALUES ($1, 'discard', $2, $3)`, [deliveryId, actor, reason]);
+      await this.recordAction(c, deliveryId, 'discard', actor, reason);
       return true;
     });
   }
@@ -729,11 +835,15 @@ export class MessageStore {
     for (const { id } of ids.rows) {
       const d = await this.getDelivery(id);
       if (!d) continue;
-      const actions = await this.pool.query<{ action: 'replay' | 'discard'; actor: string; reason: string | null; at: Date }>(
-        'SELECT action, actor, reason, at FROM delivery_actions WHERE delivery_id = $1 ORDER BY id',
+      const actions = await this.pool.query<{ id: string; action: 'replay' | 'discard'; actor: string; reason_payload: Buffer | null; reason_key_id: string | null; at: Date }>(
+        'SELECT id, action, actor, reason_payload, reason_key_id, at FROM delivery_actions WHERE delivery_id = $1 ORDER BY id',
         [id],
       );
-      deliveries.push({ ...d, actions: actions.rows });
+      const decoded = [];
+      for (const a of actions.rows) {
+        decoded.push({ action: a.action, actor: a.actor, reason: await this.decodeText(a.reason_payload, a.reason_key_id, ref('delivery_actions', 'reason', a.id)), at: a.at });
+      }
+      deliveries.push({ ...d, actions: decoded });
     }
     const statuses = row.source_index
       ? await this.pool.query<{ status: string; occurred_at: Date }>('SELECT status, occurred_at FROM message_statuses WHERE channel_id = $1 AND source_index = $2 ORDER BY status_rank', [
@@ -756,11 +866,15 @@ export class MessageStore {
     };
   }
 
-  /** One message's content: its canonical form, decrypted (PHI: behind the content permission, every read audited by the caller). */
-  async messageContent(messageId: string): Promise<CanonicalMessage | null> {
-    const res = await this.pool.query<{ id: string; canonical_payload: Buffer; canonical_key_id: string | null }>('SELECT id, canonical_payload, canonical_key_id FROM messages WHERE id = $1', [messageId]);
+  /**
+   * One message's content: its canonical form, decrypted (PHI: behind the content permission,
+   * every read audited by the caller); `pruned` when retention removed it and kept the metadata.
+   */
+  async messageContent(messageId: string): Promise<CanonicalMessage | 'pruned' | null> {
+    const res = await this.pool.query<{ id: string; canonical_payload: Buffer | null; canonical_key_id: string | null }>('SELECT id, canonical_payload, canonical_key_id FROM messages WHERE id = $1', [messageId]);
     const r = res.rows[0];
     if (!r) return null;
+    if (r.canonical_payload === null) return 'pruned';
     return canonicalMessageSchema.parse(await this.decodeJson(r.canonical_payload, r.canonical_key_id, ref('messages', 'canonical', r.id)));
   }
 
@@ -797,7 +911,20 @@ export class MessageStore {
   /** Replaces a message's canonical form (e.g. after its media was downloaded and stored). */
   async updateCanonical(messageId: string, message: CanonicalMessage): Promise<void> {
     const enc = await this.encode(JSON.stringify(message), ref('messages', 'canonical', messageId));
-    await this.pool.query('UPDATE messages SET canonical_payload = $2, canonical_key_id = $3 WHERE id = $1', [messageId, enc.bytes, enc.keyId]);
+    const keys = mediaKeysOf(message);
+    await this.tx(async (c) => {
+      await c.query('UPDATE messages SET canonical_payload = $2, canonical_key_id = $3 WHERE id = $1', [messageId, enc.bytes, enc.keyId]);
+      // The stored media files it refers to go with its payloads (retention deletes a file once no
+      // message refers to it).
+      if (keys.length > 0) {
+        await c.query(
+          `INSERT INTO message_media (message_id, prune_after, keep_until, media_key)
+           SELECT m.id, m.prune_after, m.keep_until, k FROM messages m, unnest($2::bytea[]) AS k
+            WHERE m.id = $1 AND NOT EXISTS (SELECT 1 FROM message_media x WHERE x.message_id = m.id AND x.media_key = k)`,
+          [messageId, keys],
+        );
+      }
+    });
   }
 
   /** Durable cursors for a polling source. */

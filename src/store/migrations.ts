@@ -356,16 +356,259 @@ CREATE INDEX patient_conversations_phone ON patient_conversations (phone_index, 
 CREATE INDEX patient_conversations_patient ON patient_conversations (patient_index, last_inbound_at DESC) WHERE patient_index IS NOT NULL;
 `,
   },
+  {
+    version: 65,
+    name: 'message store in retention partitions',
+    // Retention drops whole partitions, never rows one by one. Every message-store table is
+    // range-partitioned by `prune_after` (the day after which its row may go) into weekly
+    // partitions `<table>_wYYYYMMDD` (the Monday that starts the week); a partition is dropped
+    // once its week is over. A row starts in the week its payloads expire; when its metadata is
+    // kept longer (`keep_until`), retention carries it to that week without its payload columns
+    // before the partition goes. Unique keys would have to include the partition key, so
+    // deduplication takes a transaction-scoped advisory lock on the dedup key instead, and
+    // foreign keys are kept by the application (a message, its deliveries and attempts share
+    // their partition). Ids are random UUIDs or sequence numbers, indexed but not declared unique
+    // (a primary key would have to include the partition key and would be unique only with it,
+    // at 8 more bytes per entry). Rows from before this migration get the default retention (payloads 30
+    // days, metadata 365 days), counted from their arrival but at least 30 days from now.
+    sql: `
+CREATE FUNCTION switchboard_retention_week(d date) RETURNS date IMMUTABLE LANGUAGE sql AS
+  $$ SELECT d - ((extract(isodow FROM d)::int + 6) % 7) $$;
+
+CREATE FUNCTION switchboard_retention_tables() RETURNS text[] IMMUTABLE LANGUAGE sql AS
+  $$ SELECT ARRAY['inbound_events', 'messages', 'message_statuses', 'deliveries', 'delivery_attempts', 'delivery_actions', 'message_media'] $$;
+
+-- Creates the week's partition of every message-store table (idempotent; serialised).
+CREATE FUNCTION switchboard_ensure_retention_week(d date) RETURNS void LANGUAGE plpgsql AS $$
+DECLARE
+  lo date := switchboard_retention_week(d);
+  t text;
+  part text;
+BEGIN
+  PERFORM pg_advisory_xact_lock(1527393552);
+  FOREACH t IN ARRAY switchboard_retention_tables() LOOP
+    part := t || '_w' || to_char(lo, 'YYYYMMDD');
+    IF to_regclass(part) IS NULL THEN
+      EXECUTE format('CREATE TABLE %I PARTITION OF %I FOR VALUES FROM (%L) TO (%L)', part, t, lo, lo + 7);
+    END IF;
+  END LOOP;
+END;
+$$;
+
+ALTER TABLE inbound_events RENAME TO inbound_events_v64;
+ALTER TABLE messages RENAME TO messages_v64;
+ALTER TABLE message_statuses RENAME TO message_statuses_v64;
+ALTER TABLE deliveries RENAME TO deliveries_v64;
+ALTER TABLE delivery_attempts RENAME TO delivery_attempts_v64;
+ALTER TABLE delivery_actions RENAME TO delivery_actions_v64;
+ALTER SEQUENCE message_statuses_id_seq OWNED BY NONE;
+ALTER SEQUENCE delivery_attempts_id_seq OWNED BY NONE;
+ALTER SEQUENCE delivery_actions_id_seq OWNED BY NONE;
+
+CREATE TABLE inbound_events (
+  id              uuid NOT NULL,
+  prune_after     date NOT NULL,
+  keep_until      date NOT NULL,
+  channel_id      text NOT NULL,
+  received_at     timestamptz NOT NULL,
+  content_type    text,
+  raw_payload     bytea,
+  raw_key_id      text,
+  state           text NOT NULL DEFAULT 'received' CHECK (state IN ('received', 'ingested', 'failed')),
+  ingested_at     timestamptz,
+  error_code      text,
+  error_payload   bytea,
+  error_key_id    text
+) PARTITION BY RANGE (prune_after);
+
+CREATE TABLE messages (
+  id                 uuid NOT NULL,
+  prune_after        date NOT NULL,
+  keep_until         date NOT NULL,
+  channel_id         text NOT NULL,
+  event_id           uuid NOT NULL,
+  source_kind        text NOT NULL,
+  source_message_id  text,
+  dedup_key          text,
+  kind               text NOT NULL,
+  sent_at            timestamptz NOT NULL,
+  received_at        timestamptz NOT NULL,
+  canonical_payload  bytea,
+  canonical_key_id   text,
+  filtered           boolean NOT NULL DEFAULT false,
+  created_at         timestamptz NOT NULL DEFAULT now(),
+  conversation_id    text,
+  source_id_payload  bytea,
+  source_id_key_id   text,
+  source_index       bytea,
+  dedup_index        bytea,
+  conversation_index bytea
+) PARTITION BY RANGE (prune_after);
+
+CREATE TABLE message_statuses (
+  id                bigint NOT NULL DEFAULT nextval('message_statuses_id_seq'),
+  prune_after       date NOT NULL,
+  keep_until        date NOT NULL,
+  channel_id        text NOT NULL,
+  event_id          uuid NOT NULL,
+  source_message_id text,
+  status            text NOT NULL,
+  status_rank       int NOT NULL,
+  occurred_at       timestamptz NOT NULL,
+  detail_payload    bytea,
+  detail_key_id     text,
+  created_at        timestamptz NOT NULL DEFAULT now(),
+  source_index      bytea
+) PARTITION BY RANGE (prune_after);
+
+CREATE TABLE deliveries (
+  id                 uuid NOT NULL,
+  prune_after        date NOT NULL,
+  keep_until         date NOT NULL,
+  message_id         uuid NOT NULL,
+  channel_id         text NOT NULL,
+  destination        text NOT NULL,
+  state              text NOT NULL CHECK (state IN ('pending', 'delivered', 'dropped', 'dead_lettered', 'discarded')),
+  generation         int NOT NULL DEFAULT 0,
+  attempts           int NOT NULL DEFAULT 0,
+  last_error_code    text,
+  dead_lettered_at   timestamptz,
+  delivered_at       timestamptz,
+  mapping_version    text,
+  created_at         timestamptz NOT NULL DEFAULT now(),
+  updated_at         timestamptz NOT NULL DEFAULT now(),
+  last_error_payload bytea,
+  last_error_key_id  text,
+  outcome_payload    bytea,
+  outcome_key_id     text
+) PARTITION BY RANGE (prune_after);
+
+CREATE TABLE delivery_attempts (
+  id               bigint NOT NULL DEFAULT nextval('delivery_attempts_id_seq'),
+  prune_after      date NOT NULL,
+  keep_until       date NOT NULL,
+  delivery_id      uuid NOT NULL,
+  generation       int NOT NULL,
+  attempt          int NOT NULL,
+  started_at       timestamptz NOT NULL,
+  finished_at      timestamptz NOT NULL DEFAULT now(),
+  result           text NOT NULL CHECK (result IN ('delivered', 'dropped', 'retry', 'dead_lettered')),
+  error_code       text,
+  retry_after_ms   int,
+  mapping_version  text,
+  response_payload bytea,
+  response_key_id  text,
+  error_payload    bytea,
+  error_key_id     text,
+  detail_payload   bytea,
+  detail_key_id    text,
+  rejected_payload bytea,
+  rejected_key_id  text
+) PARTITION BY RANGE (prune_after);
+
+-- The operator's reason is typed freely (it can name a patient): encrypted like the payloads.
+CREATE TABLE delivery_actions (
+  id             bigint NOT NULL DEFAULT nextval('delivery_actions_id_seq'),
+  prune_after    date NOT NULL,
+  keep_until     date NOT NULL,
+  delivery_id    uuid NOT NULL,
+  action         text NOT NULL CHECK (action IN ('replay', 'discard')),
+  actor          text NOT NULL,
+  at             timestamptz NOT NULL DEFAULT now(),
+  reason_payload bytea,
+  reason_key_id  text
+) PARTITION BY RANGE (prune_after);
+
+-- Which stored media file (content address: SHA-256 of the bytes) a message refers to. A payload:
+-- it goes with the message's payloads, and a file no row refers to any more is deleted.
+CREATE TABLE message_media (
+  message_id  uuid NOT NULL,
+  prune_after date NOT NULL,
+  keep_until  date NOT NULL,
+  media_key   bytea NOT NULL
+) PARTITION BY RANGE (prune_after);
+
+-- Files whose last reference went with a dropped partition: deleted after the drop commits (a
+-- crash in between leaves them here for the next run).
+CREATE TABLE media_deletions (
+  media_key   bytea PRIMARY KEY,
+  recorded_at timestamptz NOT NULL DEFAULT now()
+);
+
+ALTER SEQUENCE message_statuses_id_seq OWNED BY message_statuses.id;
+ALTER SEQUENCE delivery_attempts_id_seq OWNED BY delivery_attempts.id;
+ALTER SEQUENCE delivery_actions_id_seq OWNED BY delivery_actions.id;
+
+CREATE TEMP TABLE retention_legacy ON COMMIT DROP AS
+  SELECT id,
+         greatest((received_at AT TIME ZONE 'UTC')::date + 31, (now() AT TIME ZONE 'UTC')::date + 31) AS p,
+         greatest((received_at AT TIME ZONE 'UTC')::date + 366, (now() AT TIME ZONE 'UTC')::date + 31) AS k
+    FROM inbound_events_v64;
+SELECT switchboard_ensure_retention_week(d) FROM (SELECT p AS d FROM retention_legacy UNION SELECT k FROM retention_legacy) w;
+SELECT switchboard_ensure_retention_week((now() AT TIME ZONE 'UTC')::date + 31);
+
+INSERT INTO inbound_events (id, prune_after, keep_until, channel_id, received_at, content_type, raw_payload, raw_key_id, state, ingested_at, error_code, error_payload, error_key_id)
+  SELECT e.id, l.p, l.k, e.channel_id, e.received_at, e.content_type, e.raw_payload, e.raw_key_id, e.state, e.ingested_at, e.error_code, e.error_payload, e.error_key_id
+    FROM inbound_events_v64 e JOIN retention_legacy l ON l.id = e.id;
+INSERT INTO messages (id, prune_after, keep_until, channel_id, event_id, source_kind, source_message_id, dedup_key, kind, sent_at, received_at, canonical_payload, canonical_key_id,
+    filtered, created_at, conversation_id, source_id_payload, source_id_key_id, source_index, dedup_index, conversation_index)
+  SELECT m.id, l.p, l.k, m.channel_id, m.event_id, m.source_kind, m.source_message_id, m.dedup_key, m.kind, m.sent_at, m.received_at, m.canonical_payload, m.canonical_key_id,
+         m.filtered, m.created_at, m.conversation_id, m.source_id_payload, m.source_id_key_id, m.source_index, m.dedup_index, m.conversation_index
+    FROM messages_v64 m JOIN retention_legacy l ON l.id = m.event_id;
+INSERT INTO message_statuses (id, prune_after, keep_until, channel_id, event_id, source_message_id, status, status_rank, occurred_at, detail_payload, detail_key_id, created_at, source_index)
+  SELECT s.id, l.p, l.k, s.channel_id, s.event_id, s.source_message_id, s.status, s.status_rank, s.occurred_at, s.detail_payload, s.detail_key_id, s.created_at, s.source_index
+    FROM message_statuses_v64 s JOIN retention_legacy l ON l.id = s.event_id;
+INSERT INTO deliveries (id, prune_after, keep_until, message_id, channel_id, destination, state, generation, attempts, last_error_code, dead_lettered_at, delivered_at,
+    mapping_version, created_at, updated_at, last_error_payload, last_error_key_id, outcome_payload, outcome_key_id)
+  SELECT d.id, m.prune_after, m.keep_until, d.message_id, d.channel_id, d.destination, d.state, d.generation, d.attempts, d.last_error_code, d.dead_lettered_at, d.delivered_at,
+         d.mapping_version, d.created_at, d.updated_at, d.last_error_payload, d.last_error_key_id, d.outcome_payload, d.outcome_key_id
+    FROM deliveries_v64 d JOIN messages m ON m.id = d.message_id;
+INSERT INTO delivery_attempts (id, prune_after, keep_until, delivery_id, generation, attempt, started_at, finished_at, result, error_code, retry_after_ms, mapping_version,
+    response_payload, response_key_id, error_payload, error_key_id, detail_payload, detail_key_id, rejected_payload, rejected_key_id)
+  SELECT a.id, d.prune_after, d.keep_until, a.delivery_id, a.generation, a.attempt, a.started_at, a.finished_at, a.result, a.error_code, a.retry_after_ms, a.mapping_version,
+         a.response_payload, a.response_key_id, a.error_payload, a.error_key_id, a.detail_payload, a.detail_key_id, a.rejected_payload, a.rejected_key_id
+    FROM delivery_attempts_v64 a JOIN deliveries d ON d.id = a.delivery_id;
+INSERT INTO delivery_actions (id, prune_after, keep_until, delivery_id, action, actor, at, reason_payload, reason_key_id)
+  SELECT x.id, d.prune_after, d.keep_until, x.delivery_id, x.action, x.actor, x.at, convert_to(x.reason, 'UTF8'), NULL
+    FROM delivery_actions_v64 x JOIN deliveries d ON d.id = x.delivery_id;
+
+-- The outbound ledger's link to its delivery becomes the application's to keep (a partitioned
+-- table's ids are not declared unique).
+ALTER TABLE outbound_sends DROP CONSTRAINT IF EXISTS outbound_sends_delivery_id_fkey;
+DROP TABLE delivery_actions_v64, delivery_attempts_v64, deliveries_v64, message_statuses_v64, messages_v64, inbound_events_v64;
+
+CREATE INDEX inbound_events_id ON inbound_events (id);
+CREATE INDEX inbound_events_outbox ON inbound_events (received_at) WHERE state = 'received';
+CREATE INDEX messages_id ON messages (id);
+CREATE INDEX messages_dedup_index ON messages (channel_id, dedup_index);
+CREATE INDEX messages_source_index ON messages (channel_id, source_index);
+CREATE INDEX messages_thread ON messages (conversation_index, sent_at);
+CREATE INDEX messages_legacy_identifiers ON messages (id) WHERE source_message_id IS NOT NULL;
+CREATE INDEX message_statuses_id ON message_statuses (id);
+CREATE INDEX message_statuses_source_index ON message_statuses (channel_id, source_index, status);
+CREATE INDEX message_statuses_legacy_identifiers ON message_statuses (id) WHERE source_message_id IS NOT NULL;
+CREATE INDEX deliveries_id ON deliveries (id);
+CREATE INDEX deliveries_message ON deliveries (message_id);
+CREATE INDEX deliveries_dead_letters ON deliveries (channel_id, destination, dead_lettered_at) WHERE state = 'dead_lettered';
+CREATE INDEX deliveries_pending ON deliveries (created_at) WHERE state = 'pending';
+CREATE INDEX delivery_attempts_id ON delivery_attempts (id);
+CREATE INDEX delivery_attempts_delivery ON delivery_attempts (delivery_id, id);
+CREATE INDEX delivery_actions_id ON delivery_actions (id);
+CREATE INDEX delivery_actions_delivery ON delivery_actions (delivery_id, id);
+CREATE INDEX message_media_key ON message_media (media_key);
+CREATE INDEX message_media_message ON message_media (message_id);
+`,
+  },
 ];
 
 const LOCK_KEY = 0x5b_0a_2d_01; // arbitrary, stable: "switchboard migrations"
 
 /** Applies pending migrations; safe to call from several processes at once. */
-export async function runMigrations(pool: Pool): Promise<number[]> {
-  return withClient(pool, (client) => migrate(client));
+export async function runMigrations(pool: Pool, o: { through?: number } = {}): Promise<number[]> {
+  return withClient(pool, (client) => migrate(client, o.through ?? Number.POSITIVE_INFINITY));
 }
 
-async function migrate(client: PoolClient): Promise<number[]> {
+async function migrate(client: PoolClient, through: number): Promise<number[]> {
   const applied: number[] = [];
   try {
     await client.query('SELECT pg_advisory_lock($1)', [LOCK_KEY]);
@@ -374,7 +617,7 @@ async function migrate(client: PoolClient): Promise<number[]> {
     );
     const done = new Set((await client.query<{ version: number }>('SELECT version FROM schema_migrations')).rows.map((r) => r.version));
     for (const m of migrations) {
-      if (done.has(m.version)) continue;
+      if (done.has(m.version) || m.version > through) continue;
       await client.query('BEGIN');
       try {
         await client.query(m.sql);

@@ -3,7 +3,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { z } from 'zod';
-import { buildChannelSchema, channelJsonSchema } from '../../src/channels/channel-schema.js';
+import { buildChannelSchema, channelJsonSchema, channelRetention } from '../../src/channels/channel-schema.js';
 import { interpolateString } from '../../src/channels/interpolate.js';
 import { loadChannelDirectory, loadChannelFile } from '../../src/channels/load-channel.js';
 import { destinationBaseShape, type ConnectorRegistry, type DestinationConnector, type SourceConnector } from '../../src/connectors/types.js';
@@ -196,7 +196,7 @@ describe('loadChannelFile: problems with positions', () => {
   it('reports an unknown top-level key at the key, with the allowed keys', async () => {
     const [file, found] = await fileIssues('channels/unknown.yaml', validChannel({ top: ['id: lab', 'filtre: "true"'] }));
     expect(found).toEqual([
-      `${file}:2:1: unknown key "filtre" in the channel (did you mean "filter"?); allowed keys: id, description, source, media, filter, destinations`,
+      `${file}:2:1: unknown key "filtre" in the channel (did you mean "filter"?); allowed keys: id, description, source, media, retention, filter, destinations`,
     ]);
   });
 
@@ -250,6 +250,21 @@ describe('loadChannelFile: problems with positions', () => {
   it('reports a missing top-level key at the top mapping', async () => {
     const [file, found] = await fileIssues('channels/nodest.yaml', lines('id: nodest', 'source:', '  kind: test_source', '  path: /p', '  app_secret: ${APP_SECRET}'));
     expect(found).toEqual([`${file}:1:1: missing required key "destinations" (a list) in the channel`]);
+  });
+
+  it('reports payload retention longer than metadata retention at the payloads key, and a retention that is not a duration', async () => {
+    const [file, found] = await fileIssues('channels/keep.yaml', validChannel({ top: ['id: keep', 'retention:', '  payloads: 90d', '  metadata: 4w'] }));
+    expect(found).toEqual([`${file}:3:13: payloads are kept 90d (90 days), longer than the metadata that describes them (4w, 28 days); make payloads at most metadata`]);
+    const [file2, found2] = await fileIssues('channels/keep2.yaml', validChannel({ top: ['id: keep2', 'retention: { payloads: 30 days }'] }));
+    expect(found2).toHaveLength(1);
+    expect(found2[0]).toMatch(new RegExp(`^${file2.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}:2:24: .*30d, 8w or 1y`));
+  });
+
+  it('gives a channel without retention the defaults, and one with retention its days', async () => {
+    const plain = await loadChannelFile(await write('channels/plain.yaml', validChannel({ top: ['id: plain'] })), { registry, env });
+    expect(channelRetention(plain.config.retention)).toEqual({ payloadDays: 30, metadataDays: 365 });
+    const short = await loadChannelFile(await write('channels/short.yaml', validChannel({ top: ['id: short', 'retention: { payloads: 2w, metadata: 1y }'] })), { registry, env });
+    expect(channelRetention(short.config.retention)).toEqual({ payloadDays: 14, metadataDays: 365 });
   });
 
   it('reports an empty destinations list', async () => {
@@ -456,7 +471,7 @@ describe('channelJsonSchema', () => {
     expect(schema.$schema).toBe('https://json-schema.org/draft/2020-12/schema');
     expect(schema.additionalProperties).toBe(false);
     expect(schema.required).toEqual(['source', 'destinations']);
-    expect(Object.keys(schema.properties)).toEqual(['id', 'description', 'source', 'media', 'filter', 'destinations']);
+    expect(Object.keys(schema.properties)).toEqual(['id', 'description', 'source', 'media', 'retention', 'filter', 'destinations']);
 
     const sources = schema.properties['source']?.oneOf ?? [];
     expect(sources.map((s) => s.properties.kind.const)).toEqual(['test_source']);

@@ -156,7 +156,7 @@ describe('lint', () => {
       const r = await cli(bad, ['lint']);
       expect(r.code).toBe(1);
       const lines = r.out.split('\n');
-      expect(lines).toContain('channels/c.yaml:6:1: error: unknown key "filtre" in the channel (did you mean "filter"?); allowed keys: id, description, source, media, filter, destinations');
+      expect(lines).toContain('channels/c.yaml:6:1: error: unknown key "filtre" in the channel (did you mean "filter"?); allowed keys: id, description, source, media, retention, filter, destinations');
       expect(lines).toContain('channels/c.yaml:10:15: error: environment variable EHR_URL is not set: set it in the environment or in a file given with --env-file');
       expect(lines).toContain('channels/c.yaml:11:14: error: mapping file not found: mappings/gone.jsonata (.jsonata files there: broken.jsonata) (paths are relative to the channel file)');
       expect(lines.some((l) => /^mappings\/broken\.jsonata:3:1: error: JSONata S0211: The symbol "}" cannot be used as a unary operator — /.test(l))).toBe(true);
