@@ -85,6 +85,17 @@ export function parseRedisClusterNodes(value: string): { ok: true; value: RedisC
 
 const milliseconds = (min: number, def: number) => z.preprocess(emptyAsUndefined, z.coerce.number().int().min(min).default(def));
 
+/** `900s`, `30m`, `24h`, `7d` or `0`, as a number of `unit`s (1: seconds, 1000: milliseconds). */
+const duration = (def: string, rule: string, unit: number) =>
+  z.preprocess(
+    emptyAsUndefined,
+    z
+      .string()
+      .regex(/^(0|\d{1,7}[smhd])$/, rule)
+      .default(def)
+      .transform((v) => (v === '0' ? 0 : Number(v.slice(0, -1)) * { s: 1, m: 60, h: 3600, d: 86_400 }[v.slice(-1) as 's' | 'm' | 'h' | 'd'] * unit)),
+  );
+
 export const envSchema = z.object({
   PORT: z.preprocess(emptyAsUndefined, z.coerce.number().int().min(0).max(65535).default(8080)),
   HOST: optionalString,
@@ -159,22 +170,8 @@ export const envSchema = z.object({
   TLS_CERT_FILE: optionalString,
   TLS_KEY_FILE: optionalString,
   TLS_RELOAD_INTERVAL_MS: milliseconds(100, 10_000),
-  STORE_PRUNE_INTERVAL: z.preprocess(
-    emptyAsUndefined,
-    z
-      .string()
-      .regex(/^(0|\d{1,7}[smhd])$/, 'a duration such as 30m, 1h or 1d (0: the gateway does not prune; run switchboard store prune)')
-      .default('1h')
-      .transform((v) => (v === '0' ? 0 : Number(v.slice(0, -1)) * { s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 }[v.slice(-1) as 's' | 'm' | 'h' | 'd'])),
-  ),
-  MEDIA_LINK_TTL: z.preprocess(
-    emptyAsUndefined,
-    z
-      .string()
-      .regex(/^(0|\d{1,7}[smhd])$/, 'a duration such as 900s, 24h or 7d (0: unsigned links that need MEDIA_TOKEN)')
-      .default('7d')
-      .transform((v) => (v === '0' ? 0 : Number(v.slice(0, -1)) * { s: 1, m: 60, h: 3600, d: 86_400 }[v.slice(-1) as 's' | 'm' | 'h' | 'd'])),
-  ),
+  STORE_PRUNE_INTERVAL: duration('1h', 'a duration such as 30m, 1h or 1d (0: the gateway does not prune; run switchboard store prune)', 1000),
+  MEDIA_LINK_TTL: duration('7d', 'a duration such as 900s, 24h or 7d (0: unsigned links that need MEDIA_TOKEN)', 1),
 });
 export type EnvConfig = z.infer<typeof envSchema>;
 

@@ -22,3 +22,18 @@ export async function withClient<T>(pool: Pool, fn: (c: PoolClient) => Promise<T
     c.release(broken ?? false);
   }
 }
+
+/** Runs `fn` in a transaction on a checked-out client: committed if it resolves, rolled back if it throws. */
+export async function withTransaction<T>(pool: Pool, fn: (c: PoolClient) => Promise<T>): Promise<T> {
+  return withClient(pool, async (c) => {
+    try {
+      await c.query('BEGIN');
+      const out = await fn(c);
+      await c.query('COMMIT');
+      return out;
+    } catch (err) {
+      await c.query('ROLLBACK').catch(() => undefined);
+      throw err;
+    }
+  });
+}

@@ -14,7 +14,7 @@ import {
 import type { Classification } from '../core/errors.js';
 import { DEFAULT_RETENTION, retentionDates, retentionWeek, type Retention } from '../core/retention.js';
 import type { PayloadCodec, PayloadRef } from './payload-codec.js';
-import { withClient } from './checked-out-client.js';
+import { withTransaction } from './checked-out-client.js';
 import { recordConversations, recordProviderStatuses } from './outbound-store.js';
 
 export type DeliveryState = 'pending' | 'delivered' | 'dropped' | 'dead_lettered' | 'discarded';
@@ -957,16 +957,6 @@ export class MessageStore {
   }
 
   private async tx<T>(fn: (c: PoolClient) => Promise<T>): Promise<T> {
-    return withClient(this.pool, async (c) => {
-      try {
-        await c.query('BEGIN');
-        const out = await fn(c);
-        await c.query('COMMIT');
-        return out;
-      } catch (err) {
-        await c.query('ROLLBACK').catch(() => undefined);
-        throw err;
-      }
-    });
+    return withTransaction(this.pool, fn);
   }
 }

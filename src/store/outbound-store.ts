@@ -32,7 +32,7 @@ import type {
   OutboundSendState,
 } from '../core/outbound-ledger.js';
 import { z } from 'zod';
-import { withClient } from './checked-out-client.js';
+import { withTransaction } from './checked-out-client.js';
 import type { PayloadCodec, PayloadRef } from './payload-codec.js';
 
 /** Blind-index kinds of the outbound side (one HMAC domain each; provider ids share the source id's). */
@@ -204,17 +204,7 @@ export class OutboundStore implements OutboundLedger, OutboundConversations {
   ) {}
 
   private async tx<T>(fn: (c: PoolClient) => Promise<T>): Promise<T> {
-    return withClient(this.pool, async (c) => {
-      try {
-        await c.query('BEGIN');
-        const out = await fn(c);
-        await c.query('COMMIT');
-        return out;
-      } catch (err) {
-        await c.query('ROLLBACK').catch(() => undefined);
-        throw err;
-      }
-    });
+    return withTransaction(this.pool, fn);
   }
 
   private async toRecord(row: SendRow): Promise<OutboundSendRecord> {

@@ -19,7 +19,7 @@ import type { AuditRecorder, AuditResource } from '../core/audit.js';
 import type { Logger } from '../core/logger.js';
 import { systemPrincipal, type Principal } from '../core/principal.js';
 import { addDays, retentionWeek, utcDay } from '../core/retention.js';
-import { withClient } from './checked-out-client.js';
+import { withClient, withTransaction } from './checked-out-client.js';
 
 /** Tables in the order their partitions are handled; each shares the weekly partitioning. */
 export const retentionTables = ['delivery_attempts', 'delivery_actions', 'deliveries', 'message_media', 'messages', 'message_statuses', 'inbound_events'] as const;
@@ -251,23 +251,15 @@ export class RetentionStore {
   }
 
   private async tx<T>(lockTimeoutMs: number | undefined, fn: (c: PoolClient) => Promise<T>): Promise<T> {
-    return withClient(this.pool, async (c) => {
-      try {
-        await c.query('BEGIN');
-        if (lockTimeoutMs !== undefined) {
-          // Every table of the message store, at once and in one order, so the moves and drops
-          // below cannot deadlock with the gateway's transactions; readers and writers wait for
-          // this short transaction, or it gives up and the next run tries again.
-          await c.query(`SET LOCAL lock_timeout = ${Math.max(1, Math.floor(lockTimeoutMs))}`);
-          await c.query(`LOCK TABLE ${retentionTables.join(', ')} IN ACCESS EXCLUSIVE MODE`);
-        }
-        const out = await fn(c);
-        await c.query('COMMIT');
-        return out;
-      } catch (err) {
-        await c.query('ROLLBACK').catch(() => undefined);
-        throw err;
+    return withTransaction(this.pool, async (c) => {
+      if (lockTimeoutMs !== undefined) {
+        // Every table of the message store, at once and in one order, so the moves and drops
+        // below cannot deadlock with the gateway's transactions; readers and writers wait for
+        // this short transaction, or it gives up and the next run tries again.
+        await c.query(`SET LOCAL lock_timeout = ${Math.max(1, Math.floor(lockTimeoutMs))}`);
+        await c.query(`LOCK TABLE ${retentionTables.join(', ')} IN ACCESS EXCLUSIVE MODE`);
       }
+      return fn(c);
     });
   }
 }

@@ -10,6 +10,7 @@ import { existsSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
+import { Writable } from 'node:stream';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runCli } from '../../src/cli/main.js';
@@ -24,7 +25,11 @@ import { migrations, runMigrations } from '../../src/store/migrations.js';
 import { RetentionStore } from '../../src/store/retention-store.js';
 import { canonicalTextMessage } from '../support/canonical-text-message.js';
 import { capturedIo } from '../support/cli-io.js';
-import { createTestDatabase } from '../support/services.js';
+import { createTestDatabase, redisUrl } from '../support/services.js';
+import { startFaultProxy, type FaultProxy } from '../support/fault-proxy.js';
+import { startGateway, waitFor, type TestGateway } from '../support/gateway.js';
+import { newWamid, postWebhook, textEvent } from '../support/whatsapp-webhook.js';
+import { startFhirSandbox, type FhirSandbox } from '../../src/sandbox/fhir-sandbox.js';
 
 const DAY = 86_400_000;
 const textOf = (m: CanonicalMessage | 'pruned' | null) => (m === null || m === 'pruned' ? m : m.text);
@@ -279,6 +284,99 @@ describe('a store that held messages before the partitioned layout', () => {
     } finally {
       codec.close();
       await pool.end();
+    }
+  });
+});
+
+describe('a running gateway prunes on its own and a dead letter past its retention is still replayed and delivered', () => {
+  let fhir: FhirSandbox;
+  let proxy: FaultProxy;
+  let gw: TestGateway;
+  let pool: pg.Pool;
+  const logs: string[] = [];
+
+  beforeAll(async () => {
+    fhir = await startFhirSandbox({ port: 0, seed: true });
+    proxy = await startFaultProxy(fhir.baseUrl);
+    const databaseUrl = await createTestDatabase();
+    pool = new pg.Pool({ connectionString: databaseUrl });
+    const logStream = new Writable({
+      write(chunk: Buffer, _enc, done) {
+        logs.push(...chunk.toString('utf8').split('\n').filter(Boolean));
+        done();
+      },
+    });
+    gw = await startGateway({ databaseUrl, redisUrl: redisUrl(), fhirBaseUrl: proxy.url, logStream });
+  });
+  afterAll(async () => {
+    await gw?.stop();
+    await pool?.end();
+    await proxy?.close();
+    await fhir?.close();
+  });
+
+  const deliveryOf = async (wamid: string) => {
+    const r = await gw.admin(`/admin/messages?channel=whatsapp-to-ehr&source_id=${encodeURIComponent(wamid)}`);
+    if (r.status !== 200) return undefined;
+    return ((await r.json()) as { id: string; deliveries: { id: string; state: string }[] }) ?? undefined;
+  };
+  const settled = (wamid: string) =>
+    waitFor(`delivery of ${wamid}`, async () => {
+      const m = await deliveryOf(wamid);
+      return m && m.deliveries[0] && m.deliveries[0].state !== 'pending' ? { messageId: m.id, ...m.deliveries[0] } : undefined;
+    });
+  const communications = async (wamid: string) => {
+    const r = await fetch(`${fhir.baseUrl}/Communication?identifier=${encodeURIComponent(`https://switchboard.example/sid/whatsapp-message-id|${wamid}`)}`, { headers: { accept: 'application/fhir+json' } });
+    return ((await r.json()) as { entry?: unknown[] }).entry ?? [];
+  };
+  /** As if the message had arrived 40 days ago under a 7-day / 14-day retention. */
+  const backdate = async (messageId: string) => {
+    await pool.query(`SELECT switchboard_ensure_retention_week(current_date - 40)`);
+    const past = `prune_after = current_date - 40, keep_until = current_date - 33`;
+    await pool.query(`UPDATE delivery_attempts SET ${past} WHERE delivery_id IN (SELECT id FROM deliveries WHERE message_id = $1)`, [messageId]);
+    await pool.query(`UPDATE delivery_actions SET ${past} WHERE delivery_id IN (SELECT id FROM deliveries WHERE message_id = $1)`, [messageId]);
+    await pool.query(`UPDATE deliveries SET ${past} WHERE message_id = $1`, [messageId]);
+    await pool.query(`UPDATE inbound_events SET ${past} WHERE id = (SELECT event_id FROM messages WHERE id = $1)`, [messageId]);
+    await pool.query(`UPDATE messages SET ${past} WHERE id = $1`, [messageId]);
+  };
+
+  it('holds the dead letter back, drops the delivered message, logs one line, and the replay reaches the EHR once', async () => {
+    const delivered = newWamid();
+    expect((await postWebhook(`${gw.url}/webhooks/whatsapp-to-ehr`, textEvent({ wamid: delivered }))).status).toBe(200);
+    const ok = await settled(delivered);
+    expect(ok.state).toBe('delivered');
+
+    const wamid = newWamid();
+    let rejecting = true;
+    proxy.setRule((req) =>
+      rejecting && req.method === 'POST' && req.url.startsWith('/fhir/R4/Communication')
+        ? { kind: 'respond', status: 422, headers: { 'content-type': 'application/fhir+json' }, body: JSON.stringify({ resourceType: 'OperationOutcome', issue: [{ severity: 'error', code: 'business-rule' }] }) }
+        : { kind: 'pass' },
+    );
+    try {
+      expect((await postWebhook(`${gw.url}/webhooks/whatsapp-to-ehr`, textEvent({ wamid }))).status).toBe(200);
+      const dead = await settled(wamid);
+      expect(dead.state).toBe('dead_lettered');
+      await backdate(ok.messageId);
+      await backdate(dead.messageId);
+
+      const before = logs.length;
+      await gw.app.internals.pruner!.runOnce();
+      const lines = logs.slice(before).filter((l) => l.includes('store prune'));
+      expect(lines).toHaveLength(1);
+      expect(JSON.parse(lines[0]!)).toMatchObject({ msg: expect.stringMatching(/^store prune: dropped 1 week\(s\) of the message store/), heldMessages: 1 });
+      expect(lines[0]).not.toContain(wamid);
+
+      expect(await deliveryOf(delivered)).toBeUndefined();
+      rejecting = false;
+      const replay = await gw.admin(`/admin/dead-letters/${dead.id}/replay`, { method: 'POST', body: JSON.stringify({ reason: 'profile fixed' }) });
+      expect(replay.status).toBe(202);
+      expect((await settled(wamid)).state).toBe('delivered');
+      expect(await communications(wamid)).toHaveLength(1);
+      const pruned = await pool.query(`SELECT detail FROM audit_events WHERE action = 'store.pruned'`);
+      expect(pruned.rows.map((r) => (r as { detail: Record<string, unknown> }).detail)).toEqual([expect.objectContaining({ dry_run: false, held_dead_lettered: 1 })]);
+    } finally {
+      proxy.setRule(() => ({ kind: 'pass' }));
     }
   });
 });
