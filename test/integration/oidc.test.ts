@@ -74,6 +74,21 @@ describe.skipIf(redis === null)('OpenID Connect bearer tokens', () => {
     expect(entries.find((e) => e.action === 'auth.failed' && e.principal?.display === 'other-bot')?.detail).toMatchObject({ reason: 'forbidden', permission: 'status.read' });
   });
 
+  it('reads the discovery document and the key set once, not for every request', async () => {
+    // A fresh gateway of its own, so the counts start at its first JWT.
+    const own = await startGateway({ databaseUrl: await createTestDatabase(), redisUrl: redis, fhirBaseUrl: fhir.baseUrl, oidc: { issuer: idp.issuer, audience: API_AUDIENCE, roleClaim: 'roles', roleMap: parseRoleMap(roleMap) } });
+    try {
+      const tokens = await Promise.all([idp.accessToken('ops-bot'), idp.accessToken('audit-bot'), idp.accessToken('ops-bot')]);
+      const before = idp.fetches();
+      for (let i = 0; i < 4; i++) for (const t of tokens) expect((await fetch(`${own.url}/admin/stats`, { headers: { authorization: `Bearer ${t}` } })).status).toBe(200);
+      const after = idp.fetches();
+      expect(after.discovery - before.discovery).toBe(1);
+      expect(after.jwks - before.jwks).toBe(1);
+    } finally {
+      await own.stop();
+    }
+  });
+
   it('refuses a token for another audience, an expired one, one not yet valid, and forged ones with 401', async () => {
     const unauthenticated = async (token: string, message: RegExp) => {
       const r = await as(token, '/admin/stats');

@@ -31,6 +31,8 @@ export interface TestOpenIdProvider {
   accessToken(clientId: string, resource?: string): Promise<string>;
   /** A new signing key (with a new kid); the old one is no longer published. */
   rotateKeys(): Promise<void>;
+  /** How often the discovery document and the key set were fetched (by anyone). */
+  fetches(): { discovery: number; jwks: number };
   /** A public browser client (code + PKCE) redirecting to this URI. */
   registerBrowserClient(clientId: string, redirectUri: string): void;
   close(): Promise<void>;
@@ -43,7 +45,13 @@ function signingKey() {
 
 export async function startOpenIdProvider(clients: readonly TestClient[], accounts: Readonly<Record<string, readonly string[]>> = {}): Promise<TestOpenIdProvider> {
   let handler: http.RequestListener = (_req, res) => res.end();
-  const server = http.createServer((req, res) => handler(req, res));
+  const fetched = { discovery: 0, jwks: 0 };
+  const server = http.createServer((req, res) => {
+    const p = (req.url ?? '').split('?')[0];
+    if (p === '/.well-known/openid-configuration') fetched.discovery++;
+    if (p === '/jwks') fetched.jwks++;
+    handler(req, res);
+  });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   const issuer = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
   const byId = new Map(clients.map((c) => [c.id, c]));
@@ -102,6 +110,7 @@ export async function startOpenIdProvider(clients: readonly TestClient[], accoun
     async rotateKeys() {
       build(signingKey());
     },
+    fetches: () => ({ ...fetched }),
     registerBrowserClient(clientId, redirectUri) {
       browserClients.push({ client_id: clientId, redirect_uris: [redirectUri] });
       build(currentKey);
