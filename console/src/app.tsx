@@ -45,6 +45,8 @@ export function App() {
   const [announcement, setAnnouncement] = useState('');
   const route = useRoute();
   const lastActivity = useRef(Date.now());
+  /** When the provider's access token expires (OIDC sign-in): the session ends then at the latest. */
+  const tokenExpiry = useRef<number | undefined>(undefined);
 
   const signOut = useCallback((message: string) => {
     clearSession();
@@ -75,6 +77,7 @@ export function App() {
     try {
       const who = await probe.get<WhoAmI>('/whoami');
       saveSession(token, cfg.sessionIdleMinutes, notAfter);
+      tokenExpiry.current = notAfter;
       setSigned({ token, principal: who.principal });
       setAccess(accessFor(who.principal.role, who.permissions));
       setNotice(undefined);
@@ -113,7 +116,13 @@ export function App() {
     addEventListener('keydown', onInput);
     addEventListener('pointerdown', onInput);
     const t = setInterval(() => {
-      if (!loadSession()) signOut(`Your session ended after ${config.sessionIdleMinutes} minutes without activity. Sign in again.`);
+      if (loadSession()) return;
+      const end = tokenExpiry.current;
+      signOut(
+        end !== undefined && Date.now() >= end
+          ? "Your session ended when the provider's sign-in expired. Sign in again."
+          : `Your session ended after ${config.sessionIdleMinutes} minutes without activity. Sign in again.`,
+      );
     }, 5_000);
     return () => {
       removeEventListener('keydown', onInput);

@@ -177,6 +177,43 @@ describe.skipIf(redis === null || !chromiumAvailable())('console by keyboard and
     }
   });
 
+  it('offers an operator pause, replay and discard, and not reload, the audit log or message content', async () => {
+    const created = await gw.admin('/admin/tokens', { method: 'POST', body: JSON.stringify({ name: 'night-operator', role: 'operator' }) });
+    expect(created.status).toBe(201);
+    const { token } = (await created.json()) as { token: string };
+    refuse();
+    const wamid = await send('dead_lettered');
+    proxy.setRule(() => ({ kind: 'pass' }));
+    const context = await browser.newContext({ viewport: { width: 1280, height: 800 } });
+    const page = await context.newPage();
+    try {
+      await signInWithToken(page, gw.url, token);
+      await page.getByText('night-operator (operator)').waitFor();
+      await page.getByRole('button', { name: /^Pause/ }).first().waitFor();
+      expect(await page.getByRole('button', { name: 'Reload channels' }).count()).toBe(0);
+      expect(await page.getByRole('link', { name: 'Audit log' }).count()).toBe(0);
+
+      await page.getByRole('link', { name: 'Messages' }).click();
+      await page.getByLabel('Search messages').fill(wamid);
+      await page.getByRole('button', { name: 'Search', exact: true }).click();
+      await page.getByRole('link', { name: `Trace of ${wamid}` }).click();
+      await page.getByRole('heading', { name: 'ehr: dead letter' }).waitFor();
+      await page.getByRole('button', { name: 'Replay ehr delivery' }).waitFor();
+      await page.getByRole('button', { name: 'Discard ehr delivery' }).waitFor();
+      expect(await page.getByRole('button', { name: 'Show message content' }).count()).toBe(0);
+      expect(await page.getByText("Server's answer").count()).toBe(0);
+      await fits(page, 'trace as an operator');
+
+      await page.getByLabel('Reason').fill('EHR back');
+      await page.getByRole('button', { name: 'Replay ehr delivery' }).click();
+      await page.getByRole('heading', { name: 'ehr: delivered' }).waitFor({ timeout: 20_000 });
+      const replays = await gw.app.internals.audit!.search({ actions: ['delivery.replayed'] });
+      expect(replays.some((e) => e.principal?.kind === 'token' && e.principal.display === 'night-operator')).toBe(true);
+    } finally {
+      await context.close();
+    }
+  });
+
   it('the checks themselves catch an unnamed control, a sideways scroll, a clipped table and an invisible focus', async () => {
     const context = await browser.newContext({ viewport: { width: 1280, height: 800 } });
     const page = await context.newPage();

@@ -119,6 +119,31 @@ describe.skipIf(redis === null || !chromiumAvailable())('console sign-in at the 
     }
   });
 
+  it("ends the session when the provider's access token expires, however active the person is", async () => {
+    const { context, page } = await signInAtProvider('dr-lee');
+    try {
+      await page.getByText('dr-lee (analyst)').waitFor();
+      const token = (await page.evaluate(`JSON.parse(sessionStorage.getItem('switchboard.console.session')).token`)) as string;
+      const exp = (JSON.parse(Buffer.from(token.split('.')[1]!, 'base64url').toString()) as { exp: number }).exp;
+      const session = (await page.evaluate(`JSON.parse(sessionStorage.getItem('switchboard.console.session'))`)) as { expiresAt: number; notAfter: number };
+      // The session may not outlive the token (300 s here), though the idle limit is 30 minutes.
+      expect(Math.abs(session.notAfter - exp * 1000)).toBeLessThan(10_000);
+      expect(session.expiresAt).toBeLessThanOrEqual(session.notAfter);
+      // Five minutes pass in the page, with a key pressed every minute: activity does not extend it.
+      await page.clock.install();
+      for (let i = 0; i < 5; i++) {
+        await page.keyboard.press('Shift');
+        await page.clock.fastForward('01:00');
+      }
+      await page.clock.fastForward('00:15');
+      await page.getByText("Your session ended when the provider's sign-in expired. Sign in again.").waitFor();
+      await page.getByRole('button', { name: 'Sign in with the provider' }).waitFor();
+      expect(await page.evaluate('sessionStorage.length')).toBe(0);
+    } finally {
+      await context.close();
+    }
+  });
+
   it('refuses an answer that does not belong to a sign-in started in the tab', async () => {
     const context = await browser.newContext();
     try {
