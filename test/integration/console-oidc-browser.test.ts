@@ -56,6 +56,13 @@ describe.skipIf(redis === null || !chromiumAvailable())('console sign-in at the 
     return { context, page };
   };
 
+  /** The console's session in the tab (its bearer is the provider's JWT access token) and that token's claims. */
+  const sessionOf = async (page: import('playwright-core').Page) => {
+    const s = (await page.evaluate(`JSON.parse(sessionStorage.getItem('switchboard.console.session'))`)) as { token: string; expiresAt: number; notAfter?: number };
+    const claims = JSON.parse(Buffer.from(s.token.split('.')[1]!, 'base64url').toString()) as { iss: string; aud: string; sub: string; roles: string[]; exp: number };
+    return { ...s, claims };
+  };
+
   it('signs in by authorization code with PKCE, and the role comes from the provider', async () => {
     const { context, page } = await signInAtProvider('front-desk');
     try {
@@ -65,8 +72,7 @@ describe.skipIf(redis === null || !chromiumAvailable())('console sign-in at the 
       await page.getByRole('row').filter({ hasText: 'whatsapp-to-ehr' }).first().waitFor();
       expect(await page.getByRole('button', { name: 'Reload channels' }).count()).toBe(0);
       // The session's bearer is the provider's JWT access token for the API's audience.
-      const token = (await page.evaluate(`JSON.parse(sessionStorage.getItem('switchboard.console.session')).token`)) as string;
-      const claims = JSON.parse(Buffer.from(token.split('.')[1]!, 'base64url').toString()) as { iss: string; aud: string; sub: string; roles: string[] };
+      const { token, claims } = await sessionOf(page);
       expect(claims).toMatchObject({ iss: idp.issuer, aud: API_AUDIENCE, sub: 'front-desk', roles: ['viewer'] });
       const who = await fetch(`${gw.url}/admin/whoami`, { headers: { authorization: `Bearer ${token}` } });
       expect(((await who.json()) as { principal: { kind: string } }).principal.kind).toBe('oidc');
@@ -123,12 +129,10 @@ describe.skipIf(redis === null || !chromiumAvailable())('console sign-in at the 
     const { context, page } = await signInAtProvider('dr-lee');
     try {
       await page.getByText('dr-lee (analyst)').waitFor();
-      const token = (await page.evaluate(`JSON.parse(sessionStorage.getItem('switchboard.console.session')).token`)) as string;
-      const exp = (JSON.parse(Buffer.from(token.split('.')[1]!, 'base64url').toString()) as { exp: number }).exp;
-      const session = (await page.evaluate(`JSON.parse(sessionStorage.getItem('switchboard.console.session'))`)) as { expiresAt: number; notAfter: number };
+      const session = await sessionOf(page);
       // The session may not outlive the token (300 s here), though the idle limit is 30 minutes.
-      expect(Math.abs(session.notAfter - exp * 1000)).toBeLessThan(10_000);
-      expect(session.expiresAt).toBeLessThanOrEqual(session.notAfter);
+      expect(Math.abs(session.notAfter! - session.claims.exp * 1000)).toBeLessThan(10_000);
+      expect(session.expiresAt).toBeLessThanOrEqual(session.notAfter!);
       // Five minutes pass in the page, with a key pressed every minute: activity does not extend it.
       await page.clock.install();
       for (let i = 0; i < 5; i++) {
