@@ -35,12 +35,15 @@ import type { RuntimeChannel } from './pipeline/runtime-channel.js';
 import { assertClusterPrefix, createPostgresQueueBackend, createRedisBackend, createRedisClusterBackend, type QueueBackend, type RedisClusterConnection } from './queue/queue-backend.js';
 import { startFhirSandbox } from './sandbox/fhir-sandbox.js';
 import { startMllpSandbox, type MllpSandboxRole } from './sandbox/mllp-sandbox.js';
+import { startGraphApiSandbox } from './sandbox/graph-api-sandbox.js';
 import { gatewayProvided } from './mapping-tests/mapping-test-env.js';
+import { devDefaults } from './config/env.js';
 import { startEmbeddedPostgres, type EmbeddedDatabase } from './store/embedded-postgres.js';
 import { MessageStore } from './store/message-store.js';
 import { OutboundStore } from './store/outbound-store.js';
 import type { OutboundStatusListener } from './core/outbound.js';
-import { OutboundStatusDispatch, recordOnlyStatusListener } from './pipeline/outbound-status-dispatch.js';
+import { OutboundStatusDispatch } from './pipeline/outbound-status-dispatch.js';
+import { sourceStatusListener } from './pipeline/source-status-listener.js';
 import { RetentionStore, startRetentionPruner } from './store/retention-store.js';
 import { runMigrations } from './store/migrations.js';
 import { openEncryptingCodec } from './store/encrypting-codec.js';
@@ -155,6 +158,8 @@ export interface StartedSwitchboard {
   fhirSandbox: boolean;
   /** Sandbox HL7 partners started because LAB_MLLP_URL / INSURER_MLLP_URL were unset. */
   mllpSandboxes: { role: MllpSandboxRole; url: string }[];
+  /** The sandbox Graph API the zero-config run's reply channel sends to (nothing reaches WhatsApp). */
+  graphSandbox: string | undefined;
   database: 'embedded' | 'external';
   /** The embedded PostgreSQL's data directory (undefined with DATABASE_URL). */
   databaseDirectory: string | undefined;
@@ -231,9 +236,35 @@ export function createSwitchboard(o: SwitchboardOptions): Switchboard {
       mllpSandboxes.push({ role, url: peer.url });
     }
 
+    // Replies to patients in the zero-config run: with the FHIR sandbox, the channels of
+    // <channels>/sandbox/ run too (the care team's replies from the sandbox EHR to WhatsApp), and
+    // without WHATSAPP_GRAPH_URL they are sent to the sandbox Graph API, which posts Meta's
+    // status webhooks back to the inbound WhatsApp channel. Never with a real EHR.
+    const sandboxChannelsDir = path.join(o.channelsDir, 'sandbox');
+    const extraDirs = sandbox && existsSync(sandboxChannelsDir) ? [sandboxChannelsDir] : [];
+    let graphSandbox: string | undefined;
+    if (extraDirs.length > 0 && !env['WHATSAPP_GRAPH_URL']) {
+      if (o.role === 'http') {
+        env['WHATSAPP_GRAPH_URL'] = gatewayProvided['WHATSAPP_GRAPH_URL']?.value;
+      } else {
+        const graph = await startGraphApiSandbox({
+          appSecret: env['WHATSAPP_APP_SECRET'] ?? devDefaults.WHATSAPP_APP_SECRET,
+          webhookUrl: () => (publicBaseUrl === undefined ? undefined : `${publicBaseUrl}/webhooks/whatsapp-to-ehr`),
+          logger: log.child({ component: 'graph-api-sandbox' }),
+        });
+        onStop('Graph API sandbox closed', () => graph.close());
+        env['WHATSAPP_GRAPH_URL'] = graph.url;
+        graphSandbox = graph.url;
+      }
+      env['WHATSAPP_ACCESS_TOKEN'] ||= gatewayProvided['WHATSAPP_ACCESS_TOKEN']?.value;
+      // One secret for the sandbox Subscription's header, shared by the roles of this process.
+      env['FHIR_SUBSCRIPTION_SECRET'] ||= randomBytes(32).toString('base64url');
+      env['WHATSAPP_PHONE_NUMBER_ID'] ||= gatewayProvided['WHATSAPP_PHONE_NUMBER_ID']?.value;
+    }
+
     // 2. Channels, before anything heavy starts: refuse to start on any invalid file (the error
     //    lists every problem with file:line:column).
-    const runtime = new ChannelRuntime({ dir: o.channelsDir, registry: o.registry, env, logger: log });
+    const runtime = new ChannelRuntime({ dir: o.channelsDir, extraDirs, registry: o.registry, env, logger: log });
     await runtime.load();
     onStop('channel file watcher closed', () => runtime.close());
     const channels = () => runtime.channels();
@@ -305,7 +336,7 @@ export function createSwitchboard(o: SwitchboardOptions): Switchboard {
     // Replies to patients: the ledger of sends, their statuses, the patients' conversations.
     const outbound = new OutboundStore(pool, storeCodec);
     internals.outbound = outbound;
-    const statusDispatch = new OutboundStatusDispatch({ pool, store: outbound, listener: o.outboundStatusListener ?? recordOnlyStatusListener, logger: log.child({ component: 'outbound-status' }) });
+    const statusDispatch = new OutboundStatusDispatch({ pool, store: outbound, listener: o.outboundStatusListener ?? sourceStatusListener(channels, log.child({ component: 'outbound-status' })), logger: log.child({ component: 'outbound-status' }) });
     const pipeline = new Pipeline({
       outbound,
       onOutboundActivity: () => statusDispatch.kick(),
@@ -329,12 +360,12 @@ export function createSwitchboard(o: SwitchboardOptions): Switchboard {
       onStop('outbound status dispatch stopped', () => statusDispatch.stop());
       await pipeline.sweep();
       pipeline.startSweeper();
-      let pollers = new PollRunner({ pool, store, logger: log, enqueueIngest: (id) => pipeline.enqueueIngest(id) });
+      let pollers = new PollRunner({ pool, store, logger: log, enqueueIngest: (id) => pipeline.enqueueIngest(id), publicBaseUrl: () => publicBaseUrl });
       pollers.start(channels());
       runtime.onChange(async (next) => {
         await pipeline.syncWorkers();
         await pollers.stop();
-        pollers = new PollRunner({ pool, store, logger: log, enqueueIngest: (id) => pipeline.enqueueIngest(id) });
+        pollers = new PollRunner({ pool, store, logger: log, enqueueIngest: (id) => pipeline.enqueueIngest(id), publicBaseUrl: () => publicBaseUrl });
         pollers.start(next);
       });
       onStop('pollers stopped', () => pollers.stop());
@@ -457,6 +488,7 @@ export function createSwitchboard(o: SwitchboardOptions): Switchboard {
       fhirBaseUrl,
       fhirSandbox: sandbox,
       mllpSandboxes,
+      graphSandbox,
       database: embedded ? 'embedded' : 'external',
       databaseDirectory: embedded?.directory,
       queues: backend.description,

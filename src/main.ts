@@ -150,6 +150,7 @@ async function main(): Promise<void> {
   lines.push(`  queues   ${started.queues}`);
   lines.push(`  FHIR     ${started.fhirBaseUrl ?? '(none)'}${started.fhirSandbox ? '  (sandbox; demo Patient Jane Demo, +15551234567)' : ''}`);
   for (const m of started.mllpSandboxes) lines.push(`  HL7      ${m.role}: ${m.url}  (sandbox ${m.role} peer answering real ACKs)`);
+  if (started.graphSandbox) lines.push(`  replies  care-team replies in the FHIR sandbox go to the SANDBOX Graph API ${started.graphSandbox} (nothing reaches WhatsApp); try: npm run sample -- --reply`);
   // The token itself is never printed: stdout often ends up in a log collector.
   if (started.adminTokenGenerated) lines.push(`  ADMIN_TOKEN generated and saved in ${path.join(cfg.DATA_DIR, 'admin-token')} (mode 600; for the console: cat ${path.join(cfg.DATA_DIR, 'admin-token')})`);
   else if (started.webhooks) {

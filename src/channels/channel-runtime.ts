@@ -24,13 +24,23 @@ export interface ReloadStatus {
 
 export interface ChannelRuntimeOptions {
   dir: string;
+  /** Further channel folders loaded with `dir` (the zero-config run's sandbox channels). */
+  extraDirs?: readonly string[];
   registry: ConnectorRegistry;
   env: Record<string, string | undefined>;
   logger: Logger;
 }
 
 async function buildAll(o: ChannelRuntimeOptions): Promise<RuntimeChannel[]> {
-  const loaded = await loadChannelDirectory(o.dir, { registry: o.registry, env: o.env });
+  const loaded = [];
+  for (const dir of [o.dir, ...(o.extraDirs ?? [])]) loaded.push(...(await loadChannelDirectory(dir, { registry: o.registry, env: o.env })));
+  const issues: ConfigIssue[] = [];
+  const ids = new Set<string>();
+  for (const l of loaded) {
+    if (ids.has(l.config.id)) issues.push({ file: l.file, line: 1, column: 1, message: `channel id "${l.config.id}" is used by a channel of another folder too` });
+    ids.add(l.config.id);
+  }
+  if (issues.length > 0) throw new ConfigError(issues);
   const channels: RuntimeChannel[] = [];
   for (const l of loaded) channels.push(await buildRuntimeChannel(l, o.registry, o.logger));
   return channels;
@@ -115,7 +125,7 @@ export class ChannelRuntime {
 
   /** Watches the channel directory and every mapping's directory; reloads debounced. */
   watch(debounceMs = 250): void {
-    const dirs = new Set<string>([path.resolve(this.o.dir)]);
+    const dirs = new Set<string>([this.o.dir, ...(this.o.extraDirs ?? [])].map((d) => path.resolve(d)));
     for (const c of this.current) {
       for (const d of c.destinations) {
         dirs.add(path.dirname(path.resolve(d.mapping.file)));

@@ -64,6 +64,12 @@ export interface PollingContext {
    * cursor only after this resolves, so a crash neither skips nor (beyond dedup) repeats messages.
    */
   emit(raw: Buffer, contentType: string): Promise<void>;
+  /**
+   * Where the gateway's webhooks are reached from outside (PUBLIC_BASE_URL, or the listening
+   * address once the HTTP server is up; undefined before). For sources that register a webhook
+   * at their peer (fhir_subscription's Subscription endpoint).
+   */
+  publicBaseUrl?: () => string | undefined;
 }
 
 export interface SourceInstance {

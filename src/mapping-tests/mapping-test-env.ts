@@ -16,6 +16,10 @@ export const gatewayProvided: Readonly<Record<string, { value: string; why: stri
   FHIR_BASE_URL: { value: 'http://127.0.0.1:0/fhir/R4', why: 'the gateway starts its in-process FHIR sandbox' },
   LAB_MLLP_URL: { value: 'mllp://127.0.0.1:2575', why: 'the gateway starts a sandbox lab MLLP peer' },
   INSURER_MLLP_URL: { value: 'mllp://127.0.0.1:2576', why: 'the gateway starts a sandbox insurer MLLP peer' },
+  WHATSAPP_GRAPH_URL: { value: 'http://127.0.0.1:1', why: 'the zero-config gateway starts its sandbox Graph API (nothing reaches WhatsApp)' },
+  WHATSAPP_ACCESS_TOKEN: { value: 'sandbox-graph-api-token', why: 'the sandbox Graph API takes any token' },
+  WHATSAPP_PHONE_NUMBER_ID: { value: '100555000000099', why: 'a sandbox business number' },
+  FHIR_SUBSCRIPTION_SECRET: { value: 'sandbox-subscription-secret-0123456789abcdef', why: 'the zero-config gateway generates the sandbox Subscription\'s secret' },
 };
 
 export interface EffectiveEnv {

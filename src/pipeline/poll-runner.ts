@@ -13,6 +13,8 @@ export interface PollRunnerDeps {
   store: MessageStore;
   logger: Logger;
   enqueueIngest(eventId: string): Promise<void>;
+  /** Where the gateway's webhooks are reached (PUBLIC_BASE_URL, or the listening address once known). */
+  publicBaseUrl?: () => string | undefined;
 }
 
 export class PollRunner {
@@ -46,6 +48,7 @@ export class PollRunner {
                 signal,
                 logger: log,
                 cursor: this.deps.store.cursorStore(channel.id),
+                publicBaseUrl: () => this.deps.publicBaseUrl?.(),
                 emit: async (raw, contentType) => {
                   const eventId = await this.deps.store.recordInboundEvent({ channelId: channel.id, receivedAt: new Date(), contentType, raw, retention: channel.retention });
                   // Durable now; if enqueueing fails the outbox sweeper picks the event up.

@@ -4,13 +4,19 @@
  * run), the roles run as separate processes on the embedded database through the URL kept in
  * DATA_DIR/postgres-credentials.json, and Ctrl-C (SIGINT to the whole process group, the
  * embedded PostgreSQL included) logs one line per shutdown step, no worker errors, then "stopped".
+ * `npm run sample -- --reply` against it shows the round trip of two-way messaging.
  */
+import { execFile } from 'node:child_process';
 import { chmod, mkdtemp, readFile, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
+import { promisify } from 'node:util';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { spawnGateway, runGatewayToExit, type GatewayProcess } from '../support/gateway-process.js';
+import { repoRoot } from '../support/gateway.js';
+
+const execFileAsync = promisify(execFile);
 
 let dataDir: string;
 const running: GatewayProcess[] = [];
@@ -47,6 +53,19 @@ describe('zero-config gateway', () => {
     expect(first.output()).toMatch(/metrics: http:\/\/127\.0\.0\.1:\d+\/metrics/);
     // The sample finds the admin token where this gateway keeps it.
     expect(first.output()).toMatch(new RegExp(`PORT=\\d+ DATA_DIR=${dataDir} npm run sample`));
+    // Two-way messaging in the zero-config run: `npm run sample -- --reply` shows the round trip.
+    expect(first.output()).toMatch(/replies  care-team replies in the FHIR sandbox go to the SANDBOX Graph API http:\/\/127\.0\.0\.1:\d+ \(nothing reaches WhatsApp\)/);
+    const port = /PORT=(\d+) DATA_DIR=/.exec(first.output())![1]!;
+    const sample = await execFileAsync(path.join(repoRoot, 'node_modules', '.bin', 'tsx'), [path.join(repoRoot, 'scripts', 'sample.ts'), '--reply'], {
+      cwd: repoRoot,
+      env: { PATH: process.env['PATH'] ?? '', HOME: process.env['HOME'] ?? '/tmp', PORT: port, DATA_DIR: dataDir },
+      timeout: 90_000,
+    });
+    const steps = sample.stdout.split('\n').filter((l) => /^\d\. /.test(l));
+    expect(steps[0]).toMatch(/^1\. the patient's WhatsApp message is Communication\/\S+ in the EHR .*, about Patient\//);
+    expect(steps[1]).toMatch(/^2\. the care team replies in the EHR: Communication\/\S+ \(status in-progress, .*inResponseTo Communication\//);
+    expect(steps[2]).toMatch(/^3\. sent to the SANDBOX WhatsApp .*: wamid\.SANDBOX/);
+    expect(steps.slice(3).map((l) => /: (sent|delivered|read|failed) \(/.exec(l)?.[1])).toEqual(['sent', 'delivered', 'read']);
     const code = await first.kill('SIGINT');
     expect(code, first.output().slice(-3000)).toBe(0);
     const log = shutdownLog(first.output());

@@ -10,7 +10,8 @@ import { createConnectorRegistry } from '../../src/connectors/registry.js';
 import { runTestFile } from '../../src/mapping-tests/mapping-test-runner.js';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
-const testFiles = ['mappings', 'channels'].flatMap((dir) =>
+// channels/sandbox/: the zero-config run's reply channel.
+const testFiles = ['mappings', 'channels', 'channels/sandbox'].flatMap((dir) =>
   readdirSync(path.join(ROOT, dir))
     .filter((name) => /\.test\.ya?ml$/.test(name))
     .map((name) => path.join(dir, name)),

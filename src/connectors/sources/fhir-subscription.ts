@@ -47,7 +47,8 @@ export const fhirSubscriptionConfigSchema = z
       .describe('The webhook path the notifications arrive on (POST, and PUT on <path>/<Type>/<id>).'),
     endpoint: z
       .url({ protocol: /^https?$/ })
-      .describe('The URL the EHR calls: this path as the EHR reaches Switchboard, e.g. ${PUBLIC_BASE_URL}/webhooks/ehr-replies (Subscription.channel.endpoint).'),
+      .optional()
+      .describe('The URL the EHR calls (Subscription.channel.endpoint): this path as the EHR reaches Switchboard, e.g. https://switchboard.clinic.example/webhooks/ehr-replies. Default: PUBLIC_BASE_URL (or the gateway\'s listening address) + path.'),
     base_url: z.url({ protocol: /^https?$/ }).describe('FHIR base URL of the EHR, e.g. https://ehr.example.org/fhir/R4. Use ${FHIR_BASE_URL}.'),
     auth: fhirClientAuthSchema,
     criteria: z
@@ -131,12 +132,15 @@ export function createFhirSubscriptionSource(config: FhirSubscriptionConfig, ctx
   /** The worker's logger once polling started; silent before (the http role has none). */
   let logger: Logger = createLogger({ level: 'silent' });
 
-  const desiredChannel = {
-    type: 'rest-hook',
-    endpoint: config.endpoint,
-    ...(config.payload === 'application/fhir+json' ? { payload: 'application/fhir+json' } : {}),
-    header: [`Authorization: Bearer ${secret}`],
-  };
+  let desiredChannel = channelFor(config.endpoint ?? '');
+  function channelFor(endpoint: string) {
+    return {
+      type: 'rest-hook',
+      endpoint,
+      ...(config.payload === 'application/fhir+json' ? { payload: 'application/fhir+json' } : {}),
+      header: [`Authorization: Bearer ${secret}`],
+    };
+  }
 
   function differs(sub: SubscriptionBody): boolean {
     const c = sub.channel;
@@ -170,7 +174,12 @@ export function createFhirSubscriptionSource(config: FhirSubscriptionConfig, ctx
   }
 
   /** Creates, updates or repairs the Subscription so that it is (or becomes) active. */
-  async function ensureSubscription(pctx: PollingContext): Promise<void> {
+  async function ensureSubscription(pctx: PollingContext): Promise<boolean> {
+    const base = pctx.publicBaseUrl?.();
+    const endpoint = config.endpoint ?? (base === undefined ? undefined : `${base.replace(/\/+$/, '')}${config.path}`);
+    // The gateway's own address is known once its HTTP server listens: try again shortly.
+    if (endpoint === undefined) return false;
+    desiredChannel = channelFor(endpoint);
     const id = await pctx.cursor.get(SUBSCRIPTION_ID_KEY);
     const sub = id === null ? undefined : await readSubscription(id, pctx.signal);
     const wanted = { criteria: config.criteria, channel: desiredChannel };
@@ -183,7 +192,7 @@ export function createFhirSubscriptionSource(config: FhirSubscriptionConfig, ctx
       await pctx.cursor.set(SUBSCRIPTION_ID_KEY, created.data.id);
       Object.assign(state, { id: created.data.id, status: created.data.status });
       pctx.logger.info({ subscription: created.data.id, status: created.data.status }, 'fhir subscription created');
-      return;
+      return true;
     }
     Object.assign(state, { id: sub.id, status: sub.status });
     const broken = sub.status === 'error' || sub.status === 'off';
@@ -195,6 +204,7 @@ export function createFhirSubscriptionSource(config: FhirSubscriptionConfig, ctx
       // The server's own words about the failure stay out of the log (they may echo a URL).
       pctx.logger.warn({ subscription: sub.id, was: sub.status, changed: !broken }, broken ? 'fhir subscription was not active; repaired (set back to requested)' : 'fhir subscription updated to the channel file');
     }
+    return true;
   }
 
   async function resourcesNamed(body: unknown, req: InboundRequest, signal: AbortSignal): Promise<unknown[]> {
@@ -260,8 +270,9 @@ export function createFhirSubscriptionSource(config: FhirSubscriptionConfig, ctx
       logger = pctx.logger;
       while (!pctx.signal.aborted) {
         woken = false;
+        let ensured = true;
         try {
-          await ensureSubscription(pctx);
+          ensured = await ensureSubscription(pctx);
         } catch (err) {
           if (pctx.signal.aborted) break;
           const e = err as { code?: unknown; details?: { http_status?: unknown } };
@@ -277,7 +288,7 @@ export function createFhirSubscriptionSource(config: FhirSubscriptionConfig, ctx
         if (woken) continue;
         const stop = new AbortController();
         wake = () => stop.abort();
-        await abortableSleep(config.check_interval_ms, AbortSignal.any([pctx.signal, stop.signal]));
+        await abortableSleep(ensured ? config.check_interval_ms : Math.min(250, config.check_interval_ms), AbortSignal.any([pctx.signal, stop.signal]));
         wake = undefined;
       }
     },
