@@ -26,6 +26,8 @@ export const encryptedColumns: readonly EncryptedColumn[] = [
   col('delivery_attempts', 'detail'),
   col('delivery_attempts', 'rejected'),
   col('delivery_actions', 'reason'),
+  // A cursor's row is its channel and key (cursorRowId in message-store.ts).
+  col('source_cursors', 'value', "(channel_id || '/' || key)"),
   col('outbound_sends', 'provider_id', 'delivery_id'),
   col('outbound_sends', 'request', 'delivery_id'),
   col('outbound_sends', 'origin', 'delivery_id'),

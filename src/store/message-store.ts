@@ -154,6 +154,9 @@ const deliveryColumns = `d.id, d.message_id, d.channel_id, d.destination, d.stat
 /** Where a payload lives (bound into its ciphertext). */
 export const ref = (table: string, column: string, rowId: string | number): PayloadRef => ({ table, column, rowId: String(rowId) });
 
+/** A cursor's row id in its ciphertext's associated data (channel ids have no `/`); see encrypted-columns.ts. */
+export const cursorRowId = (channelId: string, key: string): string => `${channelId}/${key}`;
+
 /** Blind-index kinds: one HMAC domain per kind of identifier. */
 export const indexKinds = { sourceId: 'source_id', dedup: 'dedup_key', conversation: 'conversation_id' } as const;
 
@@ -927,15 +930,20 @@ export class MessageStore {
     });
   }
 
-  /** Durable cursors for a polling source. */
+  /** Durable cursors for a polling source (encrypted: they hold the source's message ids). */
   cursorStore(channelId: string): { get(key: string): Promise<string | null>; set(key: string, value: string): Promise<void> } {
+    const at = (key: string) => ref('source_cursors', 'value', cursorRowId(channelId, key));
     return {
-      get: async (key) => (await this.pool.query<{ value: string }>('SELECT value FROM source_cursors WHERE channel_id = $1 AND key = $2', [channelId, key])).rows[0]?.value ?? null,
+      get: async (key) => {
+        const r = (await this.pool.query<{ value_payload: Buffer; value_key_id: string | null }>('SELECT value_payload, value_key_id FROM source_cursors WHERE channel_id = $1 AND key = $2', [channelId, key])).rows[0];
+        return r ? this.decodeText(r.value_payload, r.value_key_id, at(key)) : null;
+      },
       set: async (key, value) => {
+        const enc = await this.encode(value, at(key));
         await this.pool.query(
-          `INSERT INTO source_cursors (channel_id, key, value) VALUES ($1, $2, $3)
-           ON CONFLICT (channel_id, key) DO UPDATE SET value = EXCLUDED.value, updated_at = now()`,
-          [channelId, key, value],
+          `INSERT INTO source_cursors (channel_id, key, value_payload, value_key_id) VALUES ($1, $2, $3, $4)
+           ON CONFLICT (channel_id, key) DO UPDATE SET value_payload = EXCLUDED.value_payload, value_key_id = EXCLUDED.value_key_id, updated_at = now()`,
+          [channelId, key, enc.bytes, enc.keyId],
         );
       },
     };

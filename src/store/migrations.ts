@@ -599,6 +599,19 @@ CREATE INDEX message_media_key ON message_media (media_key);
 CREATE INDEX message_media_message ON message_media (message_id);
 `,
   },
+  {
+    version: 66,
+    name: 'polling cursors encrypted',
+    // A polling source's cursor holds timestamps and the source's message ids (a Rocket.Chat
+    // message id, a FHIR resource id): encrypted like the payloads, bound to its channel and key.
+    // Existing cursors stay readable as plaintext (NULL key id) until `keys reencrypt`.
+    sql: `
+ALTER TABLE source_cursors ADD COLUMN value_payload bytea, ADD COLUMN value_key_id text;
+UPDATE source_cursors SET value_payload = convert_to(value, 'UTF8');
+ALTER TABLE source_cursors ALTER COLUMN value_payload SET NOT NULL;
+ALTER TABLE source_cursors DROP COLUMN value;
+`,
+  },
 ];
 
 const LOCK_KEY = 0x5b_0a_2d_01; // arbitrary, stable: "switchboard migrations"

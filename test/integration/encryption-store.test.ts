@@ -115,6 +115,20 @@ describe('encrypting message store', () => {
     expect(r).toEqual({ source_message_id: null, conversation_id: null });
   });
 
+  it('a polling cursor is ciphertext bound to its channel and key; one from before encryption still reads', async () => {
+    const a = store.cursorStore('poll-a');
+    await a.set('room:1', '{"ts":"2026-01-01T00:00:00Z","ids":["RC-SECRET-ID"]}');
+    await store.cursorStore('poll-a').set('room:2', 'other');
+    expect(await a.get('room:1')).toBe('{"ts":"2026-01-01T00:00:00Z","ids":["RC-SECRET-ID"]}');
+    const raw = (await pool.query<{ value_payload: Buffer; value_key_id: string }>(`SELECT value_payload, value_key_id FROM source_cursors WHERE channel_id = 'poll-a' AND key = 'room:1'`)).rows[0]!;
+    expect(raw.value_key_id).toBe(codec.activeKeyId());
+    expect(raw.value_payload.includes(Buffer.from('RC-SECRET-ID'))).toBe(false);
+    await pool.query(`UPDATE source_cursors SET value_payload = $1, value_key_id = $2 WHERE channel_id = 'poll-a' AND key = 'room:2'`, [raw.value_payload, raw.value_key_id]);
+    await expect(a.get('room:2')).rejects.toThrow(DecryptError);
+    await pool.query(`UPDATE source_cursors SET value_payload = convert_to('legacy', 'UTF8'), value_key_id = NULL WHERE channel_id = 'poll-a' AND key = 'room:2'`);
+    expect(await a.get('room:2')).toBe('legacy');
+  });
+
   it('a key-encryption key missing from the ring is a clear error naming its id', async () => {
     await expect(openEncryptingCodec(pool, ring(['kek-other']))).rejects.toThrow(MissingKeyError);
     await expect(openEncryptingCodec(pool, ring(['kek-other']))).rejects.toThrow(/"kek-a"/);

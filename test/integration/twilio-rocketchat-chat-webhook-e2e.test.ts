@@ -254,8 +254,12 @@ describe('Rocket.Chat poller, end to end', () => {
   it('polls the history page into one Communication, with its cursor in the database, and never repeats it', async () => {
     const c = await delivered('rocketchat-poll-e2e', 'RChist00000000001', SYS.rcPoll);
     expect(JSON.stringify(c['payload'])).toContain('Is the clinic open on Saturday?');
-    const cursor = await pool.query<{ key: string; value: string }>("SELECT key, value FROM source_cursors WHERE channel_id = 'rocketchat-poll-e2e'");
-    expect(cursor.rows).toEqual([{ key: 'room:channel:RCroomPatientDesk', value: JSON.stringify({ ts: '2026-02-26T09:30:15.250Z', ids: ['RChist00000000001'] }) }]);
+    // Encrypted at rest (it holds the source's message ids), read back through the store.
+    const cursor = await pool.query<{ key: string; value_payload: Buffer; value_key_id: string | null }>("SELECT key, value_payload, value_key_id FROM source_cursors WHERE channel_id = 'rocketchat-poll-e2e'");
+    expect(cursor.rows.map((r) => r.key)).toEqual(['room:channel:RCroomPatientDesk']);
+    expect(cursor.rows[0]!.value_key_id).not.toBeNull();
+    expect(cursor.rows[0]!.value_payload.includes(Buffer.from('RChist00000000001'))).toBe(false);
+    expect(await gw.app.internals.store!.cursorStore('rocketchat-poll-e2e').get('room:channel:RCroomPatientDesk')).toBe(JSON.stringify({ ts: '2026-02-26T09:30:15.250Z', ids: ['RChist00000000001'] }));
     const calls = rcCalls;
     await waitFor('more polling rounds', async () => rcCalls >= calls + 2);
     const events = await pool.query<{ n: string }>("SELECT count(*) AS n FROM inbound_events WHERE channel_id = 'rocketchat-poll-e2e'");
