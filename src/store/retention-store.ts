@@ -155,6 +155,8 @@ export class RetentionStore {
       beforeDrop?: ((plan: WeekPlan) => Promise<void>) | undefined;
       /** Runs first, under the same lock (the audit trail's own retention). */
       first?: (() => Promise<void>) | undefined;
+      /** Rows carried per statement before the drop transaction (default 5000). */
+      batch?: number;
       lockTimeoutMs?: number;
     } = {},
   ): Promise<PruneResult | null> {
@@ -171,10 +173,12 @@ export class RetentionStore {
           await this.ensureWeeks([week, holdTo, ...(await this.carryTargets(week))]);
           const before = await this.weekPlan(this.pool, week);
           // First without locking the tables (the bulk of the work), then again under the lock.
-          await this.tx(undefined, (c) => this.moveOut(c, week, holdTo));
+          await this.tx(undefined, (c) => this.holdBack(c, week, holdTo));
+          await this.carryInBatches(week, o.batch ?? 5000);
           const plan = await this.tx(o.lockTimeoutMs ?? 10_000, async (c) => {
             await this.ensureWeeks([holdTo, ...(await this.carryTargets(week, c))], c);
-            await this.moveOut(c, week, holdTo);
+            await this.holdBack(c, week, holdTo);
+            await this.carry(c, week);
             // What goes is what is left; what was held back and carried is counted from before.
             const plan: WeekPlan = { ...before, partitions: (await this.weekPlan(c, week)).partitions };
             await c.query(
@@ -208,10 +212,9 @@ export class RetentionStore {
     for (const week of new Set(days.map(retentionWeek))) await (c ?? this.pool).query('SELECT switchboard_ensure_retention_week($1::date)', [week]);
   }
 
-  /** Moves what must outlive `week` out of its partitions: held-back rows, then carried metadata. */
-  private async moveOut(c: PoolClient, week: string, holdTo: string): Promise<void> {
-    const hi = addDays(week, 7);
-    const args = [week, hi, holdTo];
+  /** Moves what a pending or dead-lettered delivery (or the outbox) still needs out of `week`. */
+  private async holdBack(c: PoolClient, week: string, holdTo: string): Promise<void> {
+    const args = [week, addDays(week, 7), holdTo];
     await c.query(
       `CREATE TEMP TABLE retention_hold ON COMMIT DROP AS
          SELECT DISTINCT m.id AS message_id, m.event_id FROM ${partitionName('messages', week)} m
@@ -225,11 +228,28 @@ export class RetentionStore {
     await c.query(`UPDATE messages SET prune_after = $3 WHERE ${inWeek} AND id IN (SELECT message_id FROM retention_hold)`, args);
     await c.query(`UPDATE inbound_events SET prune_after = $3 WHERE ${inWeek} AND (state = 'received' OR id IN (SELECT event_id FROM retention_hold))`, args);
     await c.query('DROP TABLE retention_hold');
+  }
+
+  /** Carries the rows of `week` whose metadata is kept longer to their metadata's week, without payloads. */
+  private async carry(q: Pool | PoolClient, week: string, limit?: number): Promise<number> {
+    let moved = 0;
     for (const table of retentionTables) {
       const cols = payloadColumns[table];
       if (cols.length === 0) continue;
       const empty = cols.map((col) => `${col}_payload = NULL, ${col}_key_id = NULL`).join(', ');
-      await c.query(`UPDATE ${table} SET prune_after = keep_until, ${empty} WHERE ${inWeek} AND keep_until >= $3::date`, [week, hi, this.carryFrom()]);
+      // Through the parent (a row changing its partition key moves partition); the range keeps
+      // the plan on this week's partition, where the ctids are.
+      const batch = limit === undefined ? '' : `AND ctid = ANY(ARRAY(SELECT ctid FROM ${partitionName(table, week)} WHERE keep_until >= $3::date LIMIT ${Math.max(1, Math.floor(limit))}))`;
+      const r = await q.query(`UPDATE ${table} SET prune_after = keep_until, ${empty} WHERE ${inWeek} AND keep_until >= $3::date ${batch}`, [week, addDays(week, 7), this.carryFrom()]);
+      moved += r.rowCount ?? 0;
+    }
+    return moved;
+  }
+
+  /** The bulk of the carrying, before the drop transaction: a statement (a transaction) a batch. */
+  private async carryInBatches(week: string, batch: number): Promise<void> {
+    while ((await this.carry(this.pool, week, batch)) > 0) {
+      /* next batch */
     }
   }
 
