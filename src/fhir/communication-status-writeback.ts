@@ -24,7 +24,7 @@
  * change re-applied, a few times, then the conflict is thrown (retryable: the dispatcher retries).
  */
 import { z } from 'zod';
-import { SwitchboardError } from '../core/errors.js';
+import { SwitchboardError, classify } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
 import { movesForward, outboundStatusValues, type OutboundStatusEvent, type OutboundStatusListener, type OutboundStatusValue } from '../core/outbound.js';
 import { versionFromEtag, type FhirRestClient } from './fhir-rest-client.js';
@@ -129,11 +129,26 @@ export async function writeBackStatus(event: OutboundStatusEvent, o: StatusWrite
   throw conflict!;
 }
 
-/** The listener for one FHIR source's channel. */
-export function createStatusWriteBack(o: StatusWriteBackOptions): OutboundStatusListener {
+/**
+ * The listener for one FHIR source's channel. Retryable failures (the EHR unreachable, 5xx, 401,
+ * a conflict that kept coming back) are thrown, so the dispatcher retries them in order. A
+ * permanent one (the Communication deleted: 404/410; the update refused: 400/403/422) would block
+ * the message's later statuses for ever: it is logged as an error (codes only) and given up; the
+ * status stays recorded in the store.
+ */
+export function createStatusWriteBack(o: StatusWriteBackOptions & { log?: () => Logger | undefined }): OutboundStatusListener {
   return {
     async onStatus(event) {
-      await writeBackStatus(event, o);
+      try {
+        await writeBackStatus(event, { ...o, ...(o.log?.() ? { logger: o.log() } : {}) });
+      } catch (err) {
+        const c = classify(err);
+        if (c.disposition !== 'permanent') throw err;
+        (o.log?.() ?? o.logger)?.error(
+          { channel: event.channelId, delivery: event.deliveryId, status: event.status.status, resource_type: event.origin.resource_type, code: c.code, http_status: c.details['http_status'] ?? null },
+          'outbound status not written back to the EHR: permanent failure; the status stays recorded',
+        );
+      }
     },
   };
 }

@@ -4,6 +4,7 @@
  * real 412 from a concurrent write is re-read and re-applied), idempotently (a repeated status
  * makes no new version) and in order (a late `sent` after `read` changes nothing).
  */
+import { Writable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createLogger } from '../../src/core/logger.js';
 import type { OutboundStatus, OutboundStatusEvent } from '../../src/core/outbound.js';
@@ -144,6 +145,18 @@ describe('status write-back', () => {
     const c = await reply();
     await fhir('PUT', `Communication/${String(c.id)}`, { ...c, note: [{ text: 'edited' }] });
     await expect(client.update({ ...(c as { resourceType: string; id: string }) }, String((c.meta as Json).versionId))).rejects.toMatchObject({ code: 'FHIR_VERSION_CONFLICT', disposition: 'retryable' });
+  });
+
+  it('gives up, logging codes only, when the Communication is gone (404): later statuses are not blocked for ever; an unreachable EHR is retried', async () => {
+    const lines: string[] = [];
+    const sink = new Writable({ write: (chunk: Buffer, _e, cb) => (lines.push(chunk.toString()), cb()) });
+    const log = createLogger({ level: 'info', destination: sink });
+    const gone = { resourceType: 'Communication', id: 'never-there', meta: { versionId: '1' } };
+    await expect(createStatusWriteBack({ client, log: () => log }).onStatus(event(gone, sent))).resolves.toBeUndefined();
+    expect(lines.join('')).toMatch(/"code":"FHIR_HTTP_PERMANENT".*"http_status":404/);
+    expect(lines.join('')).not.toContain('never-there');
+    const down = new FhirRestClient({ baseUrl: 'http://127.0.0.1:9/fhir/R4', timeoutMs: 2000 });
+    await expect(createStatusWriteBack({ client: down }).onStatus({ ...event(gone, sent), origin: { ...event(gone, sent).origin, base_url: 'http://127.0.0.1:9/fhir/R4' } })).rejects.toMatchObject({ code: 'FHIR_NETWORK', disposition: 'retryable' });
   });
 
   it('CommunicationRequest: completed once sent; a failure keeps its status and says why', async () => {

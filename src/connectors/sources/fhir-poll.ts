@@ -20,6 +20,7 @@
  */
 import { z } from 'zod';
 import type { ParseResult } from '../../core/canonical-message.js';
+import type { Logger } from '../../core/logger.js';
 import { createStatusWriteBack } from '../../fhir/communication-status-writeback.js';
 import { FhirRestClient, fhirClientAuthHeaders, fhirClientAuthSchema } from '../../fhir/fhir-rest-client.js';
 import { OUTBOUND_RESOURCE_TYPES, parseOutboundEvent } from '../../fhir/outbound-resource.js';
@@ -64,6 +65,8 @@ export function createFhirPollSource(config: FhirPollConfig, _ctx: { channelId: 
   const rules = triggerRules(config);
   const baseUrl = config.base_url.replace(/\/+$/, '');
   const searchOptions: OutboundSearchOptions = { baseUrl, rules, search: config.search, pageSize: config.page_size, startAt: config.start_at };
+  /** The worker's logger once polling started (the write-back logs its permanent failures). */
+  let logger: Logger | undefined;
 
   return {
     path: undefined,
@@ -74,6 +77,7 @@ export function createFhirPollSource(config: FhirPollConfig, _ctx: { channelId: 
     acceptedResponse: { status: 405 },
 
     async poll(ctx: PollingContext): Promise<void> {
+      logger = ctx.logger;
       const client = new FhirRestClient({ baseUrl, headers: fhirClientAuthHeaders(config.auth), timeoutMs: config.timeout_ms });
       while (!ctx.signal.aborted) {
         for (const type of config.resource_types) {
@@ -91,7 +95,7 @@ export function createFhirPollSource(config: FhirPollConfig, _ctx: { channelId: 
       }
     },
 
-    outboundStatusListener: createStatusWriteBack({ client: new FhirRestClient({ baseUrl, headers: fhirClientAuthHeaders(config.auth), timeoutMs: config.timeout_ms }) }),
+    outboundStatusListener: createStatusWriteBack({ client: new FhirRestClient({ baseUrl, headers: fhirClientAuthHeaders(config.auth), timeoutMs: config.timeout_ms }), log: () => logger }),
 
     parse: (raw: Buffer, parseCtx: SourceParseContext): ParseResult =>
       parseOutboundEvent(raw, { ...rules, sourceKind: FHIR_POLL_KIND, baseUrl, receivedAt: parseCtx.receivedAt }),

@@ -295,7 +295,7 @@ export function createFhirSubscriptionSource(config: FhirSubscriptionConfig, ctx
 
     parse: (raw, parseCtx) => parseOutboundEvent(raw, { ...rules, sourceKind: FHIR_SUBSCRIPTION_KIND, baseUrl, receivedAt: parseCtx.receivedAt }),
 
-    outboundStatusListener: createStatusWriteBack({ client }),
+    outboundStatusListener: createStatusWriteBack({ client, log: () => logger }),
 
     subscription: () => ({ ...state }),
   };
