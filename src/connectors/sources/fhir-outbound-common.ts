@@ -35,6 +35,16 @@ export const fhirOutboundTriggerShape = {
     .describe('Only Communications whose inResponseTo points at a Communication Switchboard created (a reply to a patient message). Default false: any Communication to a Patient in preparation or in-progress.'),
 };
 
+/** The search settings both FHIR sources have (fhir_poll's search, fhir_subscription's catch-up). */
+export const fhirSearchShape = {
+  page_size: z.number().int().min(1).max(1000).default(50).describe('_count of each search page.'),
+  start_at: z
+    .union([z.enum(['beginning', 'now']), z.iso.datetime({ offset: true })])
+    .default('now')
+    .describe('Where the search starts the first time (no cursor yet): "now" (only resources updated from now on), "beginning", or an ISO instant.'),
+  timeout_ms: z.number().int().min(100).max(300_000).default(15_000).describe('Timeout of one FHIR request.'),
+};
+
 export function triggerRules(config: { own_identifier_systems: readonly string[]; require_in_response_to: boolean }): TriggerRules {
   return { ownIdentifierSystems: config.own_identifier_systems, requireInResponseTo: config.require_in_response_to };
 }

@@ -27,7 +27,7 @@ import { OUTBOUND_RESOURCE_TYPES, parseOutboundEvent } from '../../fhir/outbound
 import type { PollingContext, SourceConnector, SourceInstance, SourceParseContext } from '../types.js';
 
 export { DEFAULT_SEARCH, fhirCursorKey } from './fhir-outbound-common.js';
-import { fhirOutboundTriggerShape, searchOutboundType, triggerRules, type OutboundSearchOptions } from './fhir-outbound-common.js';
+import { fhirOutboundTriggerShape, fhirSearchShape, searchOutboundType, triggerRules, type OutboundSearchOptions } from './fhir-outbound-common.js';
 import { abortableSleep } from './poll-cursor.js';
 
 export const FHIR_POLL_KIND = 'fhir_poll';
@@ -49,12 +49,7 @@ export const fhirPollConfigSchema = z
         'Extra search parameters per type (a query string without _lastUpdated, _sort or _count). Default: Communication "status=preparation,in-progress", CommunicationRequest "status=active". The trigger rule is applied to what comes back in any case.',
       ),
     interval_ms: z.number().int().min(10).default(10_000).describe('Pause between two polling rounds, once caught up.'),
-    page_size: z.number().int().min(1).max(1000).default(50).describe('_count of each search page.'),
-    start_at: z
-      .union([z.enum(['beginning', 'now']), z.iso.datetime({ offset: true })])
-      .default('now')
-      .describe('Where a type without a cursor starts: "now" (only resources updated from now on), "beginning", or an ISO instant.'),
-    timeout_ms: z.number().int().min(100).max(300_000).default(15_000).describe('Timeout of one FHIR request.'),
+    ...fhirSearchShape,
     ...fhirOutboundTriggerShape,
   })
   .describe('Polls a FHIR R4 server (_lastUpdated with a durable cursor) for Communications the care team writes to patients.');

@@ -31,7 +31,7 @@ import { createStatusWriteBack } from '../../fhir/communication-status-writeback
 import { FhirRestClient, fhirClientAuthHeaders, fhirClientAuthSchema } from '../../fhir/fhir-rest-client.js';
 import { OUTBOUND_RESOURCE_TYPES, parseOutboundEvent, type OutboundResourceType } from '../../fhir/outbound-resource.js';
 import type { EdgeResponse, InboundRequest, PollingContext, SourceConnector, SourceInstance } from '../types.js';
-import { decide, envelope, fhirOutboundTriggerShape, searchOutboundType, triggerRules, type OutboundSearchOptions } from './fhir-outbound-common.js';
+import { decide, envelope, fhirOutboundTriggerShape, fhirSearchShape, searchOutboundType, triggerRules, type OutboundSearchOptions } from './fhir-outbound-common.js';
 import { abortableSleep } from './poll-cursor.js';
 
 export const FHIR_SUBSCRIPTION_KIND = 'fhir_subscription';
@@ -73,12 +73,7 @@ export const fhirSubscriptionConfigSchema = z
       .min(10)
       .default(30_000)
       .describe('How often the Subscription is checked (repaired when error or off) and a catch-up search finds what notifications missed.'),
-    page_size: z.number().int().min(1).max(1000).default(50).describe('_count of each catch-up search page.'),
-    start_at: z
-      .union([z.enum(['beginning', 'now']), z.iso.datetime({ offset: true })])
-      .default('now')
-      .describe('Where the catch-up search starts the first time: "now", "beginning", or an ISO instant.'),
-    timeout_ms: z.number().int().min(100).max(300_000).default(15_000).describe('Timeout of one FHIR request.'),
+    ...fhirSearchShape,
     max_body_bytes: z.number().int().min(1024).max(16 * 1024 * 1024).default(1024 * 1024).describe('Largest notification body accepted.'),
     ...fhirOutboundTriggerShape,
   })
