@@ -41,7 +41,7 @@ export function createBacklogProbe(o: { kind: SutKind; queue: QueueKind; redisUr
     queues = names.map((n) => new Queue(n, { connection: redis!, prefix: o.prefix }));
   } else {
     const { Queue: PgQueue } = withBackend(createPostgresBackend);
-    const connection = { connectionString: o.databaseUrl, schema: 'bullmq', max: 1 };
+    const connection = { connectionString: o.databaseUrl, schema: 'bullmq', max: 1, application_name: 'bench-probe' };
     queues = names.map((n) => new PgQueue(n, { connection }) as unknown as Queue);
   }
   let timer: NodeJS.Timeout | undefined;

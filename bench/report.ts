@@ -8,6 +8,8 @@ const fmtN = (v: number | null | undefined): string => (v === null || v === unde
 const shortQueue = (q: string): string => q.split('.')[0] ?? q;
 
 const fixedOf = (s: ScenarioResult | undefined): PhaseResult | undefined => s?.phases.find((p) => p.kind === 'fixed');
+const at60Of = (s: ScenarioResult | undefined): PhaseResult | undefined => s?.phases.find((p) => p.kind === 'at60');
+const fmtInt = (v: number | null | undefined): string => (v === null || v === undefined ? 'n/a' : String(v));
 
 function sumCpu(p: PhaseResult | undefined): number | null {
   if (!p) return null;
@@ -105,6 +107,9 @@ export function printReport(r: BenchResults, log: (line: string) => void): void 
     if (!b && !w) continue;
     const bf = fixedOf(b);
     const wf = fixedOf(w);
+    const b60 = at60Of(b);
+    const w60 = at60Of(w);
+    const at60 = b60 ?? w60;
     log(`\n## ${queue === 'redis' ? 'Redis' : 'PostgreSQL'} backend (BullMQ ${r.machine.packages['bullmq']}): switchboard vs baseline`);
     const rows: string[][] = [
       ['max sustained msg/s (highest passing step)', fmtRate(b?.maxSustained), fmtRate(w?.maxSustained), ratio(w?.maxSustained, b?.maxSustained)],
@@ -113,6 +118,8 @@ export function printReport(r: BenchResults, log: (line: string) => void): void 
       [`e2e latency p99 @ ${o.rate} msg/s`, fmtMs(bf?.e2e?.p99), fmtMs(wf?.e2e?.p99), ratio(wf?.e2e?.p99, bf?.e2e?.p99)],
       [`HTTP ack p50 @ ${o.rate} msg/s`, fmtMs(bf?.ack?.p50), fmtMs(wf?.ack?.p50), ratio(wf?.ack?.p50, bf?.ack?.p50)],
       [`HTTP ack p99 @ ${o.rate} msg/s`, fmtMs(bf?.ack?.p99), fmtMs(wf?.ack?.p99), ratio(wf?.ack?.p99, bf?.ack?.p99)],
+      [`e2e latency p50 @ 60 % of bare max (${at60 ? fmtRate(at60.offeredRate) : 'n/a'} msg/s)`, fmtMs(b60?.e2e?.p50), fmtMs(w60?.e2e?.p50), ratio(w60?.e2e?.p50, b60?.e2e?.p50)],
+      [`e2e latency p99 @ 60 % of bare max (${at60 ? fmtRate(at60.offeredRate) : 'n/a'} msg/s)`, fmtMs(b60?.e2e?.p99), fmtMs(w60?.e2e?.p99), ratio(w60?.e2e?.p99, b60?.e2e?.p99)],
       ['gateway peak RSS (whole scenario)', fmtMiB(b?.peakRssBytes), fmtMiB(w?.peakRssBytes), ratio(w?.peakRssBytes, b?.peakRssBytes)],
       [`CPU/msg gateway process @ ${o.rate} msg/s`, fmtUs(bf?.cpuPerMessageUs.gateway), fmtUs(wf?.cpuPerMessageUs.gateway), ratio(wf?.cpuPerMessageUs.gateway, bf?.cpuPerMessageUs.gateway)],
       [`CPU/msg Redis @ ${o.rate} msg/s`, fmtUs(bf?.cpuPerMessageUs.redis), fmtUs(wf?.cpuPerMessageUs.redis), ratio(wf?.cpuPerMessageUs.redis, bf?.cpuPerMessageUs.redis)],
@@ -121,7 +128,11 @@ export function printReport(r: BenchResults, log: (line: string) => void): void 
       [`CPU/msg FHIR server (bench process) @ ${o.rate} msg/s`, fmtUs(bf?.cpuPerMessageUs.fhirServer), fmtUs(wf?.cpuPerMessageUs.fhirServer), ratio(wf?.cpuPerMessageUs.fhirServer, bf?.cpuPerMessageUs.fhirServer)],
       ['Redis commands / msg (incl. inside Lua scripts; whole scenario)', fmtN(b?.workPerMessage?.redisCommands), fmtN(w?.workPerMessage?.redisCommands), ratio(w?.workPerMessage?.redisCommands, b?.workPerMessage?.redisCommands)],
       ['PostgreSQL transactions / msg (whole scenario)', fmtN(b?.workPerMessage?.pgTransactions), fmtN(w?.workPerMessage?.pgTransactions), ratio(w?.workPerMessage?.pgTransactions, b?.workPerMessage?.pgTransactions)],
+      ['PostgreSQL client connections, peak (whole scenario)', fmtInt(b?.pgConnectionsPeak), fmtInt(w?.pgConnectionsPeak), ratio(w?.pgConnectionsPeak, b?.pgConnectionsPeak)],
+      [`PostgreSQL client connections, peak @ ${o.rate} msg/s`, fmtInt(bf?.pgConnectionsPeak), fmtInt(wf?.pgConnectionsPeak), ratio(wf?.pgConnectionsPeak, bf?.pgConnectionsPeak)],
       ['PostgreSQL rows written / msg', fmtN(b?.workPerMessage?.pgRowsWritten), fmtN(w?.workPerMessage?.pgRowsWritten), ratio(w?.workPerMessage?.pgRowsWritten, b?.workPerMessage?.pgRowsWritten)],
+      ['message store rows / msg (public schema)', 'n/a', fmtN(w?.storeRowsPerMessage), ''],
+      ['message store bytes / msg (tables + indexes + TOAST)', 'n/a', fmtBytes(w?.storeBytesPerMessage), ''],
       ['FHIR searches / msg (at the FHIR server)', fmtN(b?.workPerMessage?.fhirSearches), fmtN(w?.workPerMessage?.fhirSearches), ratio(w?.workPerMessage?.fhirSearches, b?.workPerMessage?.fhirSearches)],
       ['FHIR creates / msg', fmtN(b?.workPerMessage?.fhirCreates), fmtN(w?.workPerMessage?.fhirCreates), ratio(w?.workPerMessage?.fhirCreates, b?.workPerMessage?.fhirCreates)],
       ['delivered / sent (all phases)', b ? `${b.totals.delivered} / ${b.totals.sent}` : 'n/a', w ? `${w.totals.delivered} / ${w.totals.sent}` : 'n/a', ''],
@@ -142,10 +153,14 @@ export function printReport(r: BenchResults, log: (line: string) => void): void 
         fmtMs(f?.e2e?.p50),
         fmtMs(f?.e2e?.p99),
         fmtMs(f?.ack?.p99),
+        fmtMs(at60Of(s)?.e2e?.p99),
         fmtMiB(s.peakRssBytes),
+        fmtUs(f?.cpuPerMessageUs.gateway),
         fmtUs(sumCpu(f)),
         s.kind === 'baseline' ? '1.00×' : ratio(s.maxSustained, b?.maxSustained),
         s.kind === 'baseline' ? '1.00×' : ratio(f?.e2e?.p99, bf?.e2e?.p99),
+        fmtN(s.workPerMessage?.pgTransactions),
+        fmtInt(s.pgConnectionsPeak),
       ]);
     }
   }
@@ -199,7 +214,23 @@ export function printReport(r: BenchResults, log: (line: string) => void): void 
   log('\n## README table\n');
   log(
     mdTable(
-      ['queues', 'pipeline', 'max sustained msg/s', 'peak delivered msg/s', `e2e p50 @${o.rate}/s`, `e2e p99 @${o.rate}/s`, `ack p99 @${o.rate}/s`, 'peak RSS', 'CPU/msg (gw+queue+db)', 'throughput vs bare', 'p99 vs bare'],
+      [
+        'queues',
+        'pipeline',
+        'max sustained msg/s',
+        'peak delivered msg/s',
+        `e2e p50 @${o.rate}/s`,
+        `e2e p99 @${o.rate}/s`,
+        `ack p99 @${o.rate}/s`,
+        'e2e p99 @60 % bare max',
+        'peak RSS',
+        `gateway CPU/msg @${o.rate}/s`,
+        'CPU/msg (gw+queue+db)',
+        'throughput vs bare',
+        'p99 vs bare',
+        'PG transactions/msg',
+        'PG connections peak',
+      ],
       readme,
     ),
   );

@@ -42,6 +42,8 @@ export interface BenchOptions {
   channels: 'shipped' | 'ehr-only';
   /** V8 CPU profile of each gateway process, written to .bench/profiles/. */
   profile: boolean;
+  /** After the search: a phase at 60 % of the bare pipeline's max sustained rate, for every scenario. */
+  at60: boolean;
 }
 
 export interface CpuPerMessage {
@@ -54,7 +56,8 @@ export interface CpuPerMessage {
   generator: number | null;
 }
 
-export type PhaseKind = 'warmup' | 'fixed' | 'step';
+/** `at60`: after the search, at 60 % of the bare pipeline's max sustained rate (not a search step). */
+export type PhaseKind = 'warmup' | 'fixed' | 'step' | 'at60';
 
 export interface PhaseResult {
   name: string;
@@ -85,6 +88,8 @@ export interface PhaseResult {
   sut: SutPhaseStats | null;
   /** Largest backlog (waiting + delayed) and active count seen per queue, sampled every second. */
   backlog: QueueBacklog[];
+  /** Most client connections the system under test held on its database during the phase. */
+  pgConnectionsPeak: number | null;
   cpuPerMessageUs: CpuPerMessage;
   pass: boolean;
   reasons: string[];
@@ -104,6 +109,10 @@ export interface ScenarioResult {
   /** Highest deliveries per second seen in any measured phase. */
   peakDeliveredPerS: number | null;
   peakRssBytes: number | null;
+  /** Most client connections the system under test held on its database, whole scenario. */
+  pgConnectionsPeak: number | null;
+  /** Rows added to the message store (public schema, every table) per delivered message. */
+  storeRowsPerMessage: number | null;
   totals: {
     sent: number;
     acked2xx: number;

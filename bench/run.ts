@@ -50,8 +50,10 @@ import {
   pgCounters,
   processCpuMs,
   redisCommandsProcessed,
+  startConnectionSampler,
   startPostgres,
   startRedis,
+  type ConnectionSampler,
   type PgCounters,
   type PostgresService,
   type RedisService,
@@ -88,6 +90,7 @@ const USAGE = `usage: npm run bench -- [options]
   --scenarios a,b       subset of ${Object.keys(SCENARIOS).join(',')}
   --concurrency N       baseline worker concurrency (default 8, Switchboard's delivery default)
   --channels shipped|ehr-only  Switchboard's channels: the shipped directory (default) or a copy of whatsapp-to-ehr alone
+  --no-at60             skip the phase at 60 % of the bare pipeline's max sustained rate (run after the search)
   --profile             write a V8 CPU profile of each gateway process to .bench/profiles/ (slows it down)
   --fhir-scan           use MemoryRepository's full-scan search for conditional creates (see bench/fhir-recorder.ts)
 `;
@@ -111,6 +114,7 @@ function parseArgs(argv: string[]): BenchOptions {
     profile: false,
     channels: 'shipped',
     bisect: quick ? 1 : 2,
+    at60: true,
   };
   const num = (flag: string, v: string | undefined, min: number, max: number): number => {
     const n = Number(v);
@@ -177,6 +181,9 @@ function parseArgs(argv: string[]): BenchOptions {
         break;
       case '--profile':
         o.profile = true;
+        break;
+      case '--no-at60':
+        o.at60 = false;
         break;
       case '--channels':
         if (v !== 'shipped' && v !== 'ehr-only') throw new Error(`--channels is shipped or ehr-only\n\n${USAGE}`);
@@ -300,6 +307,8 @@ interface ScenarioCtx {
   usesRedis: boolean;
   usesPg: boolean;
   probe: BacklogProbe;
+  /** PostgreSQL connections of the system under test (when it uses PostgreSQL). */
+  conns: ConnectionSampler | undefined;
   t: Tracking;
 }
 
@@ -341,6 +350,7 @@ async function runPhase(sc: ScenarioCtx, spec: { name: string; kind: PhaseKind; 
   });
   sut.send({ type: 'phase-begin' });
   sc.probe.begin();
+  sc.conns?.begin();
   const cpu0 = { redis: processCpuMs(sc.redis?.pid), pg: clusterCpuMs(sc.pg?.pid), self: process.cpuUsage() };
   let abortedForBacklog = false;
   const abortOnBacklog = spec.kind !== 'warmup';
@@ -467,6 +477,7 @@ async function runPhase(sc: ScenarioCtx, spec: { name: string; kind: PhaseKind; 
     drainMs,
     sut: sutStats,
     backlog,
+    pgConnectionsPeak: sc.conns?.windowPeak() ?? null,
     cpuPerMessageUs: {
       gateway: sutStats ? per((sutStats.cpuUserUs + sutStats.cpuSystemUs) / 1000) : null,
       redis: sc.redis && sc.usesRedis ? per(cpuMs.redis) : null,
@@ -496,7 +507,7 @@ function phaseLine(scenario: string, p: PhaseResult): string {
  */
 /** Bytes of the message store: every table of the public schema with its indexes and TOAST. */
 async function storeBytes(databaseUrl: string): Promise<number> {
-  const c = new pg.Client({ connectionString: databaseUrl });
+  const c = new pg.Client({ connectionString: databaseUrl, application_name: 'bench-size' });
   await c.connect();
   try {
     const res = await c.query<{ n: string }>(
@@ -504,6 +515,24 @@ async function storeBytes(databaseUrl: string): Promise<number> {
        WHERE n.nspname = 'public' AND c.relkind IN ('r', 'm')`,
     );
     return Number(res.rows[0]?.n ?? 0);
+  } finally {
+    await c.end();
+  }
+}
+
+/** Rows of the message store: every table of the public schema, counted exactly. */
+async function storeRows(databaseUrl: string): Promise<number> {
+  const c = new pg.Client({ connectionString: databaseUrl, application_name: 'bench-size' });
+  await c.connect();
+  try {
+    // Partitioned tables are counted through their parent (its count includes its partitions).
+    const tables = await c.query<{ t: string }>(
+      `SELECT quote_ident(c.relname) AS t FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+       WHERE n.nspname = 'public' AND c.relkind IN ('r', 'p') AND NOT c.relispartition`,
+    );
+    let n = 0;
+    for (const { t } of tables.rows) n += Number((await c.query<{ n: string }>(`SELECT count(*) AS n FROM public.${t}`)).rows[0]?.n ?? 0);
+    return n;
   } finally {
     await c.end();
   }
@@ -554,7 +583,11 @@ interface ScenarioRun {
   pg: PostgresService | undefined;
   databaseName: string;
   /** Switchboard: the store's database and its size before the gateway started. */
-  storeDb?: { url: string; bytes0: number };
+  storeDb?: { url: string; bytes0: number; rows0: number };
+  conns: ConnectionSampler | undefined;
+  sc: ScenarioCtx | undefined;
+  /** The system under test's database, once created. */
+  databaseUrl: string;
   work0: WorkCounters | undefined;
   phases: AsyncGenerator<void, void, void> | undefined;
   finished: boolean;
@@ -604,6 +637,8 @@ async function startScenario(name: ScenarioName, sh: Shared): Promise<ScenarioRu
       maxSustained: null,
       peakDeliveredPerS: null,
       peakRssBytes: null,
+      pgConnectionsPeak: null,
+      storeRowsPerMessage: null,
       totals: { sent: 0, acked2xx: 0, rejected: 0, unanswered: 0, delivered: 0, lost: 0, lostSample: [], duplicates: 0, duplicateSample: [], finalDrainMs: 0 },
       fhir: { indexedSearches: 0, scannedSearches: 0 },
       conditions: null,
@@ -622,6 +657,9 @@ async function startScenario(name: ScenarioName, sh: Shared): Promise<ScenarioRu
     work0: undefined,
     phases: undefined,
     finished: false,
+    conns: undefined,
+    sc: undefined,
+    databaseUrl: '',
   };
   const c0 = run.startConditions;
   log(`\n== ${name} ==  (load average ${c0.loadavg.map((x) => x.toFixed(2)).join(' ')}${c0.cpuPressure ? `; CPU pressure ${c0.cpuPressure}` : ''})`);
@@ -645,6 +683,7 @@ async function startScenario(name: ScenarioName, sh: Shared): Promise<ScenarioRu
       sh.onCleanup(stop);
       sh.versions.postgres ??= pgs.version;
       databaseUrl = await run.pg.createDatabase(run.databaseName);
+      run.databaseUrl = databaseUrl;
     }
     const fhir = await startRecordingFhirServer({ useIndex: opts.fhirIndex });
     run.fhir = fhir;
@@ -681,7 +720,12 @@ async function startScenario(name: ScenarioName, sh: Shared): Promise<ScenarioRu
     // Schemas first, so that the work counters below see the pipeline, not its migrations.
     if (databaseUrl) await premigrate(def.kind, def.queue, databaseUrl);
     if (def.kind === 'switchboard') {
-      run.storeDb = { url: databaseUrl, bytes0: await storeBytes(databaseUrl) };
+      run.storeDb = { url: databaseUrl, bytes0: await storeBytes(databaseUrl), rows0: await storeRows(databaseUrl) };
+    }
+    if (run.pg) {
+      const conns = await startConnectionSampler(run.pg.url, run.databaseName);
+      run.conns = conns;
+      sh.onCleanup(once(() => conns.close()));
     }
     const newProbe = () => createBacklogProbe({ kind: def.kind, queue: def.queue, ...(run.redis ? { redisUrl: run.redis.url } : {}), databaseUrl, prefix: cfg.queuePrefix });
     // What one probe sample costs Redis and PostgreSQL, measured alone, to leave the probe out of
@@ -730,8 +774,10 @@ async function startScenario(name: ScenarioName, sh: Shared): Promise<ScenarioRu
       usesRedis,
       usesPg,
       probe,
+      conns: run.conns,
       t,
     };
+    run.sc = sc;
     run.phases = scenarioPhases(run, sc);
   } catch (err) {
     run.result.error = (err as Error).stack ?? String(err);
@@ -800,6 +846,19 @@ async function* scenarioPhases(run: ScenarioRun, sc: ScenarioCtx): AsyncGenerato
   result.maxSustained = lastPass > 0 ? lastPass : null;
 }
 
+/** A phase after the search (e.g. at 60 % of the bare max); drains what it leaves behind. */
+async function runExtraPhase(run: ScenarioRun, spec: { name: string; kind: PhaseKind; rate: number; durationS: number }): Promise<void> {
+  if (!run.sc || run.result.error || !run.sut?.alive) return;
+  try {
+    const p = await runPhase(run.sc, spec);
+    run.result.phases.push(p);
+    log(phaseLine(run.name, p));
+    if (!allDelivered(run.t)) await drainAll(run.t, run.sc.opts.finalDrainS * 1000);
+  } catch (err) {
+    log(`  [${run.name}] ERROR in ${spec.name}: ${(err as Error).message}`);
+  }
+}
+
 /** Runs the scenario's next phase; marks it finished when it has none left or fails. */
 async function advance(run: ScenarioRun): Promise<void> {
   if (run.finished || !run.phases) return;
@@ -844,6 +903,8 @@ async function finishScenario(run: ScenarioRun, opts: BenchOptions): Promise<Sce
   }
   const probeCalls = run.probe?.calls ?? 0;
   await run.probe?.close();
+  result.pgConnectionsPeak = run.conns?.peak ?? null;
+  await run.conns?.close();
   if (run.work0 && sut && !sut.alive) {
     // PostgreSQL publishes a backend's counters when it exits (up to 10 s late before that).
     await new Promise((r) => setTimeout(r, 300));
@@ -868,9 +929,25 @@ async function finishScenario(run: ScenarioRun, opts: BenchOptions): Promise<Sce
       fhirCreates: per(work1.fhirCreates, w0.fhirCreates),
     };
   }
+  if (run.pg && result.workPerMessage && result.workPerMessage.messages > 0) {
+    // Where the rows written go, table by table (the store's and the queue's schema).
+    try {
+      const c = new pg.Client({ connectionString: run.databaseUrl, application_name: 'bench-size' });
+      await c.connect();
+      const t = await c.query<{ t: string; n: string }>(
+        `SELECT schemaname || '.' || relname AS t, n_tup_ins + n_tup_upd + n_tup_del AS n FROM pg_stat_user_tables ORDER BY 2 DESC LIMIT 8`,
+      );
+      await c.end();
+      const n = result.workPerMessage.messages;
+      log(`  [${name}] rows written per message by table (since the database was created): ${t.rows.map((r) => `${r.t} ${(Number(r.n) / n).toFixed(1)}`).join(', ')}`);
+    } catch (err) {
+      log(`  [${name}] could not read table statistics: ${(err as Error).message}`);
+    }
+  }
   if (run.storeDb && result.workPerMessage && result.workPerMessage.messages > 0) {
     try {
       result.storeBytesPerMessage = ((await storeBytes(run.storeDb.url)) - run.storeDb.bytes0) / result.workPerMessage.messages;
+      result.storeRowsPerMessage = ((await storeRows(run.storeDb.url)) - run.storeDb.rows0) / result.workPerMessage.messages;
     } catch (err) {
       log(`  [${name}] could not measure the store's size: ${(err as Error).message}`);
     }
@@ -1006,6 +1083,12 @@ async function main(): Promise<void> {
       if (runs.length > 1) log(`\n-- ${group.join(' and ')}: phases alternate --`);
       for (let active = runs.filter((r) => !r.finished); active.length > 0; active = active.filter((r) => !r.finished)) {
         for (const r of active) await advance(r);
+      }
+      // Latency under real load: every scenario of the backend at 60 % of the bare pipeline's max.
+      const bare = runs.find((r) => SCENARIOS[r.name].kind === 'baseline')?.result.maxSustained;
+      if (bare && opts.at60) {
+        const rate = Math.max(1, Math.round(bare * 0.6));
+        for (const r of runs) await runExtraPhase(r, { name: `at60-${rate}`, kind: 'at60', rate, durationS: opts.durationS });
       }
       for (const r of runs) scenarios.push(await finishScenario(r, opts));
     }

@@ -250,3 +250,56 @@ export async function pgCounters(adminUrl: string, database: string): Promise<Pg
     await c.end().catch(() => undefined);
   }
 }
+
+/**
+ * Samples how many client connections the system under test holds on its database (the bench's
+ * own connections, named `bench-*`, excluded), every `everyMs`: the peak over a window.
+ */
+export interface ConnectionSampler {
+  /** Starts a window (resets its peak). */
+  begin(): void;
+  /** Peak of the current window. */
+  windowPeak(): number | null;
+  /** Peak since the sampler started. */
+  readonly peak: number | null;
+  close(): Promise<void>;
+}
+
+export async function startConnectionSampler(adminUrl: string, database: string, everyMs = 250): Promise<ConnectionSampler> {
+  const c = new pg.Client({ connectionString: adminUrl, application_name: 'bench-connections' });
+  c.on('error', () => undefined);
+  await c.connect();
+  let peak: number | null = null;
+  let window: number | null = null;
+  let busy = false;
+  const timer = setInterval(() => {
+    if (busy) return;
+    busy = true;
+    c.query<{ n: string }>(
+      `SELECT count(*) AS n FROM pg_stat_activity WHERE datname = $1 AND backend_type = 'client backend' AND application_name NOT LIKE 'bench-%'`,
+      [database],
+    )
+      .then((r) => {
+        const n = Number(r.rows[0]?.n ?? 0);
+        peak = Math.max(peak ?? 0, n);
+        window = Math.max(window ?? 0, n);
+      })
+      .catch(() => undefined)
+      .finally(() => {
+        busy = false;
+      });
+  }, everyMs);
+  return {
+    begin() {
+      window = null;
+    },
+    windowPeak: () => window,
+    get peak() {
+      return peak;
+    },
+    async close() {
+      clearInterval(timer);
+      await c.end().catch(() => undefined);
+    },
+  };
+}
