@@ -12,49 +12,15 @@
 import pg from 'pg';
 import { afterAll, beforeAll, expect } from 'vitest';
 import { type Deployment, type FaultEnvironment, startEnvironment } from './support/environment.js';
-import { operationOutcome, type FaultRule } from '../support/fault-proxy.js';
+import { operationOutcome } from '../support/fault-proxy.js';
 import type { GatewayRoleProcess } from './support/gateway-role.js';
 import { POISON_422_MARKER, type MessageKind } from './support/load-generator.js';
 import { sleep, which } from './support/processes.js';
-import { recoveredJobsActive } from './support/queue-probe.js';
-import { acknowledgedWithin, describeDeployment, statusesWithin, type ScenarioContext } from './support/scenario.js';
+import { fiveKillsInThreeRounds, isCommunicationWrite, killRounds, slowCommunicationWrites } from './support/kill-rounds.js';
+import { acknowledgedWithin, describeDeployment, statusesWithin } from './support/scenario.js';
 
 const RATE = 20;
 const QUIET_TIMEOUT_MS = 90_000;
-
-const isCommunicationWrite = (req: { method: string; path: string }) => req.method === 'POST' && /\/Communication$/.test(req.path);
-
-/** Communication writes take `ms` at the FHIR server, so deliveries are in flight when a worker dies. */
-const slowCommunicationWrites =
-  (ms: number): FaultRule =>
-  (req) =>
-    isCommunicationWrite(req) ? { kind: 'pass', delayMs: ms } : { kind: 'pass' };
-
-interface KillRound {
-  label: string;
-  victims: GatewayRoleProcess[];
-  /** `recovered-active`: kill once a job recovered from the previous kill runs again (bounded wait). */
-  when: 'now' | 'recovered-active';
-  after: number;
-}
-
-/** Kill rounds: each victim set gets SIGKILL, then is restarted (and waited for) before the next round. */
-async function killRounds(ctx: ScenarioContext, rounds: KillRound[]): Promise<void> {
-  for (const [i, round] of rounds.entries()) {
-    let recovered = 0;
-    if (round.when === 'recovered-active') {
-      const until = Date.now() + 20_000;
-      while (Date.now() < until && (recovered = await recoveredJobsActive(ctx.env, ctx.d).catch(() => 0)) === 0) await sleep(50);
-    }
-    const inFlight = ctx.env.proxy.inFlight();
-    await Promise.all(round.victims.map((w) => w.kill9()));
-    const why = round.when === 'recovered-active' ? `, ${recovered} job(s) recovered from the previous kill running again` : '';
-    ctx.note(`kill -9 #${i + 1}: ${round.label} (${inFlight} FHIR requests in flight${why})`);
-    await Promise.all(round.victims.map((w) => w.start()));
-    ctx.note(`${round.label} restarted`);
-    await sleep(round.after);
-  }
-}
 
 function alertCount(d: Deployment, alert: string): number {
   return d.workers.reduce((n, w) => n + (w.alerts.get(alert) ?? 0), 0);
@@ -93,15 +59,7 @@ describeDeployment({
       title: '(a) kill -9 the workers x5 [Redis queue]',
       proxyRule: slowCommunicationWrites(500),
       leadMs: 3000,
-      fault: (ctx) => {
-        const [w1, w2] = ctx.d.workers as [GatewayRoleProcess, GatewayRoleProcess];
-        return killRounds(ctx, [
-          { label: 'worker2', victims: [w2], when: 'now', after: 1500 },
-          { label: 'both workers', victims: [w1, w2], when: 'now', after: 0 },
-          // Again while jobs recovered from the previous kill are running: a job may die twice.
-          { label: 'both workers', victims: [w1, w2], when: 'recovered-active', after: 0 },
-        ]);
-      },
+      fault: fiveKillsInThreeRounds,
       tailMs: 3000,
     },
     {

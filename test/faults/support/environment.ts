@@ -1,6 +1,6 @@
 /**
  * Everything a fault scenario runs against, started by the suite itself on loopback: a
- * restartable redis-server, a restartable PostgreSQL, the real FHIR sandbox (in this process)
+ * restartable redis-server (or a three-node Redis Cluster), a restartable PostgreSQL, the real FHIR sandbox (in this process)
  * behind a body-aware fault proxy, a channels dir (a copy of the shipped channel with short retry
  * and circuit settings and a mapping that throws on a poison marker), and the gateway as an
  * `http` process plus `worker` processes.
@@ -21,6 +21,7 @@ import { createKeyringProvider, parseKeyring } from '../../../src/crypto/keyring
 import { openEncryptingCodec, type EncryptingCodec } from '../../../src/store/encrypting-codec.js';
 import { indexKinds } from '../../../src/store/message-store.js';
 import { RedisServer } from './redis-server.js';
+import { RedisClusterServers } from './redis-cluster.js';
 
 export const CHANNEL_ID = 'whatsapp-to-ehr';
 export const DESTINATION = 'ehr';
@@ -36,6 +37,7 @@ export const SUITE_CIRCUIT = { enabled: true, failure_threshold: 5, open_ms: 100
 export interface FaultEnvironment {
   tmp: string;
   redis: RedisServer | undefined;
+  redisCluster: RedisClusterServers | undefined;
   postgres: PostgresServer;
   fhir: FhirSandbox;
   proxy: FaultProxy;
@@ -77,7 +79,7 @@ ${original}
   return channels;
 }
 
-export async function startEnvironment(o: { redis: boolean }): Promise<FaultEnvironment> {
+export async function startEnvironment(o: { redis: boolean; redisCluster?: boolean }): Promise<FaultEnvironment> {
   const tmp = await mkdtemp(path.join(os.tmpdir(), 'switchboard-faults-'));
   // As root, PostgreSQL runs as user 'postgres', which must be able to enter these directories.
   await chmod(tmp, 0o755);
@@ -94,27 +96,31 @@ export async function startEnvironment(o: { redis: boolean }): Promise<FaultEnvi
     return keptLogs;
   };
   try {
-    const [postgres, redis, fhir] = await Promise.all([
+    const [postgres, redis, redisCluster, fhir] = await Promise.all([
       PostgresServer.start(path.join(tmp, 'postgres')),
       o.redis ? RedisServer.start(path.join(tmp, 'redis')) : Promise.resolve(undefined),
+      o.redisCluster === true ? RedisClusterServers.start(path.join(tmp, 'redis-cluster')) : Promise.resolve(undefined),
       startFhirSandbox({ port: 0, seed: true }),
     ]);
     cleanups.push(() => postgres.stop());
     if (redis) cleanups.push(() => redis.stop('SIGTERM'));
+    if (redisCluster) cleanups.push(() => redisCluster.stop());
     cleanups.push(() => fhir.close());
     const proxy = await startFaultProxy(fhir.baseUrl, { responseHeaders: { 'content-type': 'application/fhir+json' }, freshConnections: true });
     cleanups.push(() => proxy.close());
     const channelsDir = await writeChannels(tmp);
-    return { tmp, redis, postgres, fhir, proxy, channelsDir, keepLogs, close };
+    return { tmp, redis, redisCluster, postgres, fhir, proxy, channelsDir, keepLogs, close };
   } catch (err) {
     await close();
     throw err;
   }
 }
 
+export type QueueKind = 'redis' | 'redis-cluster' | 'postgres';
+
 export interface Deployment {
   name: string;
-  queue: 'redis' | 'postgres';
+  queue: QueueKind;
   databaseUrl: string;
   queuePrefix: string;
   http: GatewayRoleProcess;
@@ -130,10 +136,12 @@ export interface Deployment {
 }
 
 /** A fresh database and queue prefix, an http process and `workers` worker processes. */
-export async function deploy(env: FaultEnvironment, o: { name: string; queue: 'redis' | 'postgres'; workers: number }): Promise<Deployment> {
+export async function deploy(env: FaultEnvironment, o: { name: string; queue: QueueKind; workers: number }): Promise<Deployment> {
   const suffix = randomBytes(4).toString('hex');
   const databaseUrl = await env.postgres.createDatabase(`faults_${o.name.replace(/[^a-z0-9]/gi, '_').toLowerCase()}_${suffix}`);
-  const queuePrefix = `faults-${o.name.replace(/[^A-Za-z0-9_-]/g, '-')}-${suffix}`;
+  const unique = `faults-${o.name.replace(/[^A-Za-z0-9_-]/g, '-')}-${suffix}`;
+  // On a Redis Cluster the prefix carries a hash tag: every queue key in one slot.
+  const queuePrefix = o.queue === 'redis-cluster' ? `{${unique}}` : unique;
   const logDir = path.join(env.tmp, 'logs', o.name);
   await mkdir(logDir, { recursive: true });
   const dataDir = path.join(env.tmp, 'data', o.name);
@@ -157,6 +165,10 @@ export async function deploy(env: FaultEnvironment, o: { name: string; queue: 'r
   if (o.queue === 'redis') {
     if (!env.redis) throw new Error('this environment has no Redis');
     gwEnv['REDIS_URL'] = env.redis.url;
+  }
+  if (o.queue === 'redis-cluster') {
+    if (!env.redisCluster) throw new Error('this environment has no Redis Cluster');
+    gwEnv['REDIS_CLUSTER_NODES'] = env.redisCluster.seeds;
   }
   const http = new GatewayRoleProcess(`${o.name}-http`, 'http', gwEnv, path.join(logDir, 'http.log'));
   const workers = Array.from({ length: o.workers }, (_, i) => new GatewayRoleProcess(`${o.name}-worker${i + 1}`, 'worker', gwEnv, path.join(logDir, `worker${i + 1}.log`)));

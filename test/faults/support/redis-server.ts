@@ -7,6 +7,41 @@ import { mkdir } from 'node:fs/promises';
 import { Redis } from 'ioredis';
 import { freePort, sleep, spawnOwned, stopChild, until, which } from './processes.js';
 
+/** How every redis-server of the suite runs: loopback only, AOF everysec, noeviction. */
+export function durableRedisArgs(port: number, dir: string): string[] {
+  return [
+    '--port', String(port),
+    '--bind', '127.0.0.1',
+    '--protected-mode', 'yes',
+    '--dir', dir,
+    '--save', '',
+    '--appendonly', 'yes',
+    '--appendfsync', 'everysec',
+    '--maxmemory-policy', 'noeviction',
+    '--loglevel', 'warning',
+  ];
+}
+
+/** Waits until the redis-server on `port` answers PING (not LOADING after replaying its AOF). */
+export async function waitForPing(what: string, port: number, alive: () => boolean, output: () => string): Promise<void> {
+  await until(
+    `${what} on port ${port} to answer PING`,
+    async () => {
+      if (!alive()) throw new Error(`redis-server exited:\n${output()}`);
+      const r = new Redis({ host: '127.0.0.1', port, lazyConnect: true, maxRetriesPerRequest: 0, enableOfflineQueue: false, retryStrategy: () => null });
+      r.on('error', () => undefined);
+      try {
+        await r.connect();
+        return (await r.ping()) === 'PONG';
+      } finally {
+        r.disconnect();
+      }
+    },
+    15_000,
+    50,
+  );
+}
+
 export class RedisServer {
   private child: ChildProcess | undefined;
   private log = '';
@@ -36,38 +71,12 @@ export class RedisServer {
 
   async start(): Promise<void> {
     if (this.running()) return;
-    const args = [
-      '--port', String(this.port),
-      '--bind', '127.0.0.1',
-      '--protected-mode', 'yes',
-      '--dir', this.dir,
-      '--save', '',
-      '--appendonly', 'yes',
-      '--appendfsync', 'everysec',
-      '--maxmemory-policy', 'noeviction',
-      '--loglevel', 'warning',
-    ];
+    const args = durableRedisArgs(this.port, this.dir);
     const c = spawnOwned(this.bin, args, { stdio: ['ignore', 'pipe', 'pipe'] });
     c.stdout!.on('data', (b: Buffer) => (this.log = (this.log + b.toString()).slice(-20_000)));
     c.stderr!.on('data', (b: Buffer) => (this.log = (this.log + b.toString()).slice(-20_000)));
     this.child = c;
-    // Ready = answers PING (not LOADING) after replaying its AOF.
-    await until(
-      `redis-server on port ${this.port} to answer PING`,
-      async () => {
-        if (!this.running()) throw new Error(`redis-server exited:\n${this.log}`);
-        const r = new Redis({ host: '127.0.0.1', port: this.port, lazyConnect: true, maxRetriesPerRequest: 0, enableOfflineQueue: false, retryStrategy: () => null });
-        r.on('error', () => undefined);
-        try {
-          await r.connect();
-          return (await r.ping()) === 'PONG';
-        } finally {
-          r.disconnect();
-        }
-      },
-      15_000,
-      50,
-    );
+    await waitForPing('redis-server', this.port, () => this.running(), () => this.log);
   }
 
   /** SIGTERM: Redis flushes its AOF and exits. SIGKILL: a crash (AOF everysec keeps what was written). */

@@ -12,6 +12,7 @@ import { passAll, type FaultRule } from '../../support/fault-proxy.js';
 import { LoadGenerator, type MessageKind } from './load-generator.js';
 import { sleep } from './processes.js';
 import { formatReport, verify, waitUntilQuiet, type Verdict } from './verify.js';
+import { openQueueClient } from './queue-probe.js';
 
 export interface Window {
   name: string;
@@ -112,7 +113,7 @@ export async function runScenario(env: FaultEnvironment, d: Deployment, spec: Sc
     env.proxy.setRule(spec.proxyRule ?? passAll);
     const q = await waitUntilQuiet(d, load, spec.quietTimeoutMs);
     notes.push(q.quiet ? `quiet ${q.waitedMs} ms after the sender finished` : `NOT quiet after ${q.waitedMs} ms: ${q.unsettled} acknowledged message(s) unsettled in the store`);
-    verdict = await verify(d, load, env.fhir.baseUrl, env.redis && d.queue === 'redis' ? env.redis.url : undefined);
+    verdict = await verify(d, load, env.fhir.baseUrl, d.queue === 'postgres' ? undefined : () => openQueueClient(env, d));
     verdict.problems.unshift(...faultProblems);
     processes(d).forEach((p, i) => {
       for (const c of p.crashes.slice(crashesBefore[i])) {
@@ -169,6 +170,8 @@ export interface DeploymentSuite {
   quietTimeoutMs: number;
   /** Skip the block (loudly reported by the caller), e.g. when redis-server is missing. */
   skip?: boolean;
+  /** Bound of each scenario's test, when the suite's default (vitest.faults.config.ts) is too short for its stream and quiet bound. */
+  testTimeoutMs?: number;
   scenarios: readonly ScenarioTest[];
 }
 
@@ -192,7 +195,7 @@ export function describeDeployment(suite: DeploymentSuite): void {
         const r = await runScenario(suite.environment(), d, { ratePerSec: suite.ratePerSec, quietTimeoutMs: suite.quietTimeoutMs, ...spec });
         expect(r.verdict.problems).toEqual([]);
         expectAlso?.(r);
-      });
+      }, suite.testTimeoutMs);
     }
   });
 }

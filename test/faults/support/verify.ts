@@ -2,7 +2,7 @@
  * After a scenario: wait (bounded) until the system is quiet, then check every message against
  * the receiver and the dead-letter queue, and print the report block other tooling parses.
  */
-import { Redis } from 'ioredis';
+import type { Cluster, Redis } from 'ioredis';
 import { CHANNEL_ID, IDENTIFIER_SYSTEM, type Deployment } from './environment.js';
 import type { LoadGenerator, MessageKind, SentMessage } from './load-generator.js';
 import { sleep } from './processes.js';
@@ -122,7 +122,10 @@ export async function waitUntilQuiet(d: Deployment, load: LoadGenerator, timeout
 }
 
 /** What the store and the queue know about one message: for bug reports on lost messages. */
-async function diagnose(d: Deployment, m: SentMessage, redisUrl: string | undefined): Promise<string> {
+/** Opens a connected client on the deployment's Redis (undefined: PostgreSQL queues). */
+export type QueueClientOpener = () => Promise<Redis | Cluster | undefined>;
+
+async function diagnose(d: Deployment, m: SentMessage, openQueue: QueueClientOpener | undefined): Promise<string> {
   const parts: string[] = [`${m.wamid} (${m.kind}, seq ${m.seq}, tries ${m.tries}, statuses ${JSON.stringify(Object.fromEntries(m.statuses))})`];
   try {
     // Raw payloads are encrypted: find the events through the message's blind index.
@@ -153,28 +156,28 @@ async function diagnose(d: Deployment, m: SentMessage, redisUrl: string | undefi
             : `${j.queue}/${j.id}: no job`,
         );
       }
-    } else if (redisUrl) {
-      const r = new Redis(redisUrl, { lazyConnect: true, maxRetriesPerRequest: 1 });
-      r.on('error', () => undefined);
-      try {
-        await r.connect();
-        for (const j of jobIds) {
-          const h = await r.hgetall(`${d.queuePrefix}:${j.queue}:${j.id}`);
-          if (Object.keys(h).length === 0) {
-            parts.push(`${j.queue}/${j.id}: no job`);
-            continue;
+    } else {
+      const r = await openQueue?.();
+      if (r) {
+        try {
+          for (const j of jobIds) {
+            const h = await r.hgetall(`${d.queuePrefix}:${j.queue}:${j.id}`);
+            if (Object.keys(h).length === 0) {
+              parts.push(`${j.queue}/${j.id}: no job`);
+              continue;
+            }
+            const where: string[] = [];
+            for (const set of ['wait', 'active', 'delayed', 'failed', 'completed', 'prioritized', 'paused', 'waiting-children']) {
+              const key = `${d.queuePrefix}:${j.queue}:${set}`;
+              const type = await r.type(key);
+              const member = type === 'zset' ? (await r.zscore(key, j.id)) !== null : type === 'list' ? (await r.lpos(key, j.id)) !== null : false;
+              if (member) where.push(set);
+            }
+            parts.push(`${j.queue}/${j.id}: in [${where.join(',') || 'no set'}] atm=${h['atm'] ?? '-'} ats=${h['ats'] ?? '-'} stc=${h['stc'] ?? '-'} failedReason=${JSON.stringify(h['failedReason'] ?? null)}`);
           }
-          const where: string[] = [];
-          for (const set of ['wait', 'active', 'delayed', 'failed', 'completed', 'prioritized', 'paused', 'waiting-children']) {
-            const key = `${d.queuePrefix}:${j.queue}:${set}`;
-            const type = await r.type(key);
-            const member = type === 'zset' ? (await r.zscore(key, j.id)) !== null : type === 'list' ? (await r.lpos(key, j.id)) !== null : false;
-            if (member) where.push(set);
-          }
-          parts.push(`${j.queue}/${j.id}: in [${where.join(',') || 'no set'}] atm=${h['atm'] ?? '-'} ats=${h['ats'] ?? '-'} stc=${h['stc'] ?? '-'} failedReason=${JSON.stringify(h['failedReason'] ?? null)}`);
+        } finally {
+          r.disconnect();
         }
-      } finally {
-        r.disconnect();
       }
     }
   } catch (err) {
@@ -183,7 +186,7 @@ async function diagnose(d: Deployment, m: SentMessage, redisUrl: string | undefi
   return parts.join('\n      ');
 }
 
-export async function verify(d: Deployment, load: LoadGenerator, fhirBase: string, redisUrl: string | undefined): Promise<Verdict> {
+export async function verify(d: Deployment, load: LoadGenerator, fhirBase: string, openQueue: QueueClientOpener | undefined): Promise<Verdict> {
   const problems: string[] = [];
   const notes: string[] = [];
   const counts = await countCommunications(fhirBase);
@@ -220,7 +223,7 @@ export async function verify(d: Deployment, load: LoadGenerator, fhirBase: strin
   const list = (ms: SentMessage[]) => ms.slice(0, 10).map((m) => `${m.wamid} (${m.kind}, seq ${m.seq})`).join(', ') + (ms.length > 10 ? `, … ${ms.length - 10} more` : '');
   if (lost.length > 0) {
     const diag: string[] = [];
-    for (const m of lost.slice(0, 5)) diag.push(await diagnose(d, m, redisUrl));
+    for (const m of lost.slice(0, 5)) diag.push(await diagnose(d, m, openQueue));
     problems.push(`lost ${lost.length} acknowledged message(s): neither delivered nor dead-lettered:\n    ${diag.join('\n    ')}`);
   }
   if (duplicated.length > 0) problems.push(`duplicated ${duplicated.length} message(s) at the FHIR server: ${duplicated.slice(0, 10).map((m) => `${m.wamid}×${counts.get(m.wamid)}`).join(', ')}`);
@@ -239,7 +242,7 @@ export async function verify(d: Deployment, load: LoadGenerator, fhirBase: strin
   const stuck = acked.filter((m) => !lost.includes(m) && !(settled.get(m.wamid) ?? []).some((st) => FINAL.has(st)));
   if (stuck.length > 0) {
     const diag: string[] = [];
-    for (const m of stuck.slice(0, 3)) diag.push(await diagnose(d, m, redisUrl));
+    for (const m of stuck.slice(0, 3)) diag.push(await diagnose(d, m, openQueue));
     problems.push(`${stuck.length} acknowledged message(s) reached the FHIR server or the dead-letter queue but their delivery is still pending in the store:\n    ${diag.join('\n    ')}`);
   }
   const unacked = all.filter((m) => m.ackedAt === undefined);
