@@ -2,7 +2,8 @@
  * Message search in the console, in Debian's chromium: by wamid and by Twilio SID, narrowed by
  * channel, destination, delivery state, error code and time range, a patient's messages across
  * channels by their phone (through the blind index) with the phone in no address and no request
- * but the search's own POST body, and paging through more messages than one page holds.
+ * but the search's own POST body, her conversation across both channels, and paging through more
+ * messages than one page holds.
  */
 import { cp, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
@@ -189,6 +190,27 @@ describe.skipIf(redis === null || !chromiumAvailable())('console message search 
     const audit = await (await gw.admin('/admin/audit?action=message.searched&limit=5')).text();
     expect(audit).toContain('"by_phone":true');
     expect(leaks(audit)).toBe(false);
+  });
+
+  it("shows one patient's conversation across WhatsApp and Twilio, oldest first, from a trace", async () => {
+    await search({ 'Search messages': TWILIO_SID });
+    await page.getByRole('link', { name: `Trace of ${TWILIO_SID}` }).click();
+    await page.getByRole('link', { name: 'Conversation with this patient' }).click();
+    await page.getByRole('heading', { name: 'Conversation' }).waitFor();
+    const items = page.locator('ol.timeline > li');
+    await expect.poll(() => items.count()).toBe(4);
+    const texts = await items.allInnerTexts();
+    expect(texts.map((t) => [early, ana[0]!, ana[1]!, TWILIO_SID].find((id) => t.includes(id)))).toEqual([early, ana[0], ana[1], TWILIO_SID]);
+    expect(texts[0]).toContain('whatsapp-to-ehr');
+    expect(texts[3]).toContain('twilio-to-ehr');
+    expect(texts[3]).toContain('chart: delivered');
+    expect(await page.getByRole('link', { name: TWILIO_SID }).getAttribute('aria-current')).toBe('true');
+    // Bob's messages are another thread.
+    expect(texts.join('\n')).not.toContain(BOB);
+    // Back on the search page, Search with the filters as they are asks the gateway again.
+    await page.getByRole('link', { name: 'Messages' }).click();
+    await search({});
+    await heading('25 messages');
   });
 
   it('pages through more messages than a page holds', async () => {

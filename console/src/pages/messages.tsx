@@ -78,10 +78,14 @@ export function Messages(props: { params: URLSearchParams }) {
     e.preventDefault();
     // A number typed into the id field is a phone search: it must not land in the address.
     const f = looksLikePhone(form.q) && !form.phone.trim() ? { ...form, q: '', phone: form.q.trim() } : form;
+    // The same search again (nothing in the address, the phone or the page changes) asks anew, to
+    // show what came since; otherwise the change of filters brings the new answer.
+    const unchanged = location.hash === href('/messages', inAddress(f)) && f.phone.trim() === phone && pages.length === 0;
     setForm(f);
     setPages([]);
     setPhone(f.phone.trim());
-    navigate('/messages', inAddress(f));
+    if (unchanged) result.reload();
+    else navigate('/messages', inAddress(f));
   };
   const destinations = [...new Set((channels.data?.channels ?? []).flatMap((c) => c.destinations.map((d) => d.name)))];
   return (
