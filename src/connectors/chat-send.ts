@@ -140,19 +140,48 @@ export async function resolveRecipient(
   return { address: conversation.address, conversation, how: 'conversation' };
 }
 
-export { windowOpen };
+function sameConversation(a: LastConversation | null, b: LastConversation | null): boolean {
+  return a === b || (a !== null && b !== null && a.channelId === b.channelId && a.lastInboundAt.getTime() === b.lastInboundAt.getTime() && JSON.stringify(a.address) === JSON.stringify(b.address));
+}
+
+/**
+ * Runs the reply mapping and resolves its recipient. The mapping sees the conversation (and
+ * window) of the recipient it chooses: when it names an address whose conversation differs from
+ * the patient's latest, it runs once more with that one. Undefined: the mapping dropped it.
+ */
+export async function prepareReply(
+  mapping: CompiledMapping,
+  message: CanonicalMessage,
+  mappingNow: Date,
+  now: Date,
+  services: OutboundServices,
+  scope: { sourceKinds: readonly string[]; conversationChannel: string | undefined; channelId: string },
+): Promise<{ out: OutboundMessage; recipient: ResolvedRecipient } | undefined> {
+  const patient = patientOf(message);
+  let known = await lookupConversation(services.conversations, patient, scope.sourceKinds, scope.conversationChannel);
+  for (let pass = 0; ; pass++) {
+    const out = await renderOutbound(mapping, message, mappingNow, { conversation: conversationBinding(known), window_open: windowOpen(known?.lastInboundAt, now), channel: { id: scope.channelId } });
+    if (out === undefined) return undefined;
+    const recipient = await resolveRecipient(out, services.conversations, { patient, conversation: known }, scope.sourceKinds, scope.conversationChannel);
+    if (pass > 0 || sameConversation(recipient.conversation, known)) return { out, recipient };
+    known = recipient.conversation;
+  }
+}
 
 // ---------------------------------------------------------------------------------------------
 // Send at most once
 // ---------------------------------------------------------------------------------------------
 
 export type Reconcile =
-  /** Resending is safe: the provider de-duplicates by our id (Rocket.Chat message _id). */
-  | { kind: 'idempotent' }
   /** Wait for a status webhook that names our reference or the id (WhatsApp). */
   | { kind: 'await_status' }
-  /** Ask the provider whether it has the message (Twilio's Messages list). */
-  | { kind: 'lookup'; find(record: OutboundSendRecord, signal: AbortSignal): Promise<string | null> };
+  /**
+   * Ask the provider whether it has the message (Twilio's Messages list, Rocket.Chat's
+   * chat.getMessage by our _id). Not found: resend `immediately` when the provider refuses a
+   * second message with the same id anyway (Rocket.Chat), else only once the intent is older
+   * than reconcile_ms (a request still in flight has then been answered or dropped).
+   */
+  | { kind: 'lookup'; resendWhenNotFound: 'immediately' | 'after_reconcile_ms'; find(record: OutboundSendRecord, signal: AbortSignal): Promise<string | null> };
 
 export interface SendOnceInput {
   services: OutboundServices;
@@ -176,7 +205,7 @@ export interface SendOnceInput {
 export interface SendOnceResult {
   providerMessageId: string;
   /** How this attempt ended: a new request, or an earlier one found accepted. */
-  via: 'sent' | 'reconciled' | 'resent_idempotent' | 'resent_by_operator';
+  via: 'sent' | 'reconciled' | 'resent_after_lookup' | 'resent_by_operator';
   requests: number;
   callbackRef: string;
 }
@@ -199,13 +228,11 @@ export async function sendAtMostOnce(input: SendOnceInput): Promise<SendOnceResu
   if (record.state === 'intent') {
     if (record.resendGeneration !== null && record.resendGeneration === input.generation) {
       via = 'resent_by_operator';
-    } else if (input.reconcile.kind === 'idempotent') {
-      via = 'resent_idempotent';
     } else {
       const settled = await reconcileInterrupted(ledger, record, input);
       if (settled.state === 'accepted') return done(settled, 'reconciled');
       record = settled;
-      via = 'sent';
+      via = 'resent_after_lookup';
     }
   }
   await input.beforeIntent?.();
@@ -244,7 +271,7 @@ async function reconcileInterrupted(ledger: OutboundLedger, record: OutboundSend
     }
     // Not (yet) at the provider: once the intent is older than reconcile_ms, a request still in
     // flight then would have been answered or timed out: the provider never took it.
-    if (Date.now() >= deadline) return record;
+    if (input.reconcile.resendWhenNotFound === 'immediately' || Date.now() >= deadline) return record;
     throw new SwitchboardError('OUTBOUND_SEND_RECONCILING', 'an earlier request may still reach the provider; looking again before any resend', {
       retryAfterMs: Math.max(1000, Math.min(deadline - Date.now(), 30_000)),
       details,
@@ -396,4 +423,23 @@ export async function recordDeadLetter(deliveryId: string, failure: { code: stri
     at: new Date().toISOString(),
     error: { code: failure.code, ...(providerCode !== undefined && providerCode !== null && { provider_code: String(providerCode) }), reason: failure.message },
   });
+}
+
+/** The ledger and conversations the pipeline gives each delivery attempt; a chat destination cannot run without them. */
+export function outboundServicesOf(dctx: { outbound?: OutboundServices | undefined }, kind: string): OutboundServices {
+  if (!dctx.outbound) throw new SwitchboardError('INTERNAL', `${kind} needs the outbound ledger; the pipeline gave none`);
+  return dctx.outbound;
+}
+
+/**
+ * `render` of a phone destination (no network I/O): the mapping's output and the number it would
+ * go to, from the explicit address or the `conversation` binding the caller supplies.
+ */
+export async function renderToPhone(mapping: CompiledMapping, message: CanonicalMessage, now: Date, bindings: Record<string, unknown>, channelId: string): Promise<{ out: OutboundMessage; to: string } | undefined> {
+  const conversation = bindings['conversation'] ?? null;
+  const out = await renderOutbound(mapping, message, now, { ...bindings, conversation, channel: { id: channelId } });
+  if (out === undefined) return undefined;
+  const bound = z.object({ address: z.object({ kind: z.literal('phone'), phone: z.string() }) }).safeParse(conversation);
+  const to = out.recipient.address?.kind === 'phone' ? out.recipient.address.phone : bound.success ? bound.data.address.phone : '';
+  return { out, to };
 }

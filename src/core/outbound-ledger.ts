@@ -53,6 +53,8 @@ export interface OutboundLedger {
   get(deliveryId: string): Promise<OutboundSendRecord | null>;
   /** The record of this delivery's send, created (state `not_sent`) on the first call. */
   open(input: OutboundSendOpen): Promise<OutboundSendRecord>;
+  /** The delivery whose send the provider's message id belongs to, if any. */
+  findByProviderId(provider: OutboundProvider, providerMessageId: string): Promise<string | null>;
   /** Commits the intent (with the request, encrypted) before the request is written. */
   recordIntent(deliveryId: string, request: unknown): Promise<void>;
   /** The provider answered with its message id. */

@@ -58,8 +58,8 @@ export interface GraphSandbox {
   readonly sends: readonly GraphSandboxSend[];
   /** Faults for the next requests, in order. */
   inject(...faults: GraphFault[]): void;
-  /** Called when a send request arrives, before it is answered (the fault suite kills a worker here). */
-  onRequest(hook: ((send: { to: string; callbackData: string | undefined }) => void) | undefined): void;
+  /** Called when a send request arrives, before it is answered; awaited (the fault suite kills the workers here). */
+  onRequest(hook: ((send: { to: string; callbackData: string | undefined }) => void | Promise<void>) | undefined): void;
   /** Posts one status webhook now (e.g. a late `failed`). */
   postStatus(send: GraphSandboxSend, status: 'sent' | 'delivered' | 'read' | 'failed', error?: { code: number; title: string }): Promise<void>;
   close(): Promise<void>;
@@ -87,7 +87,7 @@ export async function startGraphApiSandbox(o: GraphSandboxOptions): Promise<Grap
   const sends: GraphSandboxSend[] = [];
   const faults: GraphFault[] = [];
   const timers = new Set<NodeJS.Timeout>();
-  let hook: ((send: { to: string; callbackData: string | undefined }) => void) | undefined;
+  let hook: ((send: { to: string; callbackData: string | undefined }) => void | Promise<void>) | undefined;
   const statuses = o.statuses ?? [
     { status: 'sent', delayMs: 200 },
     { status: 'delivered', delayMs: 200 },
@@ -140,7 +140,8 @@ export async function startGraphApiSandbox(o: GraphSandboxOptions): Promise<Grap
   const server = http.createServer((req, res) => {
     const chunks: Buffer[] = [];
     req.on('data', (c: Buffer) => chunks.push(c));
-    req.on('end', () => {
+    req.on('end', () => void handle());
+    async function handle(): Promise<void> {
       const answer = (status: number, body: object, headers: Record<string, string> = {}) => {
         res.writeHead(status, { 'content-type': 'application/json', ...SANDBOX_HEADER, ...headers });
         res.end(JSON.stringify(body));
@@ -177,7 +178,7 @@ export async function startGraphApiSandbox(o: GraphSandboxOptions): Promise<Grap
         answer(400, graphError(131008, '(#131008) Required parameter is missing', `Parameter '${b.type}' is required for type ${b.type}.`));
         return;
       }
-      hook?.({ to: b.to, callbackData: b.biz_opaque_callback_data });
+      await hook?.({ to: b.to, callbackData: b.biz_opaque_callback_data });
       const fault = faults.shift();
       if (fault?.kind === 'error') {
         answer(fault.httpStatus, graphError(fault.code, fault.message, fault.details), fault.retryAfterSeconds !== undefined ? { 'retry-after': String(fault.retryAfterSeconds) } : {});
@@ -202,7 +203,7 @@ export async function startGraphApiSandbox(o: GraphSandboxOptions): Promise<Grap
         return;
       }
       answer(200, { messaging_product: 'whatsapp', contacts: [{ input: b.to, wa_id: b.to }], messages: [{ id: send.wamid, ...(b.type === 'template' && { message_status: 'accepted' }) }], sandbox: true });
-    });
+    }
   });
   await new Promise<void>((resolve) => server.listen(o.port ?? 0, o.host ?? '127.0.0.1', resolve));
   const address = server.address() as AddressInfo;

@@ -140,6 +140,15 @@ export function outboundStatusFrom(s: CanonicalStatus, provider: OutboundProvide
   };
 }
 
+/**
+ * Serialises the status intake and the recording of a provider id for the same id (transaction
+ * advisory lock on the id's blind index): whichever commits second sees the other, so a status
+ * that overtakes the answer to its send is never left unmatched.
+ */
+async function lockProviderId(c: PoolClient, providerIndex: Buffer): Promise<void> {
+  await c.query(`SELECT pg_advisory_xact_lock(('x' || encode(substring($1::bytea from 1 for 8), 'hex'))::bit(64)::bigint)`, [providerIndex]);
+}
+
 /** Appends one status to a send (the row must be locked by the caller); false when already known. */
 async function appendStatus(c: PoolClient, codec: PayloadCodec, row: Pick<SendRow, 'delivery_id' | 'last_status' | 'status_seq'>, status: OutboundStatus): Promise<boolean> {
   const forward = movesForward(row.last_status ?? undefined, status.status);
@@ -168,9 +177,12 @@ async function appendStatus(c: PoolClient, codec: PayloadCodec, row: Pick<SendRo
  */
 export async function recordProviderStatuses(c: PoolClient, codec: PayloadCodec, statuses: readonly CanonicalStatus[]): Promise<number> {
   let recorded = 0;
-  for (const s of statuses) {
-    const provider = statusProvider[s.source_kind];
-    if (provider === undefined) continue;
+  const ours = statuses.filter((s) => statusProvider[s.source_kind] !== undefined);
+  // Locks in one order (by index), so two events naming the same ids cannot deadlock.
+  const indexes = [...new Map(ours.map((s) => { const i = codec.index(outboundIndexKinds.providerId, s.message_id); return [i.toString('hex'), i] as const; })).entries()].sort(([a], [b]) => (a < b ? -1 : 1));
+  for (const [, index] of indexes) await lockProviderId(c, index);
+  for (const s of ours) {
+    const provider = statusProvider[s.source_kind]!;
     const providerIndex = codec.index(outboundIndexKinds.providerId, s.message_id);
     const res = await c.query<SendRow>(
       `SELECT delivery_id, provider, state, callback_ref, requests, intent_at, provider_id_payload, provider_id_key_id, resend_generation, last_status, status_seq
@@ -242,6 +254,14 @@ export class OutboundStore implements OutboundLedger, OutboundConversations {
     return record;
   }
 
+  async findByProviderId(provider: OutboundProvider, providerMessageId: string): Promise<string | null> {
+    const res = await this.pool.query<{ delivery_id: string }>('SELECT delivery_id FROM outbound_sends WHERE provider = $1 AND provider_index = $2', [
+      provider,
+      this.codec.index(outboundIndexKinds.providerId, providerMessageId),
+    ]);
+    return res.rows[0]?.delivery_id ?? null;
+  }
+
   async recordIntent(deliveryId: string, request: unknown): Promise<void> {
     const enc = await this.codec.encode(Buffer.from(JSON.stringify(request)), r('outbound_sends', 'request', deliveryId));
     const res = await this.pool.query(
@@ -252,13 +272,47 @@ export class OutboundStore implements OutboundLedger, OutboundConversations {
     if (res.rowCount !== 1) throw new Error('outbound send is already accepted or unknown; refusing to record a new intent');
   }
 
+  /**
+   * Records the provider's id. Statuses that named it before it was known (a status callback can
+   * overtake the answer to the send) were kept with the inbound event (message_statuses): they
+   * are recorded against the send now, in the same transaction.
+   */
   async recordAccepted(deliveryId: string, providerMessageId: string): Promise<void> {
+    const providerIndex = this.codec.index(outboundIndexKinds.providerId, providerMessageId);
     const enc = await this.codec.encode(Buffer.from(providerMessageId), r('outbound_sends', 'provider_id', deliveryId));
-    await this.pool.query(
-      `UPDATE outbound_sends SET state = 'accepted', accepted_at = COALESCE(accepted_at, now()), provider_index = $2, provider_id_payload = $3, provider_id_key_id = $4, updated_at = now()
-        WHERE delivery_id = $1`,
-      [deliveryId, this.codec.index(outboundIndexKinds.providerId, providerMessageId), enc.bytes, enc.keyId],
-    );
+    await this.tx(async (c) => {
+      await lockProviderId(c, providerIndex);
+      const res = await c.query<SendRow>(
+        `UPDATE outbound_sends SET state = 'accepted', accepted_at = COALESCE(accepted_at, now()), provider_index = $2, provider_id_payload = $3, provider_id_key_id = $4, updated_at = now()
+          WHERE delivery_id = $1 RETURNING delivery_id, provider, last_status, status_seq`,
+        [deliveryId, providerIndex, enc.bytes, enc.keyId],
+      );
+      let row = res.rows[0];
+      if (!row) return;
+      const earlier = await c.query<{ id: string; status: CanonicalStatus['status']; occurred_at: Date; detail_payload: Buffer | null; detail_key_id: string | null }>(
+        'SELECT id, status, occurred_at, detail_payload, detail_key_id FROM message_statuses WHERE source_index = $1 ORDER BY status_rank, id',
+        [providerIndex],
+      );
+      for (const e of earlier.rows) {
+        const detail = e.detail_payload === null ? {} : (JSON.parse((await this.codec.decode(e.detail_payload, e.detail_key_id, r('message_statuses', 'detail', e.id))).toString('utf8')) as Record<string, unknown>);
+        const status = outboundStatusFrom(
+          {
+            source_kind: row.provider,
+            message_id: providerMessageId,
+            status: e.status,
+            source_status: typeof detail['source_status'] === 'string' ? detail['source_status'] : e.status,
+            occurred_at: e.occurred_at.toISOString().replace(/\.\d{3}Z$/, 'Z'),
+            errors: Array.isArray(detail['errors']) ? (detail['errors'] as CanonicalStatus['errors']) : [],
+            dedup_key: `${providerMessageId}:${e.status}`,
+          },
+          row.provider,
+        );
+        if (status !== null && (await appendStatus(c, this.codec, row, status))) {
+          const next = await c.query<SendRow>('SELECT delivery_id, provider, last_status, status_seq FROM outbound_sends WHERE delivery_id = $1', [deliveryId]);
+          row = next.rows[0] ?? row;
+        }
+      }
+    });
   }
 
   async recordNotSent(deliveryId: string): Promise<void> {

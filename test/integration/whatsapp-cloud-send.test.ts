@@ -14,7 +14,7 @@ import { startGraphApiSandbox, type GraphSandbox } from '../../src/sandbox/graph
 import type { DeliveryRecord } from '../../src/store/message-store.js';
 import { createTestDatabase, redisUrl } from '../support/services.js';
 import { startGateway, waitFor, type TestGateway } from '../support/gateway.js';
-import { EHR_REPLY_TOKEN, RecordingStatusListener, inboundWhatsAppChannel, postEhrReply, replyChannel, writeReplyMappings } from '../support/outbound.js';
+import { EHR_REPLY_TOKEN, RecordingStatusListener, deliveryOf as settledDelivery, inboundWhatsAppChannel, postEhrReply, replyChannel, writeReplyMappings } from '../support/outbound.js';
 import { DEMO_WA_ID, TEST_APP_SECRET, newWamid, postWebhook, textEvent } from '../support/whatsapp-webhook.js';
 
 const PHONE_NUMBER_ID = '100555000000002';
@@ -52,13 +52,7 @@ const reply = (channel: string, text: string, extra: { phone?: string } = {}) =>
   });
 };
 
-async function deliveryOf(channel: string, sourceId: string, settled: (d: DeliveryRecord) => boolean = (d) => d.state !== 'pending'): Promise<DeliveryRecord> {
-  return waitFor(`delivery of ${sourceId}`, async () => {
-    const m = await gw!.app.internals.store!.findMessage(channel, sourceId);
-    const d = m?.deliveries[0];
-    return d && settled(d) ? d : undefined;
-  });
-}
+const deliveryOf = (channel: string, sourceId: string, settled?: (d: DeliveryRecord) => boolean) => settledDelivery(gw!, channel, sourceId, settled);
 
 async function patientWrites(opts: { from?: string; timestamp?: number } = {}): Promise<string> {
   const wamid = newWamid();

@@ -8,7 +8,8 @@
 import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { OutboundStatusEvent, OutboundStatusListener } from '../../src/core/outbound.js';
-import { repoRoot } from './gateway.js';
+import type { DeliveryRecord } from '../../src/store/message-store.js';
+import { repoRoot, waitFor, type TestGateway } from './gateway.js';
 
 export const EHR_REPLY_TOKEN = 'ehr-reply-test-token-0123';
 
@@ -95,4 +96,12 @@ export class RecordingStatusListener implements OutboundStatusListener {
   of(correlationId: string): string[] {
     return this.events.filter((e) => e.correlationId === correlationId).map((e) => e.status.status);
   }
+}
+
+/** The first delivery of a message (by its source id in a channel) once `settled` says so (default: no longer pending). */
+export function deliveryOf(gw: TestGateway, channel: string, sourceId: string, settled: (d: DeliveryRecord) => boolean = (d) => d.state !== 'pending'): Promise<DeliveryRecord> {
+  return waitFor(`delivery of ${sourceId}`, async () => {
+    const d = (await gw.app.internals.store!.findMessage(channel, sourceId))?.deliveries[0];
+    return d && settled(d) ? d : undefined;
+  });
 }

@@ -13,18 +13,16 @@
 import { z } from 'zod';
 import { SwitchboardError, classifyWhatsAppSendError, parseRetryAfter } from '../../core/errors.js';
 import type { OutboundServices } from '../../core/outbound-ledger.js';
-import { isFreeForm, windowOpen, type LastConversation, type OutboundContent, type OutboundMessage } from '../../core/outbound.js';
+import { isFreeForm, windowOpen, type OutboundContent, type OutboundMessage } from '../../core/outbound.js';
 import {
   PairLimiter,
   ThroughputLimiter,
   callProvider,
   chatSendShape,
-  conversationBinding,
-  lookupConversation,
-  patientOf,
+  prepareReply,
   recordDeadLetter,
-  renderOutbound,
-  resolveRecipient,
+  renderToPhone,
+  outboundServicesOf,
   sendAtMostOnce,
   sendError,
 } from '../chat-send.js';
@@ -114,37 +112,18 @@ export function graphMessageBody(content: OutboundContent, to: string, inReplyTo
   }
 }
 
-function sameConversation(a: LastConversation | null, b: LastConversation | null): boolean {
-  return a === b || (a !== null && b !== null && a.channelId === b.channelId && a.lastInboundAt.getTime() === b.lastInboundAt.getTime() && JSON.stringify(a.address) === JSON.stringify(b.address));
-}
-
 function createWhatsAppCloudSend(config: WhatsAppCloudSendConfig, ctx: DestinationCreateContext): DestinationInstance {
   const { mapping, channelId } = ctx;
   const throughput = new ThroughputLimiter(config.throughput_per_second);
   const pairs = new PairLimiter(config.pair_interval_ms);
   const graph = config.graph_url.replace(/\/+$/, '');
 
-  function services(dctx: DeliveryContext): OutboundServices {
-    if (!dctx.outbound) throw new SwitchboardError('INTERNAL', 'whatsapp_cloud_send needs the outbound ledger; the pipeline gave none');
-    return dctx.outbound;
-  }
-
   async function deliver(message: Parameters<DestinationInstance['deliver']>[0], dctx: DeliveryContext): Promise<DeliveryOutcome> {
-    const svc = services(dctx);
+    const svc = outboundServicesOf(dctx, 'whatsapp_cloud_send');
     const now = new Date();
-    const patient = patientOf(message);
-    let known = await lookupConversation(svc.conversations, patient, SOURCE_KINDS, config.conversation_channel);
-    let out: OutboundMessage | undefined;
-    let recipient: Awaited<ReturnType<typeof resolveRecipient>>;
-    // The mapping sees the conversation (and window) of the recipient it chooses: when it names
-    // an address whose conversation differs from the patient's latest, it runs once more with that one.
-    for (let pass = 0; ; pass++) {
-      out = await renderOutbound(mapping, message, dctx.now, { conversation: conversationBinding(known), window_open: windowOpen(known?.lastInboundAt, now), channel: { id: channelId } });
-      if (out === undefined) return { detail: { dropped: true, mapping_version: mapping.version } };
-      recipient = await resolveRecipient(out, svc.conversations, { patient, conversation: known }, SOURCE_KINDS, config.conversation_channel);
-      if (pass > 0 || sameConversation(recipient.conversation, known)) break;
-      known = recipient.conversation;
-    }
+    const prepared = await prepareReply(mapping, message, dctx.now, now, svc, { sourceKinds: SOURCE_KINDS, conversationChannel: config.conversation_channel, channelId });
+    if (prepared === undefined) return { detail: { dropped: true, mapping_version: mapping.version } };
+    const { out, recipient } = prepared;
     if (recipient.address.kind !== 'phone') {
       throw new SwitchboardError('OUTBOUND_RECIPIENT_UNRESOLVED', `whatsapp_cloud_send sends to phone numbers; the recipient is a ${recipient.address.kind}`, { details: { address_kind: recipient.address.kind } });
     }
@@ -232,12 +211,8 @@ function createWhatsAppCloudSend(config: WhatsAppCloudSendConfig, ctx: Destinati
     ...destinationBase(config, mapping),
     deliver,
     async render(message, options) {
-      const conversation = options.bindings['conversation'] ?? null;
-      const out = await renderOutbound(mapping, message, options.now, { ...options.bindings, conversation, channel: { id: channelId } });
-      if (out === undefined) return { dropped: true, contentType: 'application/json', body: undefined };
-      const bound = z.object({ address: z.object({ kind: z.literal('phone'), phone: z.string() }) }).safeParse(conversation);
-      const to = out.recipient.address?.kind === 'phone' ? out.recipient.address.phone : bound.success ? bound.data.address.phone : '';
-      return { dropped: false, contentType: 'application/json', body: graphMessageBody(out.content, to, out.in_reply_to) };
+      const r = await renderToPhone(mapping, message, options.now, options.bindings, channelId);
+      return r === undefined ? { dropped: true, contentType: 'application/json', body: undefined } : { dropped: false, contentType: 'application/json', body: graphMessageBody(r.out.content, r.to, r.out.in_reply_to) };
     },
     async healthcheck(signal: AbortSignal): Promise<string> {
       const answer = await callProvider('the Graph API', `${graph}/${config.api_version}/${config.phone_number_id}?fields=id,display_phone_number`, { headers: { authorization: `Bearer ${config.access_token}` } }, config.timeout_ms, signal);

@@ -136,7 +136,10 @@ export interface Deployment {
 }
 
 /** A fresh database and queue prefix, an http process and `workers` worker processes. */
-export async function deploy(env: FaultEnvironment, o: { name: string; queue: QueueKind; workers: number }): Promise<Deployment> {
+export async function deploy(
+  env: FaultEnvironment,
+  o: { name: string; queue: QueueKind; workers: number; /** Another channels directory (default the suite's). */ channelsDir?: string; /** More environment for the gateway processes. */ env?: Record<string, string> },
+): Promise<Deployment> {
   const suffix = randomBytes(4).toString('hex');
   const databaseUrl = await env.postgres.createDatabase(`faults_${o.name.replace(/[^a-z0-9]/gi, '_').toLowerCase()}_${suffix}`);
   const unique = `faults-${o.name.replace(/[^A-Za-z0-9_-]/g, '-')}-${suffix}`;
@@ -151,7 +154,7 @@ export async function deploy(env: FaultEnvironment, o: { name: string; queue: Qu
     DATABASE_URL: databaseUrl,
     QUEUE_PREFIX: queuePrefix,
     FHIR_BASE_URL: env.proxy.url,
-    CHANNELS_DIR: env.channelsDir,
+    CHANNELS_DIR: o.channelsDir ?? env.channelsDir,
     DATA_DIR: dataDir,
     SWITCHBOARD_ENV: 'production',
     ENCRYPTION_KEYS: keyring,
@@ -161,6 +164,7 @@ export async function deploy(env: FaultEnvironment, o: { name: string; queue: Qu
     JOB_LOCK_MS: String(JOB_LOCK_MS),
     SHUTDOWN_TIMEOUT_MS: '5000',
     REDIS_DURABILITY: 'strict',
+    ...o.env,
   };
   if (o.queue === 'redis') {
     if (!env.redis) throw new Error('this environment has no Redis');
