@@ -187,6 +187,9 @@ async function adminTokenFrom(dataDir: string): Promise<{ token: string; generat
   return { token, generated: true };
 }
 
+/** Connections of the message store's pool, per process (the queues' own are POSTGRES_QUEUE_POOL_MAX + 1). */
+export const STORE_POOL_MAX = 20;
+
 export function createSwitchboard(o: SwitchboardOptions): Switchboard {
   // Shutdown steps, run in reverse order of start; each logs one line when done.
   const stops: { step: string; run: () => Promise<void> }[] = [];
@@ -288,7 +291,7 @@ export function createSwitchboard(o: SwitchboardOptions): Switchboard {
       onStop('embedded PostgreSQL stopped', () => embedded!.stop());
       databaseUrl = embedded.url;
     }
-    const pool = new pg.Pool({ connectionString: databaseUrl, max: 20, connectionTimeoutMillis: 5000 });
+    const pool = new pg.Pool({ connectionString: databaseUrl, max: STORE_POOL_MAX, connectionTimeoutMillis: 5000 });
     pool.on('error', (err) => {
       // While stopping, the database going away under an idle connection is expected.
       if (stopping) log.debug({ err: { message: err.message } }, 'idle database connection error while stopping');

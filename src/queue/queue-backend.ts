@@ -4,7 +4,18 @@
  * database (zero-config). Queue and Worker construction goes through here so the rest of the code
  * never knows which one it runs on.
  */
-import { Queue, Worker, createPostgresBackend, withBackend, type JobsOptions, type Processor, type WorkerOptions } from 'bullmq';
+import {
+  PostgresConnection,
+  PostgresQueueBackend,
+  Queue,
+  Worker,
+  withBackend,
+  type BackendFactory,
+  type JobsOptions,
+  type PostgresConnectionOptions,
+  type Processor,
+  type WorkerOptions,
+} from 'bullmq';
 import { Cluster, Redis } from 'ioredis';
 import type { Logger } from '../core/logger.js';
 
@@ -335,24 +346,65 @@ export function createRedisClusterBackend(cluster: RedisClusterConnection, opts:
   );
 }
 
-export function createPostgresQueueBackend(url: string, opts: { schema: string; logger: Logger }): QueueBackend {
+/** Connections of the shared queue pool (plus one LISTEN connection), per process. */
+export const POSTGRES_QUEUE_POOL_MAX = 10;
+
+/**
+ * A PostgreSQL queue backend that runs on a connection shared by every queue and worker of the
+ * process: closing one (a worker replaced on hot reload) leaves the connection to the others;
+ * the QueueBackend closes it once, at the end.
+ */
+class SharedConnectionBackend extends PostgresQueueBackend {
+  /** The listeners the base class put on the shared connection, removed on close. */
+  detach: () => void = () => undefined;
+  override async close(): Promise<void> {
+    await this.disconnectBlocking();
+    this.detach();
+  }
+  override async disconnect(): Promise<void> {
+    await this.disconnectBlocking();
+  }
+}
+
+export function createPostgresQueueBackend(url: string, opts: { schema: string; logger: Logger; poolMax?: number }): QueueBackend {
   let stopping = false;
-  const { Queue: PgQueue, Worker: PgWorker } = withBackend(createPostgresBackend);
-  const connection = { connectionString: url, schema: opts.schema, migrate: true, max: 10 };
+  // One pool (bounded) and one LISTEN connection for every queue and worker of this process:
+  // BullMQ's own factory would open a pool per queue and per worker, plus a LISTEN connection
+  // per worker. The LISTEN channel is shared by all queues (the payload names the queue), so one
+  // subscription serves every worker.
+  const connection = new PostgresConnection({ connectionString: url, schema: opts.schema, migrate: true, max: opts.poolMax ?? POSTGRES_QUEUE_POOL_MAX, keepAlive: true });
+  connection.setMaxListeners(0);
+  connection.on('error', (err: Error) => {
+    if (stopping) opts.logger.debug({ err: { message: err.message } }, 'queue database connection error while stopping');
+    else opts.logger.warn({ err: { message: err.message } }, 'queue database connection error');
+  });
+  const factory: BackendFactory<PostgresQueueBackend, PostgresConnectionOptions> = (name, queueOpts) => {
+    const events = ['error', 'ready', 'close', 'listenerinvalidated'] as const;
+    const before = new Map(events.map((e) => [e, new Set(connection.listeners(e))]));
+    const b = new SharedConnectionBackend(connection, name, queueOpts, true);
+    const added = events.flatMap((e) => connection.listeners(e).filter((l) => !before.get(e)!.has(l)).map((l) => [e, l] as const));
+    b.detach = () => {
+      for (const [e, l] of added) connection.removeListener(e, l as (...args: unknown[]) => void);
+    };
+    return b;
+  };
+  const { Queue: PgQueue, Worker: PgWorker } = withBackend(factory);
+  // The connection option is unused by the factory above (it shares `connection`), but required.
+  const connectionOption = { connectionString: url, schema: opts.schema };
   const queues: QueueHandle<unknown>[] = [];
   let pingQueue: Queue | undefined;
   return {
     kind: 'postgres',
     description: `PostgreSQL ${redact(url)} (schema ${opts.schema})`,
     queue<T>(name: string) {
-      const q = new PgQueue(name, { connection }) as unknown as Queue;
+      const q = new PgQueue(name, { connection: connectionOption }) as unknown as Queue;
       pingQueue ??= q;
       const h = wrapQueue<T>(q);
       queues.push(h as QueueHandle<unknown>);
       return h;
     },
     worker<T>(name: string, processor: Processor<T>, settings: WorkerSettings) {
-      const w = new PgWorker<T>(name, processor, { ...workerOptionsFor(settings), connection }) as unknown as Worker;
+      const w = new PgWorker<T>(name, processor, { ...workerOptionsFor(settings), connection: connectionOption }) as unknown as Worker;
       return wrapWorker(w, settings, opts.logger, () => stopping);
     },
     async ping() {
@@ -366,6 +418,7 @@ export function createPostgresQueueBackend(url: string, opts: { schema: string; 
     },
     async close() {
       await Promise.allSettled(queues.map((q) => q.close()));
+      await connection.close();
     },
   };
 }

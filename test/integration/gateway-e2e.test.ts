@@ -9,6 +9,8 @@ import { startFhirSandbox, type FhirSandbox } from '../../src/sandbox/fhir-sandb
 import { createTestDatabase, redisUrl } from '../support/services.js';
 import { startFaultProxy, type FaultProxy } from '../support/fault-proxy.js';
 import { startGateway, waitFor, type TestGateway } from '../support/gateway.js';
+import { POSTGRES_QUEUE_POOL_MAX } from '../../src/queue/queue-backend.js';
+import { STORE_POOL_MAX } from '../../src/app.js';
 import { TEST_VERIFY_TOKEN, newWamid, postWebhook, textEvent } from '../support/whatsapp-webhook.js';
 
 const SYSTEM = 'https://switchboard.example/sid/whatsapp-message-id';
@@ -250,10 +252,12 @@ describe.skipIf(redis === null)('gateway on Redis, embedded PostgreSQL and a rea
 describe('gateway on BullMQ\'s PostgreSQL backend (the zero-config queue)', () => {
   let fhir: FhirSandbox;
   let gw: TestGateway;
+  let dbUrl: string;
 
   beforeAll(async () => {
     fhir = await startFhirSandbox({ port: 0, seed: true });
-    gw = await startGateway({ databaseUrl: await createTestDatabase(), redisUrl: null, fhirBaseUrl: fhir.baseUrl });
+    dbUrl = await createTestDatabase();
+    gw = await startGateway({ databaseUrl: dbUrl, redisUrl: null, fhirBaseUrl: fhir.baseUrl });
   });
   afterAll(async () => {
     await gw?.stop();
@@ -267,5 +271,21 @@ describe('gateway on BullMQ\'s PostgreSQL backend (the zero-config queue)', () =
     const d = await settled(gw, wamid);
     expect(d.state).toBe('delivered');
     expect(await communicationsFor(fhir.baseUrl, wamid)).toHaveLength(1);
+  });
+
+  it('runs every queue and worker on one bounded set of database connections', async () => {
+    const wamids = Array.from({ length: 40 }, () => newWamid());
+    const statuses = await Promise.all(wamids.map(async (wamid) => (await postWebhook(`${gw.url}${WEBHOOK}`, textEvent({ wamid }))).status));
+    expect(statuses.every((s) => s === 200)).toBe(true);
+    for (const wamid of wamids) expect((await settled(gw, wamid)).state).toBe('delivered');
+    const c = new pg.Client({ connectionString: dbUrl });
+    await c.connect();
+    try {
+      const n = await c.query<{ n: string }>(`SELECT count(*) AS n FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()`);
+      // The store's pool, the queues' shared pool and its one LISTEN connection; not one pool per queue and worker.
+      expect(Number(n.rows[0]?.n)).toBeLessThanOrEqual(STORE_POOL_MAX + POSTGRES_QUEUE_POOL_MAX + 1);
+    } finally {
+      await c.end();
+    }
   });
 });
