@@ -14,7 +14,7 @@ import { mkdtemp } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type FaultEnvironment, startEnvironment } from './support/environment.js';
+import { CHANNEL_ID, DESTINATION, type FaultEnvironment, startEnvironment } from './support/environment.js';
 import { fiveKillsInThreeRounds, slowCommunicationWrites } from './support/kill-rounds.js';
 import { connectionsOf, missingClusterTools } from './support/redis-cluster.js';
 import { acknowledgedWithin, describeDeployment, statusesWithin } from './support/scenario.js';
@@ -101,7 +101,16 @@ describeDeployment({
       check: async (ctx) => {
         const ready = await Promise.all([ctx.d.http, ...ctx.d.workers].map(async (p) => (await fetch(`${p.url}/readyz`, { signal: AbortSignal.timeout(5000) })).status));
         ctx.note(`readiness after the run (http, worker1, worker2): ${ready.join(', ')}`);
-        return ready.every((s) => s === 200) ? [] : [`/readyz answered ${ready.join(', ')} after the run (expected 200 from every process)`];
+        const problems = ready.every((s) => s === 200) ? [] : [`/readyz answered ${ready.join(', ')} after the run (expected 200 from every process)`];
+        // Queue depths in /metrics are read through the cluster: the delivery queue's completed jobs show.
+        const metrics = await fetch(`${ctx.d.http.url}/metrics`, { signal: AbortSignal.timeout(10_000) });
+        const line = (await metrics.text())
+          .split('\n')
+          .find((l) => l.startsWith('switchboard_queue_jobs{') && l.includes(`queue="deliver.${CHANNEL_ID}.${DESTINATION}"`) && l.includes('state="completed"'));
+        const completed = Number(line?.split(' ').pop() ?? 0);
+        ctx.note(`/metrics: ${metrics.status}, completed delivery jobs kept in the queue: ${completed}`);
+        if (metrics.status !== 200 || !(completed > 0)) problems.push(`/metrics answered ${metrics.status} without the delivery queue's completed jobs`);
+        return problems;
       },
     },
     {
