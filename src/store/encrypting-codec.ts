@@ -99,7 +99,8 @@ export interface EncryptingCodec extends PayloadCodec {
   close(): void;
 }
 
-export async function openEncryptingCodec(pool: Pool, provider: KeyProvider, o: { refreshMs?: number } = {}): Promise<EncryptingCodec> {
+export async function openEncryptingCodec(pool: Pool, provider: KeyProvider, o: { refreshMs?: number; now?: () => number } = {}): Promise<EncryptingCodec> {
+  const clock = o.now ?? Date.now;
   await ensureDataKeys(pool, provider);
   const keys = new Map<string, Buffer>();
   let active = '';
@@ -157,7 +158,7 @@ export async function openEncryptingCodec(pool: Pool, provider: KeyProvider, o: 
     async findMediaLinkKey(id) {
       const known = mediaLinkKeys.get(id);
       if (known) return known;
-      const now = Date.now();
+      const now = clock();
       if (now - lastUnknownMediaLinkReload < UNKNOWN_MEDIA_LINK_RELOAD_MS) return undefined;
       lastUnknownMediaLinkReload = now;
       // The database unreachable: the link is refused as signed with an unknown key, not a 500.

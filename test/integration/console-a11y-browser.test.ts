@@ -165,6 +165,15 @@ describe.skipIf(redis === null || !chromiumAvailable())('console by keyboard and
       await page.locator('.inspect').getByText('attempt 1: dead-lettered').waitFor();
       const deadLetters = await fits(page, 'dead letters');
       expect(deadLetters.names).toEqual(expect.arrayContaining(['checkbox "Select all shown"']));
+      // The one inspected is discarded on its own: a reason first, then it is gone from the list.
+      const inspect = page.locator('tr.expanded');
+      await inspect.getByRole('button', { name: /^Discard / }).click();
+      await inspect.getByRole('alert').filter({ hasText: 'Give a reason to discard.' }).waitFor();
+      await inspect.getByLabel('Reason', { exact: true }).fill('Sent twice by the patient');
+      await inspect.getByRole('button', { name: /^Discard / }).click();
+      await page.getByRole('heading', { name: '0 dead letters' }).waitFor();
+      const discarded = await gw.app.internals.audit!.search({ actions: ['delivery.discarded'] });
+      expect(discarded.map((e) => e.detail?.['reason'])).toContain('Sent twice by the patient');
 
       await page.getByRole('link', { name: 'Audit log' }).click();
       await page.getByRole('heading', { name: /entries, newest first/ }).waitFor();

@@ -9,7 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DecryptError } from '../../src/crypto/aead.js';
 import { MissingKeyError } from '../../src/crypto/key-provider.js';
 import { createKeyringProvider, parseKeyring } from '../../src/crypto/keyring.js';
-import { openEncryptingCodec, type EncryptingCodec } from '../../src/store/encrypting-codec.js';
+import { createDataKey, openEncryptingCodec, type EncryptingCodec } from '../../src/store/encrypting-codec.js';
 import { MessageStore } from '../../src/store/message-store.js';
 import { runMigrations } from '../../src/store/migrations.js';
 import { canonicalMessageSchema, type CanonicalMessage } from '../../src/core/canonical-message.js';
@@ -159,6 +159,41 @@ describe('encrypting message store', () => {
       expect(await codecs[0]!.findMediaLinkKey(codecs[0]!.activeKeyId() ?? 'dk')).toBeUndefined(); // a data key is not a link key
     } finally {
       await fresh.end();
+    }
+  });
+});
+
+describe('media link keys made by another process', () => {
+  it('are found at once: an unknown key id reloads the key table, at most once a second', async () => {
+    const pool = new pg.Pool({ connectionString: await createTestDatabase() });
+    try {
+      await runMigrations(pool);
+      const p = ring(['k1']);
+      let now = 1_000_000;
+      // A gateway that would re-read its keys only hourly on its own.
+      const codec = await openEncryptingCodec(pool, p, { refreshMs: 3_600_000, now: () => now });
+      try {
+        expect(await codec.findMediaLinkKey('ml-unknown')).toBeUndefined(); // a reload, nothing found
+        const first = await createDataKey(pool, p, 'media_link'); // `keys rotate --media-link` elsewhere
+        now += 500;
+        // Within the second after the last reload: not reloaded again (ids come from the network).
+        expect(await codec.findMediaLinkKey(first)).toBeUndefined();
+        now += 500;
+        const found = await codec.findMediaLinkKey(first);
+        expect(found?.key.length).toBe(32);
+        expect(found?.retiredAt).toBeNull();
+        expect(codec.mediaLinkKey().id).toBe(first);
+        // The key it replaced is kept, retired when the new one was made.
+        const second = await createDataKey(pool, p, 'media_link');
+        now += 1000;
+        await codec.findMediaLinkKey(second);
+        const made = (await pool.query<{ created_at: Date }>('SELECT created_at FROM encryption_keys WHERE id = $1', [second])).rows[0]!.created_at;
+        expect((await codec.findMediaLinkKey(first))?.retiredAt).toEqual(made);
+      } finally {
+        codec.close();
+      }
+    } finally {
+      await pool.end();
     }
   });
 });
