@@ -17,6 +17,7 @@ import {
 } from '../../src/fhir/communication-status-writeback.js';
 import { validateFhirResource } from '../../src/fhir/validate-resource.js';
 import { startFhirSandbox, type FhirSandbox } from '../../src/sandbox/fhir-sandbox.js';
+import { operationOutcome, startFaultProxy, type Fault } from '../support/fault-proxy.js';
 
 const logger = createLogger({ level: 'silent' });
 let sandbox: FhirSandbox;
@@ -157,6 +158,28 @@ describe('status write-back', () => {
     expect(lines.join('')).not.toContain('never-there');
     const down = new FhirRestClient({ baseUrl: 'http://127.0.0.1:9/fhir/R4', timeoutMs: 2000 });
     await expect(createStatusWriteBack({ client: down }).onStatus({ ...event(gone, sent), origin: { ...event(gone, sent).origin, base_url: 'http://127.0.0.1:9/fhir/R4' } })).rejects.toMatchObject({ code: 'FHIR_NETWORK', disposition: 'retryable' });
+  });
+
+  it('an EHR answering 503 (with Retry-After) or an HTML error page to the update is retried later, and the status then lands once', async () => {
+    const proxy = await startFaultProxy(sandbox.baseUrl);
+    try {
+      const viaProxy = new FhirRestClient({ baseUrl: proxy.url, timeoutMs: 5000 });
+      const c = await reply();
+      const listener = createStatusWriteBack({ client: viaProxy });
+      const origin = { ...event(c, sent).origin, base_url: proxy.url };
+      let puts = 0;
+      const busy: Fault = { kind: 'respond', status: 503, headers: { 'retry-after': '7' }, body: operationOutcome('transient', 'busy') };
+      const htmlPage: Fault = { kind: 'respond', status: 502, headers: { 'content-type': 'text/html' }, body: '<html>Bad gateway</html>' };
+      proxy.setRule((req) => (req.method === 'PUT' && ++puts <= 2 ? (puts === 1 ? busy : htmlPage) : { kind: 'pass' }));
+      await expect(listener.onStatus({ ...event(c, sent), origin })).rejects.toMatchObject({ code: 'FHIR_HTTP_RETRYABLE', retryAfterMs: 7000 });
+      await expect(listener.onStatus({ ...event(c, sent), origin })).rejects.toMatchObject({ code: 'FHIR_HTTP_RETRYABLE', details: { http_status: 502 } });
+      await listener.onStatus({ ...event(c, sent), origin });
+      const now = await fhir('GET', `Communication/${String(c.id)}`);
+      expect(delivery(now).status).toBe('sent');
+      expect(((await fhir('GET', `Communication/${String(c.id)}/_history`)).entry as Json[]).length).toBe(2);
+    } finally {
+      await proxy.close();
+    }
   });
 
   it('CommunicationRequest: completed once sent; a failure keeps its status and says why', async () => {
