@@ -16,6 +16,7 @@ import { fhirPollConfigSchema, fhirPollSource } from '../../src/connectors/sourc
 import { outboundIdempotencyKey } from '../../src/core/outbound.js';
 import { DEMO_PATIENT_PHONE, startFhirSandbox, type FhirSandbox } from '../../src/sandbox/fhir-sandbox.js';
 import { syncResult } from '../support/sync-parse.js';
+import { passAll, startFaultProxy } from '../support/fault-proxy.js';
 
 const logger = createLogger({ level: 'silent' });
 const INBOUND_MAPPING = fileURLToPath(new URL('../../mappings/whatsapp-to-communication.jsonata', import.meta.url));
@@ -186,6 +187,25 @@ describe('fhir_poll', () => {
     });
     const retried = await pollOnce(source, cursor);
     expect(retried.map((m) => m.text)).toEqual(['two']);
+  });
+
+  it('an EHR answering 503, or not answering at all, loses nothing: the cursor stays, a later round finds the reply', async () => {
+    const proxy = await startFaultProxy(sandbox.baseUrl);
+    try {
+      const cursor = memoryCursor();
+      const start = new Date().toISOString();
+      await create(reply('while the EHR was down'));
+      const viaProxy = (o: Json = {}) => pollSource({ base_url: proxy.url, start_at: start, timeout_ms: 500, ...o });
+      proxy.setRule(() => ({ kind: 'respond', status: 503, body: '' }));
+      expect(await pollOnce(viaProxy(), cursor)).toEqual([]);
+      proxy.setRule(() => ({ kind: 'hang' }));
+      expect(await pollOnce(viaProxy(), cursor)).toEqual([]);
+      expect(JSON.parse(cursor.values.get('fhir:Communication')!)).toEqual({ ts: start, ids: [] });
+      proxy.setRule(passAll);
+      expect((await pollOnce(viaProxy(), cursor)).map((m) => m.text)).toEqual(['while the EHR was down']);
+    } finally {
+      await proxy.close();
+    }
   });
 
   it('polls CommunicationRequests when asked to', async () => {
