@@ -138,6 +138,9 @@ reason in one line; for a mapping problem it starts with the mapping's file:line
   dlq replay <delivery-id>... [--reason R] [--no-wait] [--timeout-ms MS]
                                          replay and wait for the new outcome (default up to 30 s):
                                          delivered, or dead-lettered again with the reason
+  dlq replay <delivery-id>... --resend-uncertain --reason R
+                                         OUTBOUND_SEND_UNCERTAIN only: send the message to the patient
+                                         again although an earlier request may have reached them (audited)
   dlq replay --all [--channel C] [--destination D] [--code CODE] [--reason R]
                                          replay many (with progress, without waiting); the current
                                          mapping is used, and idempotency keys are kept (no duplicate

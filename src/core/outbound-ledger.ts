@@ -55,7 +55,7 @@ export interface OutboundLedger {
   open(input: OutboundSendOpen): Promise<OutboundSendRecord>;
   /** The delivery whose send the provider's message id belongs to, if any. */
   findByProviderId(provider: OutboundProvider, providerMessageId: string): Promise<string | null>;
-  /** Commits the intent (with the request, encrypted) before the request is written. */
+  /** Commits the intent (with the request, encrypted) before the request is written; it uses up an operator's resend permission. */
   recordIntent(deliveryId: string, request: unknown): Promise<void>;
   /** The provider answered with its message id. */
   recordAccepted(deliveryId: string, providerMessageId: string): Promise<void>;

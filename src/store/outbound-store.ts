@@ -265,7 +265,9 @@ export class OutboundStore implements OutboundLedger, OutboundConversations {
   async recordIntent(deliveryId: string, request: unknown): Promise<void> {
     const enc = await this.codec.encode(Buffer.from(JSON.stringify(request)), r('outbound_sends', 'request', deliveryId));
     const res = await this.pool.query(
-      `UPDATE outbound_sends SET state = 'intent', requests = requests + 1, intent_at = now(), request_payload = $2, request_key_id = $3, updated_at = now()
+      // A new intent uses up an operator's resend permission: should this request be interrupted
+      // too, the next attempt reconciles again instead of sending a third time.
+      `UPDATE outbound_sends SET state = 'intent', requests = requests + 1, intent_at = now(), request_payload = $2, request_key_id = $3, resend_generation = NULL, updated_at = now()
         WHERE delivery_id = $1 AND state <> 'accepted'`,
       [deliveryId, enc.bytes, enc.keyId],
     );

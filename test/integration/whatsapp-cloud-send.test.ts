@@ -8,8 +8,11 @@
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
+import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { runCli } from '../../src/cli/main.js';
 import { startFhirSandbox, type FhirSandbox } from '../../src/sandbox/fhir-sandbox.js';
+import { capturedIo } from '../support/cli-io.js';
 import { startGraphApiSandbox, type GraphSandbox } from '../../src/sandbox/graph-api-sandbox.js';
 import type { DeliveryRecord } from '../../src/store/message-store.js';
 import { createTestDatabase, redisUrl } from '../support/services.js';
@@ -41,6 +44,7 @@ let fhir: FhirSandbox;
 let graph: GraphSandbox;
 let gw: TestGateway | undefined;
 let patientRef: string;
+let databaseUrl: string;
 const listener = new RecordingStatusListener();
 let seq = 0;
 
@@ -81,8 +85,10 @@ beforeAll(async () => {
   await writeFile(path.join(dir, 'reply-text.yaml'), replyChannel('reply-text', whatsappDestination(maps.text)));
   await writeFile(path.join(dir, 'reply-auto.yaml'), replyChannel('reply-auto', whatsappDestination(maps.auto)));
   await writeFile(path.join(dir, 'reply-broken.yaml'), replyChannel('reply-broken', whatsappDestination(maps.broken)));
+  await writeFile(path.join(dir, 'reply-paced.yaml'), replyChannel('reply-paced', whatsappDestination(maps.text).replace('pair_interval_ms: 0', 'pair_interval_ms: 1500')));
+  databaseUrl = await createTestDatabase();
   gw = await startGateway({
-    databaseUrl: await createTestDatabase(),
+    databaseUrl,
     redisUrl: redisUrl(),
     fhirBaseUrl: fhir.baseUrl,
     channelsDir: dir,
@@ -126,6 +132,15 @@ describe('whatsapp_cloud_send', () => {
     expect(listener.of(c)).toEqual(['sent', 'delivered', 'read']);
     expect(listener.events.filter((e) => e.correlationId === c).map((e) => e.seq)).toEqual([1, 2, 3]);
     expect(listener.events.find((e) => e.correlationId === c)!.origin).toMatchObject({ resource_type: 'Communication', id: c.split('/')[1] });
+  });
+
+  it('a listener that fails is called again: no status is lost or reordered', async () => {
+    listener.failNext = 2;
+    const c = await reply('reply-text', 'The listener will fail twice');
+    expect((await deliveryOf('reply-text', c)).state).toBe('delivered');
+    await waitFor('all three statuses', async () => listener.of(c).length === 3);
+    expect(listener.of(c)).toEqual(['sent', 'delivered', 'read']);
+    expect(listener.failNext).toBe(0);
   });
 
   it('statuses are recorded in order and only those moving forward are passed on (a late sent after read is not)', async () => {
@@ -248,15 +263,53 @@ describe('whatsapp_cloud_send', () => {
     r = await gw!.admin(`/admin/dead-letters/00000000-0000-4000-8000-000000000000/replay`, { method: 'POST', body: JSON.stringify({ resend_uncertain: true }) });
     expect(r.status).toBe(409);
 
-    // The operator's explicit choice: sent again, once, and recorded in the audit trail.
-    r = await gw!.admin(`/admin/dead-letters/${d.id}/replay`, { method: 'POST', body: JSON.stringify({ reason: 'patient says nothing arrived', resend_uncertain: true }) });
-    expect(r.status).toBe(202);
+    // The operator's explicit choice (here with the CLI): sent again, once, and recorded in the audit trail.
+    const io = capturedIo({ ADMIN_TOKEN: gw!.adminToken });
+    expect(await runCli(['dlq', 'replay', d.id, '--resend-uncertain', '--url', gw!.url, '--no-wait'], io)).toBe(2);
+    expect(io.err).toContain('--resend-uncertain needs --reason');
+    expect(await runCli(['dlq', 'replay', d.id, '--resend-uncertain', '--reason', 'patient says nothing arrived', '--url', gw!.url, '--no-wait'], io)).toBe(0);
     const resent = await deliveryOf('reply-text', c, (x) => x.state !== 'pending' && x.generation === 2);
     expect(resent.state).toBe('delivered');
     expect(resent.outcome).toMatchObject({ via: 'resent_by_operator', requests: 2 });
     expect(graph.sends.length - before).toBe(2);
     const trail = (await (await gw!.admin(`/admin/audit?action=delivery.replayed&resource=${d.id}`)).json()) as { items: { detail: Record<string, unknown> }[] };
     expect(trail.items.map((e) => e.detail['resend_uncertain'] ?? false)).toEqual([true, false]);
+  });
+
+  it('two replies to the same patient from the same number are at least pair_interval_ms apart (Meta\'s pair rate)', async () => {
+    const [a, b] = [await reply('reply-paced', 'First of two'), await reply('reply-paced', 'Second of two')];
+    const [da, db] = [await deliveryOf('reply-paced', a), await deliveryOf('reply-paced', b)];
+    expect([da.state, db.state]).toEqual(['delivered', 'delivered']);
+    const at = [da, db].map((d) => graph.sends.find((s) => s.wamid === d.outcome!['provider_message_id'])!.at.getTime()).sort((x, y) => x - y);
+    expect(at[1]! - at[0]!).toBeGreaterThanOrEqual(1400);
+  });
+
+  it('the ledger and the conversations hold no phone number, Patient reference, wamid or reply text in plaintext', async () => {
+    const db = new pg.Client({ connectionString: databaseUrl });
+    await db.connect();
+    try {
+      const dump = async (table: string) => (await db.query(`SELECT * FROM ${table}`)).rows.map((row) => Object.values(row as Record<string, unknown>).map((v) => (Buffer.isBuffer(v) ? v.toString('latin1') : String(v))).join('|')).join('\n');
+      const all = [await dump('outbound_sends'), await dump('outbound_statuses'), await dump('patient_conversations')].join('\n');
+      expect(all.length).toBeGreaterThan(0);
+      for (const secret of [DEMO_WA_ID, '15557654321', patientRef, patientRef.split('/')[1]!, graph.sends[0]!.wamid, 'Your appointment is on Monday']) expect(all).not.toContain(secret);
+    } finally {
+      await db.end();
+    }
+  });
+
+  it('an operator\'s resend is one request: if it is interrupted too, it is reconciled, not sent a third time', async () => {
+    graph.inject({ kind: 'accept_then_hang', statuses: false });
+    const before = graph.sends.length;
+    const c = await reply('reply-text', 'Uncertain twice');
+    const d = await deliveryOf('reply-text', c);
+    expect(d.lastErrorCode).toBe('OUTBOUND_SEND_UNCERTAIN');
+    graph.inject({ kind: 'accept_then_hang', statuses: false });
+    const r = await gw!.admin(`/admin/dead-letters/${d.id}/replay`, { method: 'POST', body: JSON.stringify({ reason: 'resend', resend_uncertain: true }) });
+    expect(r.status).toBe(202);
+    const again = await deliveryOf('reply-text', c, (x) => x.state !== 'pending' && x.generation === 1);
+    expect(again.lastErrorCode).toBe('OUTBOUND_SEND_UNCERTAIN');
+    expect(graph.sends.length - before).toBe(2);
+    expect((await gw!.app.internals.outbound!.get(d.id))!.requests).toBe(2);
   });
 
   it('a mapping output that is not an OutboundMessage is a permanent MAPPING_OUTPUT_INVALID with file:line:column', async () => {

@@ -177,6 +177,7 @@ export async function run(argv: readonly string[], io: CliIo): Promise<number> {
     wait: { type: 'boolean', default: true },
     'no-wait': { type: 'boolean', default: false },
     'timeout-ms': { type: 'string' },
+    'resend-uncertain': { type: 'boolean', default: false },
   });
   if (values['no-wait']) values.wait = false;
   if (values.format !== 'text' && values.format !== 'json') throw new UsageError('--format is text or json');
@@ -220,6 +221,10 @@ export async function run(argv: readonly string[], io: CliIo): Promise<number> {
       case 'replay': {
         if (values.all) {
           if (positionals.length > 0) throw new UsageError('give delivery ids or --all, not both');
+          if (values['resend-uncertain']) throw new UsageError('--resend-uncertain takes delivery ids, one decision each, never --all');
+        }
+        if (values['resend-uncertain'] && !values.reason) throw new UsageError('--resend-uncertain needs --reason (why sending again is right): it is kept in the audit trail');
+        if (values.all) {
           const total = countSchema.parse(await client.getJson(`/admin/dead-letters/count?${filters}`, 'count')).count;
           let done = 0;
           while (done < total) {
@@ -248,7 +253,8 @@ export async function run(argv: readonly string[], io: CliIo): Promise<number> {
         const queued: { id: string; generation: number }[] = [];
         let failed = 0;
         for (const id of positionals) {
-          const r = await client.post(`/admin/dead-letters/${encodeURIComponent(id)}/replay`, values.reason ? { reason: values.reason } : {});
+          const body = { ...(values.reason ? { reason: values.reason } : {}), ...(values['resend-uncertain'] ? { resend_uncertain: true } : {}) };
+          const r = await client.post(`/admin/dead-letters/${encodeURIComponent(id)}/replay`, body);
           if (r.ok) {
             const { generation } = replayedOneSchema.parse(await r.json());
             queued.push({ id, generation });
