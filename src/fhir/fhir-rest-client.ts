@@ -176,30 +176,34 @@ export class FhirRestClient {
   }
 }
 
-/** Authorization headers for the FHIR sources and write-back (static credentials). */
+/** The static ways to authenticate to a FHIR server (shared with the fhir_r4 destination, which adds SMART). */
+export const staticFhirAuthVariants = [
+  z.strictObject({ kind: z.literal('none').describe('No Authorization header.') }),
+  z.strictObject({
+    kind: z.literal('bearer').describe('A static bearer token: `Authorization: Bearer <token>`.'),
+    token: z.string().min(1).describe('The access token. Use ${ENV_VAR}, never a literal.'),
+  }),
+  z.strictObject({
+    kind: z.literal('basic').describe('HTTP Basic: `Authorization: Basic base64(username:password)`.'),
+    username: z.string().min(1).describe('User name or client id.'),
+    password: z.string().describe('Password or client secret. Use ${ENV_VAR}, never a literal.'),
+  }),
+] as const;
+
+/** Authorization for the FHIR sources and write-back (static credentials). */
 export const fhirClientAuthSchema = z
-  .discriminatedUnion('kind', [
-    z.strictObject({ kind: z.literal('none').describe('No Authorization header.') }),
-    z.strictObject({
-      kind: z.literal('bearer').describe('A static bearer token: `Authorization: Bearer <token>`.'),
-      token: z.string().min(1).describe('The access token. Use ${ENV_VAR}, never a literal.'),
-    }),
-    z.strictObject({
-      kind: z.literal('basic').describe('HTTP Basic: `Authorization: Basic base64(username:password)`.'),
-      username: z.string().min(1).describe('User name or client id.'),
-      password: z.string().describe('Password or client secret. Use ${ENV_VAR}, never a literal.'),
-    }),
-  ])
+  .discriminatedUnion('kind', [...staticFhirAuthVariants])
   .default({ kind: 'none' })
   .describe('How requests authenticate to the FHIR server. Default: none.');
 export type FhirClientAuth = z.infer<typeof fhirClientAuthSchema>;
 
-export function fhirClientAuthHeaders(auth: FhirClientAuth): Record<string, string> {
+/** The Authorization header of static credentials; none for anything else (e.g. SMART, set per request). */
+export function fhirClientAuthHeaders(auth: { kind: string; token?: string; username?: string; password?: string }): Record<string, string> {
   switch (auth.kind) {
     case 'bearer':
-      return { authorization: `Bearer ${auth.token}` };
+      return { authorization: `Bearer ${auth.token ?? ''}` };
     case 'basic':
-      return { authorization: `Basic ${Buffer.from(`${auth.username}:${auth.password}`, 'utf8').toString('base64')}` };
+      return { authorization: `Basic ${Buffer.from(`${auth.username ?? ''}:${auth.password ?? ''}`, 'utf8').toString('base64')}` };
     default:
       return {};
   }

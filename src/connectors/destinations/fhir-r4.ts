@@ -16,6 +16,7 @@ import { ConfigError, SwitchboardError, attachRejectedOutput, parseRetryAfter, t
 import { mappingOutputInvalid } from '../../mapping/mapping-output-error.js';
 import { loadFhirDefinitions, validateFhirResource } from '../../fhir/validate-resource.js';
 import { createSmartBackendClient, type SmartBackendClient } from '../../fhir/smart-backend.js';
+import { fhirClientAuthHeaders, staticFhirAuthVariants } from '../../fhir/fhir-rest-client.js';
 import type {
   DeliveryContext,
   DeliveryOutcome,
@@ -68,16 +69,7 @@ export function smartScopeProblems(scope: string, syntax: 'v1' | 'v2'): string[]
 
 const authSchema = z
   .discriminatedUnion('kind', [
-    z.strictObject({ kind: z.literal('none').describe('No Authorization header.') }),
-    z.strictObject({
-      kind: z.literal('bearer').describe('A static bearer token: `Authorization: Bearer <token>`.'),
-      token: z.string().min(1).describe('The access token. Use ${ENV_VAR}, never a literal.'),
-    }),
-    z.strictObject({
-      kind: z.literal('basic').describe('HTTP Basic: `Authorization: Basic base64(username:password)`.'),
-      username: z.string().min(1).describe('User name or client id.'),
-      password: z.string().describe('Password or client secret. Use ${ENV_VAR}, never a literal.'),
-    }),
+    ...staticFhirAuthVariants,
     z.strictObject({
       kind: z
         .literal('smart_backend')
@@ -243,14 +235,7 @@ export interface BearerSource {
 }
 
 export function authHeaders(auth: FhirR4Config['auth']): Record<string, string> {
-  switch (auth.kind) {
-    case 'bearer':
-      return { authorization: `Bearer ${auth.token}` };
-    case 'basic':
-      return { authorization: `Basic ${Buffer.from(`${auth.username}:${auth.password}`, 'utf8').toString('base64')}` };
-    default:
-      return {};
-  }
+  return auth.kind === 'smart_backend' ? {} : fhirClientAuthHeaders(auth);
 }
 
 /**
