@@ -45,9 +45,9 @@ const common = ['    timeout_ms: 1000', '    reconcile_ms: 1500', '    retry: { 
 
 const deliveryOf = (channel: string, sourceId: string, settled?: (d: DeliveryRecord) => boolean) => settledDelivery(gw!, channel, sourceId, settled);
 
-async function reply(channel: string, text: string): Promise<string> {
+async function reply(channel: string, text: string, phone?: string): Promise<string> {
   const communication = `Communication/tr-${++n}-${Date.now()}`;
-  const r = await postEhrReply(gw!.url, channel, { communication, patient: patientRef, text });
+  const r = await postEhrReply(gw!.url, channel, { communication, patient: patientRef, text, ...(phone !== undefined && { phone }) });
   expect(r.status).toBe(200);
   return communication;
 }
@@ -130,12 +130,16 @@ describe('twilio_send', () => {
     expect(listener.of(c)).toEqual(['sent']);
   });
 
-  it('a template goes as ContentSid with ContentVariables', async () => {
-    // The window is open: the auto mapping sends text; so check the form builder through a template-only send.
-    const { twilioMessageForm } = await import('../../src/connectors/destinations/twilio-send.js');
-    expect(twilioMessageForm({ type: 'template', name: 'care_team_reply', language: 'en_US', body_parameters: ['Dr. Lee', 'Friday'] }, '+15551234567', { care_team_reply: HX })).toEqual({
-      To: 'whatsapp:+15551234567', ContentSid: HX, ContentVariables: '{"1":"Dr. Lee","2":"Friday"}',
-    });
+  it('to a number that never wrote on WhatsApp a free-form reply is TWILIO_WINDOW_CLOSED before Twilio is called; a Content template goes', async () => {
+    const before = twilio.messages.length;
+    const c = await reply('reply-tw', 'Free-form to a stranger', '+15559990000');
+    const d = await deliveryOf('reply-tw', c);
+    expect([d.state, d.lastErrorCode]).toEqual(['dead_lettered', 'TWILIO_WINDOW_CLOSED']);
+    expect(twilio.messages.length).toBe(before);
+    const t = await reply('reply-tw-auto', 'Template to a stranger', '+15559990000');
+    const td = await deliveryOf('reply-tw-auto', t);
+    expect(td.state).toBe('delivered');
+    expect(twilio.messages.find((m) => m.sid === td.outcome!['provider_message_id'])).toMatchObject({ to: 'whatsapp:+15559990000', contentSid: HX, contentVariables: '{"1":"your care team"}', body: null });
   });
 
   it('63016 reported by Twilio afterwards is a failed status with TWILIO_WINDOW_CLOSED', async () => {

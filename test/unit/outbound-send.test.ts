@@ -64,3 +64,30 @@ describe('Graph API message bodies', () => {
     expect((graphMessageBody({ type: 'media', kind: 'audio', url: 'https://ehr.example/a.ogg', mime_type: 'audio/ogg', caption: 'x' }, '+15551234567', undefined)['audio'] as object)).not.toHaveProperty('caption');
   });
 });
+
+describe('Twilio and Rocket.Chat message bodies', () => {
+  it('Twilio: Body, MediaUrl with the caption as Body, ContentSid by name (or name:language) with ContentVariables', async () => {
+    const { twilioMessageForm } = await import('../../src/connectors/destinations/twilio-send.js');
+    const HX = `HX${'b'.repeat(32)}`;
+    const HXES = `HX${'c'.repeat(32)}`;
+    expect(twilioMessageForm({ type: 'text', body: 'Hi' }, '+15551234567', {})).toEqual({ To: 'whatsapp:+15551234567', Body: 'Hi' });
+    expect(twilioMessageForm({ type: 'media', kind: 'image', url: 'https://ehr.example/x.png', mime_type: 'image/png', caption: 'X-ray' }, '+15551234567', {})).toEqual({
+      To: 'whatsapp:+15551234567', MediaUrl: ['https://ehr.example/x.png'], Body: 'X-ray',
+    });
+    expect(twilioMessageForm({ type: 'template', name: 'hello', language: 'en_US', body_parameters: ['Dr. Lee', 'Friday'] }, '+15551234567', { hello: HX })).toEqual({
+      To: 'whatsapp:+15551234567', ContentSid: HX, ContentVariables: '{"1":"Dr. Lee","2":"Friday"}',
+    });
+    expect(twilioMessageForm({ type: 'template', name: 'hello', language: 'es', body_parameters: [] }, '+15551234567', { hello: HX, 'hello:es': HXES })).toEqual({ To: 'whatsapp:+15551234567', ContentSid: HXES });
+    expect(() => twilioMessageForm({ type: 'template', name: 'unknown', language: 'en', body_parameters: [] }, '+15551234567', { hello: HX })).toThrow(/no Content SID for template unknown/);
+  });
+
+  it('Rocket.Chat: msg, media as an attachment with its link, no templates', async () => {
+    const { rocketChatMessage } = await import('../../src/connectors/destinations/rocketchat-send.js');
+    expect(rocketChatMessage({ type: 'text', body: 'Hi' })).toEqual({ msg: 'Hi' });
+    expect(rocketChatMessage({ type: 'media', kind: 'document', url: 'https://ehr.example/r.pdf', mime_type: 'application/pdf', filename: 'results.pdf', caption: 'Your results' })).toEqual({
+      msg: 'Your results', attachments: [{ title: 'results.pdf', title_link: 'https://ehr.example/r.pdf', title_link_download: true }],
+    });
+    expect(rocketChatMessage({ type: 'media', kind: 'image', url: 'https://ehr.example/x.png', mime_type: 'image/png' })).toEqual({ msg: '', attachments: [{ title: 'image', title_link: 'https://ehr.example/x.png', image_url: 'https://ehr.example/x.png' }] });
+    expect(() => rocketChatMessage({ type: 'template', name: 'hello', language: 'en', body_parameters: [] })).toThrow(/no message templates/);
+  });
+});
