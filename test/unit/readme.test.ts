@@ -1,6 +1,10 @@
-/** The README is part of the interface: it must list every error code and every env variable. */
+/**
+ * The README is part of the interface: it must list every error code, every env variable and,
+ * in the channel guide, every connector kind.
+ */
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
+import { createConnectorRegistry } from '../../src/connectors/registry.js';
 import { envSchema } from '../../src/config/env.js';
 import { errorCatalogue } from '../../src/core/errors.js';
 import { permissionTableRows } from '../../src/http/permissions.js';
@@ -21,6 +25,14 @@ describe('README', () => {
   it('documents every environment variable', () => {
     for (const name of Object.keys(envSchema.shape)) {
       expect(readme, `README lacks ${name}`).toMatch(new RegExp(`\\| \`${name}\` \\|`));
+    }
+  });
+
+  it('has a channel guide section for every connector kind', () => {
+    const { sources, destinations } = createConnectorRegistry();
+    const headings = readme.split('\n').filter((l) => /^#{2,4} /.test(l));
+    for (const { kind } of [...sources, ...destinations]) {
+      expect(headings.some((h) => h.includes(`\`${kind}\``)), `README's channel guide lacks a section for ${kind}`).toBe(true);
     }
   });
 
