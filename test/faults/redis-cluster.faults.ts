@@ -91,14 +91,15 @@ describeDeployment({
         const serving = await cluster.nodeServing(tag);
         ctx.note(`queues of prefix ${ctx.d.queuePrefix} in one slot, on node ${serving + 1} of 3 (127.0.0.1:${cluster.ports[serving]})`);
         ctx.note(`Redis connections open per node while streaming (1 http + 2 worker processes, plus this probe): ${(await cluster.connectedClients()).join(' / ')}`);
-        for (const p of [ctx.d.http, ...ctx.d.workers]) {
-          const held = p.pid === undefined ? undefined : await connectionsOf(p.pid, cluster.ports);
-          if (held) ctx.note(`${p.name} holds ${held.reduce((a, b) => a + b, 0)} Redis connections (node 1 / 2 / 3: ${held.join(' / ')})`);
-        }
         await fiveKillsInThreeRounds(ctx);
       },
       tailMs: 3000,
       check: async (ctx) => {
+        // Connections once the run is over: each process has by then used every queue and node it needs.
+        for (const p of [ctx.d.http, ...ctx.d.workers]) {
+          const held = p.pid === undefined ? undefined : await connectionsOf(p.pid, ctx.env.redisCluster!.ports);
+          if (held) ctx.note(`${p.name} holds ${held.reduce((a, b) => a + b, 0)} Redis connections (node 1 / 2 / 3: ${held.join(' / ')})`);
+        }
         const ready = await Promise.all([ctx.d.http, ...ctx.d.workers].map(async (p) => (await fetch(`${p.url}/readyz`, { signal: AbortSignal.timeout(5000) })).status));
         ctx.note(`readiness after the run (http, worker1, worker2): ${ready.join(', ')}`);
         const problems = ready.every((s) => s === 200) ? [] : [`/readyz answered ${ready.join(', ')} after the run (expected 200 from every process)`];
