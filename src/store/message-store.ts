@@ -194,7 +194,8 @@ export interface IngestPlan {
 
 /** WHERE clauses of a dead-letter filter, for list and count alike. */
 function deadLetterWhere(f: Omit<DeadLetterFilter, 'limit' | 'after'>): { where: string[]; args: unknown[] } {
-  const where = [`d.state = 'dead_lettered'`];
+  // Dead letters are never carried (retention holds them back with their payloads).
+  const where = [`d.carried = false`, `d.state = 'dead_lettered'`];
   const args: unknown[] = [];
   const add = (sql: string, v: unknown) => {
     args.push(v);
@@ -224,7 +225,7 @@ export class MessageStore {
   async ensureRetentionWeeks(days: readonly string[]): Promise<void> {
     for (const week of new Set(days.map(retentionWeek))) {
       if (this.weeks.has(week)) continue;
-      await this.pool.query('SELECT switchboard_ensure_retention_week($1::date)', [week]);
+      await this.pool.query('SELECT switchboard_ensure_retention_week($1::date, false)', [week]);
       this.weeks.add(week);
     }
   }
@@ -241,14 +242,14 @@ export class MessageStore {
    */
   private async inRetentionWeeks<T>(receivedAt: Date, retention: Retention | undefined, insert: (d: RowDates) => Promise<T>): Promise<T> {
     const d = retentionDates(receivedAt, retention ?? DEFAULT_RETENTION);
-    await this.ensureRetentionWeeks([d.pruneAfter, d.keepUntil]);
+    await this.ensureRetentionWeeks([d.pruneAfter]);
     try {
       return await insert(d);
     } catch (err) {
       const e = err as { code?: unknown; message?: unknown };
       if (e.code !== '23514' || typeof e.message !== 'string' || !e.message.startsWith('no partition')) throw err;
-      this.forgetRetentionWeeks([d.pruneAfter, d.keepUntil].map(retentionWeek));
-      await this.ensureRetentionWeeks([d.pruneAfter, d.keepUntil]);
+      this.forgetRetentionWeeks([retentionWeek(d.pruneAfter)]);
+      await this.ensureRetentionWeeks([d.pruneAfter]);
       return insert(d);
     }
   }
@@ -355,7 +356,7 @@ export class MessageStore {
 
   async loadEvent(id: string): Promise<InboundEvent | null> {
     const res = await this.pool.query<{ id: string; channel_id: string; received_at: Date; raw_payload: Buffer | null; raw_key_id: string | null; state: InboundEvent['state'] }>(
-      'SELECT id, channel_id, received_at, raw_payload, raw_key_id, state FROM inbound_events WHERE id = $1',
+      'SELECT id, channel_id, received_at, raw_payload, raw_key_id, state FROM inbound_events WHERE id = $1 AND carried = false',
       [id],
     );
     const r = res.rows[0];
@@ -367,7 +368,7 @@ export class MessageStore {
   /** Events stored but not ingested, older than `olderThanMs`: the outbox to re-enqueue. */
   async pendingEvents(olderThanMs: number, limit = 1000): Promise<string[]> {
     const res = await this.pool.query<{ id: string }>(
-      `SELECT id FROM inbound_events WHERE state = 'received' AND received_at < now() - ($1::int * interval '1 millisecond')
+      `SELECT id FROM inbound_events WHERE carried = false AND state = 'received' AND received_at < now() - ($1::int * interval '1 millisecond')
        ORDER BY received_at LIMIT $2`,
       [olderThanMs, limit],
     );
@@ -376,7 +377,7 @@ export class MessageStore {
 
   async markEventFailed(id: string, code: string, message: string): Promise<void> {
     const enc = await this.encode(message, ref('inbound_events', 'error', id));
-    await this.pool.query(`UPDATE inbound_events SET state = 'failed', error_code = $2, error_payload = $3, error_key_id = $4 WHERE id = $1`, [id, code, enc.bytes, enc.keyId]);
+    await this.pool.query(`UPDATE inbound_events SET state = 'failed', error_code = $2, error_payload = $3, error_key_id = $4 WHERE id = $1 AND carried = false`, [id, code, enc.bytes, enc.keyId]);
   }
 
   /**
@@ -387,13 +388,13 @@ export class MessageStore {
   async recordIngest(eventId: string, channelId: string, plan: IngestPlan): Promise<PendingDelivery[]> {
     return this.tx(async (c) => {
       const ev = await c.query<{ prune_after: string; keep_until: string }>(
-        `SELECT to_char(prune_after, 'YYYY-MM-DD') AS prune_after, to_char(keep_until, 'YYYY-MM-DD') AS keep_until FROM inbound_events WHERE id = $1`,
+        `SELECT to_char(prune_after, 'YYYY-MM-DD') AS prune_after, to_char(keep_until, 'YYYY-MM-DD') AS keep_until FROM inbound_events WHERE id = $1 AND carried = false`,
         [eventId],
       );
       const row = ev.rows[0];
       if (!row) throw new Error(`inbound event ${eventId} is not in the store`);
       const pending = await this.writeIngest(c, eventId, channelId, plan, { pruneAfter: row.prune_after, keepUntil: row.keep_until });
-      await c.query(`UPDATE inbound_events SET state = 'ingested', ingested_at = now() WHERE id = $1`, [eventId]);
+      await c.query(`UPDATE inbound_events SET state = 'ingested', ingested_at = now() WHERE id = $1 AND carried = false`, [eventId]);
       return pending;
     });
   }
@@ -503,7 +504,7 @@ export class MessageStore {
     await recordProviderStatuses(c, this.codec, plan.statuses);
     if (knownMessageIds.length > 0) {
       const earlier = await c.query<{ id: string; destination: string; generation: number; message_id: string }>(
-        `SELECT id, destination, generation, message_id FROM deliveries WHERE message_id = ANY($1::uuid[]) AND state = 'pending'`,
+        `SELECT id, destination, generation, message_id FROM deliveries WHERE carried = false AND message_id = ANY($1::uuid[]) AND state = 'pending'`,
         [knownMessageIds],
       );
       const seen = new Set(pending.map((p) => p.deliveryId));
@@ -516,7 +517,7 @@ export class MessageStore {
   async pendingDeliveries(olderThanMs: number, limit = 1000): Promise<(PendingDelivery & { channelId: string })[]> {
     const res = await this.pool.query<{ id: string; destination: string; generation: number; message_id: string; channel_id: string }>(
       `SELECT id, destination, generation, message_id, channel_id FROM deliveries
-       WHERE state = 'pending' AND updated_at < now() - ($1::int * interval '1 millisecond') ORDER BY created_at LIMIT $2`,
+       WHERE carried = false AND state = 'pending' AND updated_at < now() - ($1::int * interval '1 millisecond') ORDER BY created_at LIMIT $2`,
       [olderThanMs, limit],
     );
     return res.rows.map((r) => ({ deliveryId: r.id, destination: r.destination, generation: r.generation, messageId: r.message_id, channelId: r.channel_id }));
@@ -526,7 +527,7 @@ export class MessageStore {
   async loadPendingDelivery(deliveryId: string): Promise<{ delivery: DeliveryRecord; message: CanonicalMessage } | null> {
     const res = await this.pool.query<DeliveryRow & { canonical_payload: Buffer | null; canonical_key_id: string | null }>(
       `SELECT ${deliveryColumns}, m.canonical_payload, m.canonical_key_id
-       FROM deliveries d JOIN messages m ON m.id = d.message_id WHERE d.id = $1`,
+       FROM deliveries d JOIN messages m ON m.id = d.message_id AND m.carried = false WHERE d.id = $1 AND d.carried = false`,
       [deliveryId],
     );
     const r = res.rows[0];
@@ -560,7 +561,7 @@ export class MessageStore {
       await c.query(
         `INSERT INTO delivery_attempts (id, prune_after, keep_until, delivery_id, generation, attempt, started_at, result, error_code, error_payload, error_key_id, retry_after_ms, mapping_version,
            detail_payload, detail_key_id, response_payload, response_key_id, rejected_payload, rejected_key_id)
-         SELECT $1, d.prune_after, d.keep_until, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17 FROM deliveries d WHERE d.id = $2`,
+         SELECT $1, d.prune_after, d.keep_until, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17 FROM deliveries d WHERE d.id = $2 AND d.carried = false`,
         [
           attemptId,
           a.deliveryId,
@@ -591,7 +592,7 @@ export class MessageStore {
            outcome_key_id = CASE WHEN $7::bytea IS NULL THEN outcome_key_id ELSE $8 END,
            delivered_at = CASE WHEN $2 IN ('delivered', 'dropped') THEN now() ELSE delivered_at END,
            dead_lettered_at = CASE WHEN $2 = 'dead_lettered' THEN now() ELSE dead_lettered_at END
-         WHERE id = $1 AND state = 'pending' AND generation = $9`,
+         WHERE id = $1 AND carried = false AND state = 'pending' AND generation = $9`,
         [a.deliveryId, state, a.error?.code ?? null, lastError?.bytes ?? null, lastError?.keyId ?? null, a.mappingVersion, outcome?.bytes ?? null, outcome?.keyId ?? null, a.generation],
       );
     });
@@ -673,7 +674,7 @@ export class MessageStore {
     }
     args.push(Math.min(f.limit ?? 100, 1000));
     const res = await this.pool.query<DeliveryRow>(
-      `SELECT ${deliveryColumns} FROM deliveries d JOIN messages m ON m.id = d.message_id
+      `SELECT ${deliveryColumns} FROM deliveries d JOIN messages m ON m.id = d.message_id AND m.carried = false
        WHERE ${where.join(' AND ')} ORDER BY d.dead_lettered_at, d.id LIMIT $${args.length}`,
       args,
     );
@@ -689,7 +690,7 @@ export class MessageStore {
     return this.tx(async (c) => {
       const res = await c.query<{ id: string; destination: string; generation: number; message_id: string; channel_id: string }>(
         `UPDATE deliveries SET state = 'pending', generation = generation + 1, updated_at = now()
-         WHERE id = $1 AND state = 'dead_lettered' RETURNING id, destination, generation, message_id, channel_id`,
+         WHERE id = $1 AND carried = false AND state = 'dead_lettered' RETURNING id, destination, generation, message_id, channel_id`,
         [deliveryId],
       );
       const r = res.rows[0];
@@ -705,14 +706,14 @@ export class MessageStore {
     const enc = reason === undefined ? null : await this.encode(reason, ref('delivery_actions', 'reason', id!));
     await c.query(
       `INSERT INTO delivery_actions (id, prune_after, keep_until, delivery_id, action, actor, reason_payload, reason_key_id)
-       SELECT $1, d.prune_after, d.keep_until, $2, $3, $4, $5, $6 FROM deliveries d WHERE d.id = $2`,
+       SELECT $1, d.prune_after, d.keep_until, $2, $3, $4, $5, $6 FROM deliveries d WHERE d.id = $2 AND d.carried = false`,
       [id, deliveryId, action, actor, enc?.bytes ?? null, enc?.keyId ?? null],
     );
   }
 
   async discard(deliveryId: string, actor: string, reason: string): Promise<boolean> {
     return this.tx(async (c) => {
-      const res = await c.query(`UPDATE deliveries SET state = 'discarded', updated_at = now() WHERE id = $1 AND state = 'dead_lettered'`, [deliveryId]);
+      const res = await c.query(`UPDATE deliveries SET state = 'discarded', updated_at = now() WHERE id = $1 AND carried = false AND state = 'dead_lettered'`, [deliveryId]);
       if (res.rowCount !== 1) return false;
       await this.recordAction(c, deliveryId, 'discard', actor, reason);
       return true;
@@ -901,11 +902,11 @@ export class MessageStore {
    */
   async hasEarlierPending(deliveryId: string): Promise<boolean> {
     const res = await this.pool.query(
-      `SELECT 1 FROM deliveries me JOIN messages mm ON mm.id = me.message_id
-       JOIN messages m ON m.channel_id = mm.channel_id AND m.conversation_index = mm.conversation_index
+      `SELECT 1 FROM deliveries me JOIN messages mm ON mm.id = me.message_id AND mm.carried = false
+       JOIN messages m ON m.carried = false AND m.channel_id = mm.channel_id AND m.conversation_index = mm.conversation_index
          AND (m.sent_at, m.created_at, m.id) < (mm.sent_at, mm.created_at, mm.id)
-       JOIN deliveries d ON d.message_id = m.id AND d.destination = me.destination AND d.state = 'pending'
-       WHERE me.id = $1 LIMIT 1`,
+       JOIN deliveries d ON d.carried = false AND d.message_id = m.id AND d.destination = me.destination AND d.state = 'pending'
+       WHERE me.id = $1 AND me.carried = false LIMIT 1`,
       [deliveryId],
     );
     return (res.rowCount ?? 0) > 0;
@@ -916,14 +917,14 @@ export class MessageStore {
     const enc = await this.encode(JSON.stringify(message), ref('messages', 'canonical', messageId));
     const keys = mediaKeysOf(message);
     await this.tx(async (c) => {
-      await c.query('UPDATE messages SET canonical_payload = $2, canonical_key_id = $3 WHERE id = $1', [messageId, enc.bytes, enc.keyId]);
+      await c.query('UPDATE messages SET canonical_payload = $2, canonical_key_id = $3 WHERE id = $1 AND carried = false', [messageId, enc.bytes, enc.keyId]);
       // The stored media files it refers to go with its payloads (retention deletes a file once no
       // message refers to it).
       if (keys.length > 0) {
         await c.query(
           `INSERT INTO message_media (message_id, prune_after, keep_until, media_key)
            SELECT m.id, m.prune_after, m.keep_until, k FROM messages m, unnest($2::bytea[]) AS k
-            WHERE m.id = $1 AND NOT EXISTS (SELECT 1 FROM message_media x WHERE x.message_id = m.id AND x.media_key = k)`,
+            WHERE m.id = $1 AND m.carried = false AND NOT EXISTS (SELECT 1 FROM message_media x WHERE x.message_id = m.id AND x.media_key = k)`,
           [messageId, keys],
         );
       }
@@ -952,7 +953,7 @@ export class MessageStore {
   /** Dead-lettered deliveries per channel and destination, for metrics. */
   async deadLetterCounts(): Promise<{ channelId: string; destination: string; count: number }[]> {
     const res = await this.pool.query<{ channel_id: string; destination: string; n: string }>(
-      `SELECT channel_id, destination, count(*) AS n FROM deliveries WHERE state = 'dead_lettered' GROUP BY channel_id, destination`,
+      `SELECT channel_id, destination, count(*) AS n FROM deliveries WHERE carried = false AND state = 'dead_lettered' GROUP BY channel_id, destination`,
     );
     return res.rows.map((r) => ({ channelId: r.channel_id, destination: r.destination, count: Number(r.n) }));
   }

@@ -612,6 +612,93 @@ ALTER TABLE source_cursors ALTER COLUMN value_payload SET NOT NULL;
 ALTER TABLE source_cursors DROP COLUMN value;
 `,
   },
+  {
+    version: 67,
+    name: 'retention partitions split into live and carried rows',
+    // Lookups of the delivery path (a delivery, its message, the outbox) do not know a row's week,
+    // so they probe every partition; with a year of metadata that is some 55 partitions a table.
+    // Rows carried past their payload retention (metadata only, every delivery final) now live in
+    // partitions of their own: the key becomes (carried, prune_after), `<table>_wYYYYMMDD` for live
+    // rows and `<table>_mYYYYMMDD` for carried ones, and the delivery path asks for carried = false,
+    // so it probes only the weeks of live payloads. Existing partitions are re-attached as live
+    // ones (no row is copied).
+    sql: `
+DO $$
+DECLARE
+  t text;
+  part record;
+  seq text;
+BEGIN
+  FOREACH t IN ARRAY switchboard_retention_tables() LOOP
+    CREATE TEMP TABLE IF NOT EXISTS retention_parts (tbl text, name text, lo date, hi date) ON COMMIT DROP;
+    FOR part IN
+      SELECT c.relname AS name FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid JOIN pg_class p ON p.oid = i.inhparent WHERE p.relname = t
+    LOOP
+      EXECUTE format('ALTER TABLE %I DETACH PARTITION %I', t, part.name);
+      INSERT INTO retention_parts VALUES (t, part.name, to_date(right(part.name, 8), 'YYYYMMDD'), to_date(right(part.name, 8), 'YYYYMMDD') + 7);
+    END LOOP;
+    seq := NULL;
+    IF EXISTS (SELECT 1 FROM information_schema.columns WHERE table_schema = current_schema() AND table_name = t AND column_name = 'id') THEN
+      seq := pg_get_serial_sequence(t, 'id');
+    END IF;
+    IF seq IS NOT NULL THEN
+      EXECUTE format('ALTER SEQUENCE %s OWNED BY NONE', seq);
+    END IF;
+    EXECUTE format('ALTER TABLE %I RENAME TO %I', t, t || '_v66');
+    EXECUTE format('CREATE TABLE %I (LIKE %I INCLUDING DEFAULTS INCLUDING CONSTRAINTS, carried boolean NOT NULL DEFAULT false) PARTITION BY RANGE (carried, prune_after)', t, t || '_v66');
+    EXECUTE format('DROP TABLE %I', t || '_v66');
+    IF seq IS NOT NULL THEN
+      EXECUTE format('ALTER SEQUENCE %s OWNED BY %I.id', seq, t);
+    END IF;
+    FOR part IN SELECT name, lo, hi FROM retention_parts WHERE tbl = t LOOP
+      EXECUTE format('ALTER TABLE %I ADD COLUMN carried boolean NOT NULL DEFAULT false', part.name);
+      EXECUTE format('ALTER TABLE %I ATTACH PARTITION %I FOR VALUES FROM (false, %L) TO (false, %L)', t, part.name, part.lo, part.hi);
+    END LOOP;
+  END LOOP;
+END;
+$$;
+
+-- The same indexes as before, on the new parents (the partitions' own are attached to them).
+CREATE INDEX inbound_events_id ON inbound_events (id);
+CREATE INDEX inbound_events_outbox ON inbound_events (received_at) WHERE state = 'received';
+CREATE INDEX messages_id ON messages (id);
+CREATE INDEX messages_dedup_index ON messages (channel_id, dedup_index);
+CREATE INDEX messages_source_index ON messages (channel_id, source_index);
+CREATE INDEX messages_thread ON messages (conversation_index, sent_at);
+CREATE INDEX messages_legacy_identifiers ON messages (id) WHERE source_message_id IS NOT NULL;
+CREATE INDEX message_statuses_id ON message_statuses (id);
+CREATE INDEX message_statuses_source_index ON message_statuses (channel_id, source_index, status);
+CREATE INDEX message_statuses_legacy_identifiers ON message_statuses (id) WHERE source_message_id IS NOT NULL;
+CREATE INDEX deliveries_id ON deliveries (id);
+CREATE INDEX deliveries_message ON deliveries (message_id);
+CREATE INDEX deliveries_dead_letters ON deliveries (channel_id, destination, dead_lettered_at) WHERE state = 'dead_lettered';
+CREATE INDEX deliveries_pending ON deliveries (created_at) WHERE state = 'pending';
+CREATE INDEX delivery_attempts_id ON delivery_attempts (id);
+CREATE INDEX delivery_attempts_delivery ON delivery_attempts (delivery_id, id);
+CREATE INDEX delivery_actions_id ON delivery_actions (id);
+CREATE INDEX delivery_actions_delivery ON delivery_actions (delivery_id, id);
+CREATE INDEX message_media_key ON message_media (media_key);
+CREATE INDEX message_media_message ON message_media (message_id);
+
+-- The week's partitions of live rows, or of carried rows (idempotent; serialised).
+DROP FUNCTION switchboard_ensure_retention_week(date);
+CREATE FUNCTION switchboard_ensure_retention_week(d date, carried boolean DEFAULT false) RETURNS void LANGUAGE plpgsql AS $f$
+DECLARE
+  lo date := switchboard_retention_week(d);
+  t text;
+  part text;
+BEGIN
+  PERFORM pg_advisory_xact_lock(1527393552);
+  FOREACH t IN ARRAY switchboard_retention_tables() LOOP
+    part := t || CASE WHEN carried THEN '_m' ELSE '_w' END || to_char(lo, 'YYYYMMDD');
+    IF to_regclass(part) IS NULL THEN
+      EXECUTE format('CREATE TABLE %I PARTITION OF %I FOR VALUES FROM (%L, %L) TO (%L, %L)', part, t, carried, lo, carried, lo + 7);
+    END IF;
+  END LOOP;
+END;
+$f$;
+`,
+  },
 ];
 
 const LOCK_KEY = 0x5b_0a_2d_01; // arbitrary, stable: "switchboard migrations"

@@ -1,7 +1,9 @@
 /**
  * Retention of the message store by dropping whole partitions, never row by row. Every table is
- * range-partitioned by `prune_after` into weekly partitions (`<table>_wYYYYMMDD`, the Monday that
- * starts the week); a week's partitions go once the week is over. Before they go, in the same
+ * range-partitioned by `(carried, prune_after)` into weekly partitions: `<table>_wYYYYMMDD` (the
+ * Monday that starts the week) for live rows, `<table>_mYYYYMMDD` for rows carried there without
+ * their payloads (the delivery path reads live rows only); a week's partitions go once the week is
+ * over. Before they go, in the same
  * transaction as the drop (and once before it, without the lock, so that transaction stays short):
  *
  * - what is still needed is held back: a message with a pending or dead-lettered delivery, with
@@ -67,7 +69,8 @@ export interface PruneResult {
 /** Deletes a stored media file by its content address (hex); a file already gone is no error. */
 export type MediaRemover = (key: string) => Promise<void>;
 
-const inWeek = `prune_after >= $1::date AND prune_after < $2::date`;
+/** Live rows (not carried) of the week [$1, $2). */
+const live = `carried = false AND prune_after >= $1::date AND prune_after < $2::date`;
 
 export class RetentionStore {
   constructor(
@@ -83,7 +86,7 @@ export class RetentionStore {
     );
     const weeks = new Set<string>();
     for (const { name } of res.rows) {
-      const m = /_w(\d{4})(\d{2})(\d{2})$/.exec(name);
+      const m = /_[wm](\d{4})(\d{2})(\d{2})$/.exec(name);
       if (m) weeks.add(`${m[1]}-${m[2]}-${m[3]}`);
     }
     return [...weeks].sort();
@@ -115,24 +118,27 @@ export class RetentionStore {
     const partitions: PartitionInfo[] = [];
     let carried = 0;
     for (const table of retentionTables) {
-      const name = partitionName(table, week);
-      const r = (
-        await q.query<{ rows: string; bytes: string; carried: string }>(
-          `SELECT count(*) AS rows, pg_total_relation_size(to_regclass($1)) AS bytes,
-                  count(*) FILTER (WHERE keep_until >= $2::date) AS carried FROM ${name}`,
-          [name, carryFrom],
-        )
-      ).rows[0]!;
-      partitions.push({ table, name, rows: Number(r.rows), bytes: Number(r.bytes) });
-      if (payloadColumns[table].length > 0) carried += Number(r.carried);
+      for (const kept of [false, true]) {
+        const name = partitionName(table, week, kept);
+        if ((await q.query<{ r: string | null }>('SELECT to_regclass($1)::text AS r', [name])).rows[0]?.r == null) continue;
+        const r = (
+          await q.query<{ rows: string; bytes: string; carried: string }>(
+            `SELECT count(*) AS rows, pg_total_relation_size(to_regclass($1)) AS bytes,
+                    count(*) FILTER (WHERE keep_until >= $2::date) AS carried FROM ${name}`,
+            [name, carryFrom],
+          )
+        ).rows[0]!;
+        partitions.push({ table, name, rows: Number(r.rows), bytes: Number(r.bytes) });
+        if (!kept && payloadColumns[table].length > 0) carried += Number(r.carried);
+      }
     }
     const hi = addDays(week, 7);
     const held = (
       await q.query<{ pending: string; dead: string; messages: string; events: string }>(
-        `SELECT (SELECT count(*) FROM deliveries WHERE ${inWeek} AND state = 'pending') AS pending,
-                (SELECT count(*) FROM deliveries WHERE ${inWeek} AND state = 'dead_lettered') AS dead,
-                (SELECT count(DISTINCT message_id) FROM deliveries WHERE ${inWeek} AND state IN ('pending', 'dead_lettered')) AS messages,
-                (SELECT count(*) FROM inbound_events WHERE ${inWeek} AND state = 'received') AS events`,
+        `SELECT (SELECT count(*) FROM deliveries WHERE ${live} AND state = 'pending') AS pending,
+                (SELECT count(*) FROM deliveries WHERE ${live} AND state = 'dead_lettered') AS dead,
+                (SELECT count(DISTINCT message_id) FROM deliveries WHERE ${live} AND state IN ('pending', 'dead_lettered')) AS messages,
+                (SELECT count(*) FROM inbound_events WHERE ${live} AND state = 'received') AS events`,
         [week, hi],
       )
     ).rows[0]!;
@@ -170,22 +176,22 @@ export class RetentionStore {
         const weeks: WeekPlan[] = [];
         for (const week of await this.expiredWeeks()) {
           const holdTo = addDays(utcDay(this.now()), HOLD_DAYS);
-          await this.ensureWeeks([week, holdTo, ...(await this.carryTargets(week))]);
+          await this.ensureWeeks([holdTo], false);
+          await this.ensureWeeks(await this.carryTargets(week), true);
           const before = await this.weekPlan(this.pool, week);
           // First without locking the tables (the bulk of the work), then again under the lock.
           await this.tx(undefined, (c) => this.holdBack(c, week, holdTo));
           await this.carryInBatches(week, o.batch ?? 5000);
           const plan = await this.tx(o.lockTimeoutMs ?? 10_000, async (c) => {
-            await this.ensureWeeks([holdTo, ...(await this.carryTargets(week, c))], c);
+            await this.ensureWeeks([holdTo], false, c);
+            await this.ensureWeeks(await this.carryTargets(week, c), true, c);
             await this.holdBack(c, week, holdTo);
             await this.carry(c, week);
             // What goes is what is left; what was held back and carried is counted from before.
             const plan: WeekPlan = { ...before, partitions: (await this.weekPlan(c, week)).partitions };
-            await c.query(
-              `INSERT INTO media_deletions (media_key) SELECT DISTINCT media_key FROM ${partitionName('message_media', week)} ON CONFLICT DO NOTHING`,
-            );
+            await c.query(`INSERT INTO media_deletions (media_key) SELECT DISTINCT media_key FROM message_media WHERE ${live} ON CONFLICT DO NOTHING`, [week, addDays(week, 7)]);
             await o.beforeDrop?.(plan);
-            for (const table of retentionTables) await c.query(`DROP TABLE ${partitionName(table, week)}`);
+            for (const t of plan.partitions) await c.query(`DROP TABLE IF EXISTS ${t.name}`);
             return plan;
           });
           weeks.push(plan);
@@ -203,13 +209,13 @@ export class RetentionStore {
     const hi = this.carryFrom();
     const selects = retentionTables
       .filter((t) => payloadColumns[t].length > 0)
-      .map((t) => `SELECT DISTINCT to_char(switchboard_retention_week(keep_until), 'YYYY-MM-DD') AS d FROM ${partitionName(t, week)} WHERE keep_until >= $1::date`);
-    const res = await (c ?? this.pool).query<{ d: string }>(selects.join(' UNION '), [hi]);
+      .map((t) => `SELECT DISTINCT to_char(switchboard_retention_week(keep_until), 'YYYY-MM-DD') AS d FROM ${t} WHERE ${live} AND keep_until >= $3::date`);
+    const res = await (c ?? this.pool).query<{ d: string }>(selects.join(' UNION '), [week, addDays(week, 7), hi]);
     return res.rows.map((r) => r.d);
   }
 
-  private async ensureWeeks(days: readonly string[], c?: PoolClient): Promise<void> {
-    for (const week of new Set(days.map(retentionWeek))) await (c ?? this.pool).query('SELECT switchboard_ensure_retention_week($1::date)', [week]);
+  private async ensureWeeks(days: readonly string[], carried: boolean, c?: PoolClient): Promise<void> {
+    for (const week of new Set(days.map(retentionWeek))) await (c ?? this.pool).query('SELECT switchboard_ensure_retention_week($1::date, $2)', [week, carried]);
   }
 
   /** Moves what a pending or dead-lettered delivery (or the outbox) still needs out of `week`. */
@@ -217,16 +223,18 @@ export class RetentionStore {
     const args = [week, addDays(week, 7), holdTo];
     await c.query(
       `CREATE TEMP TABLE retention_hold ON COMMIT DROP AS
-         SELECT DISTINCT m.id AS message_id, m.event_id FROM ${partitionName('messages', week)} m
-          WHERE EXISTS (SELECT 1 FROM deliveries d WHERE d.message_id = m.id AND d.state IN ('pending', 'dead_lettered'))`,
+         SELECT DISTINCT m.id AS message_id, m.event_id FROM messages m
+          WHERE m.carried = false AND m.prune_after >= $1::date AND m.prune_after < $2::date
+            AND EXISTS (SELECT 1 FROM deliveries d WHERE d.message_id = m.id AND d.state IN ('pending', 'dead_lettered'))`,
+      [week, addDays(week, 7)],
     );
     const heldDeliveries = `(SELECT d.id FROM deliveries d JOIN retention_hold h ON h.message_id = d.message_id)`;
-    await c.query(`UPDATE delivery_attempts SET prune_after = $3 WHERE ${inWeek} AND delivery_id IN ${heldDeliveries}`, args);
-    await c.query(`UPDATE delivery_actions SET prune_after = $3 WHERE ${inWeek} AND delivery_id IN ${heldDeliveries}`, args);
-    await c.query(`UPDATE deliveries SET prune_after = $3 WHERE ${inWeek} AND message_id IN (SELECT message_id FROM retention_hold)`, args);
-    await c.query(`UPDATE message_media SET prune_after = $3 WHERE ${inWeek} AND message_id IN (SELECT message_id FROM retention_hold)`, args);
-    await c.query(`UPDATE messages SET prune_after = $3 WHERE ${inWeek} AND id IN (SELECT message_id FROM retention_hold)`, args);
-    await c.query(`UPDATE inbound_events SET prune_after = $3 WHERE ${inWeek} AND (state = 'received' OR id IN (SELECT event_id FROM retention_hold))`, args);
+    await c.query(`UPDATE delivery_attempts SET prune_after = $3 WHERE ${live} AND delivery_id IN ${heldDeliveries}`, args);
+    await c.query(`UPDATE delivery_actions SET prune_after = $3 WHERE ${live} AND delivery_id IN ${heldDeliveries}`, args);
+    await c.query(`UPDATE deliveries SET prune_after = $3 WHERE ${live} AND message_id IN (SELECT message_id FROM retention_hold)`, args);
+    await c.query(`UPDATE message_media SET prune_after = $3 WHERE ${live} AND message_id IN (SELECT message_id FROM retention_hold)`, args);
+    await c.query(`UPDATE messages SET prune_after = $3 WHERE ${live} AND id IN (SELECT message_id FROM retention_hold)`, args);
+    await c.query(`UPDATE inbound_events SET prune_after = $3 WHERE ${live} AND (state = 'received' OR id IN (SELECT event_id FROM retention_hold))`, args);
     await c.query('DROP TABLE retention_hold');
   }
 
@@ -239,8 +247,9 @@ export class RetentionStore {
       const empty = cols.map((col) => `${col}_payload = NULL, ${col}_key_id = NULL`).join(', ');
       // Through the parent (a row changing its partition key moves partition); the range keeps
       // the plan on this week's partition, where the ctids are.
-      const batch = limit === undefined ? '' : `AND ctid = ANY(ARRAY(SELECT ctid FROM ${partitionName(table, week)} WHERE keep_until >= $3::date LIMIT ${Math.max(1, Math.floor(limit))}))`;
-      const r = await q.query(`UPDATE ${table} SET prune_after = keep_until, ${empty} WHERE ${inWeek} AND keep_until >= $3::date ${batch}`, [week, addDays(week, 7), this.carryFrom()]);
+      // (carried = false, week) is one partition: the ctids of the batch are that partition's.
+      const batch = limit === undefined ? '' : `AND ctid = ANY(ARRAY(SELECT ctid FROM ${table} WHERE ${live} AND keep_until >= $3::date LIMIT ${Math.max(1, Math.floor(limit))}))`;
+      const r = await q.query(`UPDATE ${table} SET carried = true, prune_after = keep_until, ${empty} WHERE ${live} AND keep_until >= $3::date ${batch}`, [week, addDays(week, 7), this.carryFrom()]);
       moved += r.rowCount ?? 0;
     }
     return moved;
@@ -284,8 +293,9 @@ export class RetentionStore {
   }
 }
 
-export function partitionName(table: RetentionTable, week: string): string {
-  return `${table}_w${week.replaceAll('-', '')}`;
+/** A week's partition of live rows (`_w`) or of carried ones (`_m`). */
+export function partitionName(table: RetentionTable, week: string, carried = false): string {
+  return `${table}_${carried ? 'm' : 'w'}${week.replaceAll('-', '')}`;
 }
 
 /** The `store.pruned` detail of a week (ids, counts and sizes: no content). */

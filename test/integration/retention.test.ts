@@ -132,6 +132,9 @@ describe('message store retention', () => {
     expect(trace?.sourceMessageId).toBe(carried.message.id);
     expect((await store.searchMessages({ sourceId: carried.message.id })).map((m) => m.id)).toEqual([carried.messageId]);
     expect(await store.messageContent(carried.messageId)).toBe('pruned');
+    // Carried rows live in partitions of their own, which the delivery path does not read.
+    const where = await pool.query<{ t: string }>('SELECT tableoid::regclass::text AS t FROM messages WHERE id = $1', [carried.messageId]);
+    expect(where.rows[0]?.t).toMatch(/^messages_m\d{8}$/);
     expect(await store.loadEvent(carried.eventId)).toBeNull();
 
     // Held back with everything a replay needs: replayed, it is delivered.
