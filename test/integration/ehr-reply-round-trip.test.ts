@@ -16,8 +16,8 @@ import { OUTBOUND_DELIVERY_EXTENSION, OUTBOUND_ERROR_CODE_SYSTEM } from '../../s
 import { startFhirSandbox, type FhirSandbox } from '../../src/sandbox/fhir-sandbox.js';
 import { startGraphApiSandbox, type GraphSandbox } from '../../src/sandbox/graph-api-sandbox.js';
 import { createTestDatabase, redisUrl } from '../support/services.js';
-import { repoRoot, startGateway, waitFor, type TestGateway } from '../support/gateway.js';
-import { inboundWhatsAppChannel } from '../support/outbound.js';
+import { startGateway, waitFor, type TestGateway } from '../support/gateway.js';
+import { ehrRepliesChannel, inboundWhatsAppChannel } from '../support/outbound.js';
 import { DEMO_WA_ID, TEST_APP_SECRET, newWamid, postWebhook, textEvent } from '../support/whatsapp-webhook.js';
 
 const SECRET = 'round-trip-subscription-secret-0123456789';
@@ -30,31 +30,6 @@ let fhir: FhirSandbox;
 let graph: GraphSandbox;
 let gw: TestGateway | undefined;
 let patientRef: string;
-
-function replyChannel(): string {
-  return [
-    'id: ehr-replies',
-    'source:',
-    '  kind: fhir_subscription',
-    '  path: /webhooks/ehr-replies',
-    '  base_url: ${FHIR_BASE_URL}',
-    '  secret: ${FHIR_SUBSCRIPTION_SECRET}',
-    '  check_interval_ms: 60000   # notifications only, unless repaired',
-    'destinations:',
-    '  - name: whatsapp',
-    '    kind: whatsapp_cloud_send',
-    `    mapping: ${path.join(repoRoot, 'mappings/communication-to-reply.jsonata')}`,
-    '    phone_number_id: ${WHATSAPP_PHONE_NUMBER_ID}',
-    '    access_token: ${WHATSAPP_ACCESS_TOKEN}',
-    '    graph_url: ${GRAPH_URL}',
-    '    timeout_ms: 2000',
-    '    reconcile_ms: 4000',
-    '    pair_interval_ms: 0',
-    '    retry: { attempts: 3, initial_delay_ms: 100, max_delay_ms: 500 }',
-    '    circuit_breaker: { enabled: false }',
-    '',
-  ].join('\n');
-}
 
 async function fhirGet(p: string): Promise<Json> {
   const res = await fetch(`${fhir.baseUrl}/${p}`);
@@ -110,7 +85,7 @@ beforeAll(async () => {
   });
   fhir = await startFhirSandbox({ port: 0, seed: true });
   await writeFile(path.join(dir, 'wa-in.yaml'), inboundWhatsAppChannel('wa-in'));
-  await writeFile(path.join(dir, 'ehr-replies.yaml'), replyChannel());
+  await writeFile(path.join(dir, 'ehr-replies.yaml'), ehrRepliesChannel('ehr-replies'));
   gw = await startGateway({
     databaseUrl: await createTestDatabase(),
     redisUrl: redisUrl(),

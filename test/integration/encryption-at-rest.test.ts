@@ -6,10 +6,8 @@
  * Afterwards no file under DATA_DIR and no Redis file contains any marker, while a plaintext
  * control (the channel id) is found, so the scan does read the files.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
-import { randomBytes, randomInt } from 'node:crypto';
 import { createWriteStream } from 'node:fs';
-import { chmod, mkdtemp, readdir, readFile, stat } from 'node:fs/promises';
+import { chmod, mkdtemp } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -23,35 +21,12 @@ import { startFhirSandbox, type FhirSandbox } from '../../src/sandbox/fhir-sandb
 import { startFaultProxy, type FaultProxy } from '../support/fault-proxy.js';
 import { repoRoot, waitFor } from '../support/gateway.js';
 import { uniquePrefix } from '../support/services.js';
-import { freePort } from '../support/free-port.js';
+import { filesContaining, marker, markerPhone, startPrivateRedis } from '../support/at-rest.js';
 import { capturedIo } from '../support/cli-io.js';
 import { TEST_APP_SECRET, TEST_VERIFY_TOKEN, newWamid, postWebhook } from '../support/whatsapp-webhook.js';
 import { whatsappTextEvent } from '../../src/sandbox/whatsapp-sample-events.js';
 
 const redisBinary = inject('redisServerBinary');
-
-async function filesUnder(dir: string): Promise<string[]> {
-  const out: string[] = [];
-  for (const e of await readdir(dir, { withFileTypes: true })) {
-    const p = path.join(dir, e.name);
-    if (e.isDirectory()) out.push(...(await filesUnder(p)));
-    else if (e.isFile()) out.push(p);
-  }
-  return out;
-}
-
-/** Every file under `dir` that contains `needle` (as bytes), relative to `dir`. */
-async function filesContaining(dir: string, needles: readonly string[]): Promise<Record<string, string[]>> {
-  const found: Record<string, string[]> = {};
-  for (const file of await filesUnder(dir)) {
-    if ((await stat(file)).size === 0) continue;
-    const bytes = await readFile(file);
-    for (const n of needles) {
-      if (bytes.includes(Buffer.from(n))) (found[n] ??= []).push(path.relative(dir, file));
-    }
-  }
-  return found;
-}
 
 interface Markers {
   text: string;
@@ -62,13 +37,7 @@ interface Markers {
 }
 
 function newMarkers(): Markers {
-  const tag = randomBytes(5).toString('hex').toUpperCase();
-  return {
-    text: `MKTXT${tag}`,
-    failText: `MKFAIL${tag}`,
-    name: `MKNAME${tag}`,
-    phone: `1999${String(randomInt(10_000_000, 99_999_999))}`,
-  };
+  return { text: marker('MKTXT'), failText: marker('MKFAIL'), name: marker('MKNAME'), phone: markerPhone() };
 }
 
 async function runGateway(o: { redisUrl?: string; dataDir: string; fhir: FaultProxy; markers: Markers; whileRunning?: () => Promise<void> }): Promise<void> {
@@ -165,23 +134,10 @@ describe('no PHI in plaintext at rest', () => {
   it.skipIf(redisBinary === null)('on Redis: markers are in no file under DATA_DIR and in no Redis file', async () => {
     const markers = newMarkers();
     const dataDir = await newDataDir();
-    const redisDir = await mkdtemp(path.join(os.tmpdir(), 'switchboard-redis-'));
-    const port = await freePort();
-    const redis: ChildProcess = spawn(redisBinary!, ['--port', String(port), '--bind', '127.0.0.1', '--appendonly', 'yes', '--appendfsync', 'always', '--save', '60 1', '--maxmemory-policy', 'noeviction', '--dir', redisDir], { stdio: 'ignore' });
-    const url = `redis://127.0.0.1:${port}`;
+    const redis = await startPrivateRedis(redisBinary!);
+    const url = redis.url;
+    const redisDir = redis.dir;
     try {
-      await waitFor('redis', async () => {
-        const c = new Redis(url, { lazyConnect: true, maxRetriesPerRequest: 0 });
-        c.on('error', () => undefined);
-        try {
-          await c.connect();
-          return (await c.ping()) === 'PONG';
-        } catch {
-          return false;
-        } finally {
-          c.disconnect();
-        }
-      });
       await runGateway({ redisUrl: url, dataDir, fhir: proxy, markers });
       const c = new Redis(url);
       // Queue jobs carry ids only.
@@ -193,11 +149,9 @@ describe('no PHI in plaintext at rest', () => {
       }
       expect(jobFields.size).toBeGreaterThan(0);
       for (const k of jobFields) expect(['eventId', 'deliveryId', 'generation', 'messageId', 'channelId', 'destination']).toContain(k);
-      await c.save(); // an RDB snapshot too, beside the AOF
       c.disconnect();
     } finally {
-      redis.kill('SIGTERM');
-      await new Promise((r) => redis.once('exit', r));
+      await redis.stop(); // an RDB snapshot too, beside the AOF
     }
     const needles = [markers.text, markers.failText, markers.name, markers.phone];
     expect(await filesContaining(dataDir, needles)).toEqual({});

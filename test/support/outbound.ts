@@ -30,6 +30,35 @@ export function replyChannel(id: string, destinations: string): string {
   ].join('\n');
 }
 
+/**
+ * The EHR's replies: a fhir_subscription source (secret ${FHIR_SUBSCRIPTION_SECRET}, notifications
+ * only) -> the shipped reply mapping -> whatsapp_cloud_send to ${GRAPH_URL}.
+ */
+export function ehrRepliesChannel(id: string): string {
+  return [
+    `id: ${id}`,
+    'source:',
+    '  kind: fhir_subscription',
+    `  path: /webhooks/${id}`,
+    '  base_url: ${FHIR_BASE_URL}',
+    '  secret: ${FHIR_SUBSCRIPTION_SECRET}',
+    '  check_interval_ms: 60000   # notifications only, unless repaired',
+    'destinations:',
+    '  - name: whatsapp',
+    '    kind: whatsapp_cloud_send',
+    `    mapping: ${path.join(repoRoot, 'mappings/communication-to-reply.jsonata')}`,
+    '    phone_number_id: ${WHATSAPP_PHONE_NUMBER_ID}',
+    '    access_token: ${WHATSAPP_ACCESS_TOKEN}',
+    '    graph_url: ${GRAPH_URL}',
+    '    timeout_ms: 2000',
+    '    reconcile_ms: 4000',
+    '    pair_interval_ms: 0',
+    '    retry: { attempts: 3, initial_delay_ms: 100, max_delay_ms: 500 }',
+    '    circuit_breaker: { enabled: false }',
+    '',
+  ].join('\n');
+}
+
 /** The patient's side: WhatsApp Cloud webhook -> FHIR Communication (the repository's mapping). */
 export function inboundWhatsAppChannel(id: string): string {
   return [
