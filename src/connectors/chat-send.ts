@@ -13,7 +13,7 @@
  */
 import { z } from 'zod';
 import type { CanonicalMessage } from '../core/canonical-message.js';
-import { SwitchboardError, type ErrorCode } from '../core/errors.js';
+import { SwitchboardError, errorCatalogue, type ErrorCode } from '../core/errors.js';
 import type { OutboundConversations, OutboundLedger, OutboundProvider, OutboundSendRecord, OutboundServices } from '../core/outbound-ledger.js';
 import { outboundMessageSchema, windowOpen, type LastConversation, type OutboundMessage } from '../core/outbound.js';
 import { mappingOutputInvalid } from '../mapping/mapping-output-error.js';
@@ -414,14 +414,19 @@ export class PairLimiter {
   }
 }
 
-/** The failed status recorded for the EHR when a chat delivery is dead-lettered (not for uncertain sends). */
+/**
+ * The failed status recorded for the EHR when a chat delivery is dead-lettered (not for uncertain
+ * sends). Its reason is the code's catalogue summary, never the error's message: that quotes the
+ * provider's answer, which may echo the patient's number or the reply's text.
+ */
 export async function recordDeadLetter(deliveryId: string, failure: { code: string; message: string; details: Record<string, unknown> }, services: OutboundServices): Promise<void> {
   if (failure.code === 'OUTBOUND_SEND_UNCERTAIN') return; // neither sent nor failed: the operator decides
   const providerCode = failure.details['provider_code'];
+  const summary = (errorCatalogue as Record<string, { summary: string } | undefined>)[failure.code]?.summary ?? 'The send failed.';
   await services.ledger.recordStatus(deliveryId, {
     status: 'failed',
     at: new Date().toISOString(),
-    error: { code: failure.code, ...(providerCode !== undefined && providerCode !== null && { provider_code: String(providerCode) }), reason: failure.message },
+    error: { code: failure.code, ...(providerCode !== undefined && providerCode !== null && { provider_code: String(providerCode) }), reason: summary },
   });
 }
 

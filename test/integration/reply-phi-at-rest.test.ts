@@ -136,7 +136,13 @@ describe.skipIf(redisBinary === null)('replies to patients: no PHI in plaintext 
       // A reply refused, the provider's error echoing its text and the number.
       graph.inject({ kind: 'error', httpStatus: 400, code: 131026, message: `Message "${m.refused}" undeliverable to +${m.phone}`, details: `${m.name} +${m.phone}` });
       const refused = await reply(`Answer ${m.refused}`);
-      await waitFor('not-done on the refused reply', async () => (await communication(refused.id)).status === 'not-done', 30_000);
+      const notDone = await waitFor('not-done on the refused reply', async () => {
+        const c = await communication(refused.id);
+        return c.status === 'not-done' ? c : undefined;
+      }, 30_000);
+      // The reason written back is PHI-free: not the provider's words, which echo text and number.
+      expect(notDone.statusReason).toMatchObject({ coding: [{ code: 'WHATSAPP_RECIPIENT_UNAVAILABLE' }], text: expect.any(String) });
+      for (const n of [m.refused, m.phone, m.name]) expect(JSON.stringify(notDone.statusReason)).not.toContain(n);
     } finally {
       gatewayUrl = undefined;
       await app.stop();
