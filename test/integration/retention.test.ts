@@ -225,6 +225,12 @@ describe('message store retention', () => {
     expect(realEntries.map((e) => e.detail['week'])).toEqual(dryEntries.map((e) => e.detail['week']));
     expect(realEntries.some((e) => e.detail['held_dead_lettered'] === 1 && e.resources.some((r) => /^messages_w\d{8}$/.test(r.id)))).toBe(true);
     expect(JSON.stringify(entries)).not.toContain('dead letter for the command');
+    // A dry run with nothing to drop is recorded too.
+    const again = capturedIo(env);
+    expect(await runCli(['store', 'prune', '--dry-run'], again)).toBe(0);
+    expect(again.out).toMatch(/message store: [^\n]*\n  nothing to drop/);
+    const last = (await pool.query<{ detail: Record<string, unknown> }>(`SELECT detail FROM audit_events WHERE action = 'store.pruned' ORDER BY seq DESC LIMIT 1`)).rows[0];
+    expect(last?.detail).toMatchObject({ dry_run: true, weeks: 0 });
     const verify = capturedIo(env);
     expect(await runCli(['audit', 'verify'], verify)).toBe(0);
     expect(verify.out).toContain('audit trail intact');

@@ -61,7 +61,10 @@ export async function run(argv: readonly string[], io: CliIo): Promise<number> {
     const retention = new RetentionStore(store.pool);
     if (dryRun) {
       const plan = await retention.plan();
-      if (plan.length === 0) lines.push('  nothing to drop');
+      if (plan.length === 0) {
+        lines.push('  nothing to drop');
+        await store.record({ action: 'store.pruned', outcome: 'success', detail: { table: 'message store', dry_run: true, weeks: 0 } });
+      }
       for (const p of plan) {
         lines.push(...describeWeek(p, 'would drop'));
         await store.record({ action: 'store.pruned', outcome: 'success', resources: weekAuditResources(p), detail: weekAuditDetail(p, true) });
