@@ -42,7 +42,7 @@ const payloadColumns: Record<RetentionTable, readonly string[]> = {
 /** How far ahead a held-back row moves: it is looked at again when that week is over. */
 export const HOLD_DAYS = 7;
 
-const PRUNE_LOCK = 0x5b_0a_2d_12; // "switchboard store prune": one pruning run at a time
+export const PRUNE_LOCK = 0x5b_0a_2d_12; // "switchboard store prune": one pruning run at a time
 
 export interface PartitionInfo {
   table: RetentionTable;

@@ -22,7 +22,7 @@ import { createFileMediaStore, removeMediaFile } from '../../src/media/media-sto
 import { openEncryptingCodec, type EncryptingCodec } from '../../src/store/encrypting-codec.js';
 import { MessageStore, indexKinds, ref } from '../../src/store/message-store.js';
 import { migrations, runMigrations } from '../../src/store/migrations.js';
-import { RetentionStore } from '../../src/store/retention-store.js';
+import { PRUNE_LOCK, RetentionStore } from '../../src/store/retention-store.js';
 import { canonicalTextMessage } from '../support/canonical-text-message.js';
 import { capturedIo } from '../support/cli-io.js';
 import { createTestDatabase, redisUrl } from '../support/services.js';
@@ -195,6 +195,22 @@ describe('message store retention', () => {
     // Still referred to by a message in retention: kept.
     expect((await media.get(shared.key))?.bytes.toString()).toBe('shared image bytes');
     expect((await pool.query('SELECT count(*)::int AS n FROM media_deletions')).rows[0].n).toBe(0);
+  });
+
+  it('prunes in one process at a time: a run that finds another under way does nothing', async () => {
+    const other = await pool.connect();
+    try {
+      expect((await other.query('SELECT pg_try_advisory_lock($1) AS ok', [PRUNE_LOCK])).rows[0].ok).toBe(true);
+      const expired = await ingest('locked', ago(40), short, 'waits for the other run');
+      await attempt(expired.delivery!.deliveryId, 0, 'delivered', {});
+      expect(await new RetentionStore(pool).prune()).toBeNull();
+      expect(textOf(await store.messageContent(expired.messageId))).toBe('waits for the other run');
+      await other.query('SELECT pg_advisory_unlock($1)', [PRUNE_LOCK]);
+      expect((await new RetentionStore(pool).prune())?.weeks.length).toBeGreaterThan(0);
+      expect(await store.messageContent(expired.messageId)).toBeNull();
+    } finally {
+      other.release();
+    }
   });
 
   it('switchboard store prune: --dry-run lists the partitions with rows and sizes and what is held back; without it drops them; both audited; audit verify still passes', async () => {
