@@ -16,7 +16,7 @@ import { ConfigError, SwitchboardError, attachRejectedOutput, parseRetryAfter, t
 import { mappingOutputInvalid } from '../../mapping/mapping-output-error.js';
 import { loadFhirDefinitions, validateFhirResource } from '../../fhir/validate-resource.js';
 import { createSmartBackendClient, type SmartBackendClient } from '../../fhir/smart-backend.js';
-import { fhirClientAuthHeaders, staticFhirAuthVariants } from '../../fhir/fhir-rest-client.js';
+import { fhirClientAuthHeaders, searchBundleSchema, staticFhirAuthVariants } from '../../fhir/fhir-rest-client.js';
 import type {
   DeliveryContext,
   DeliveryOutcome,
@@ -184,18 +184,6 @@ const patientSchema = z.looseObject({
   id: z.string().min(1),
   active: z.boolean().optional(),
   name: z.array(humanNameSchema).optional(),
-});
-
-const searchBundleSchema = z.looseObject({
-  resourceType: z.literal('Bundle'),
-  entry: z
-    .array(
-      z.looseObject({
-        resource: z.looseObject({ resourceType: z.string() }).optional(),
-        search: z.looseObject({ mode: z.string().optional() }).optional(),
-      }),
-    )
-    .optional(),
 });
 
 const createdCommunicationSchema = z.looseObject({
