@@ -7,23 +7,19 @@
  * control (the channel id) is found, so the scan does read the files.
  */
 import { createWriteStream } from 'node:fs';
-import { chmod, mkdtemp } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { inject } from 'vitest';
 import { Redis } from 'ioredis';
-import { createSwitchboard, type Switchboard } from '../../src/app.js';
+import type { Switchboard } from '../../src/app.js';
 import { runCli } from '../../src/cli/main.js';
-import { createConnectorRegistry } from '../../src/connectors/registry.js';
-import { createLogger } from '../../src/core/logger.js';
 import { startFhirSandbox, type FhirSandbox } from '../../src/sandbox/fhir-sandbox.js';
 import { startFaultProxy, type FaultProxy } from '../support/fault-proxy.js';
 import { repoRoot, waitFor } from '../support/gateway.js';
-import { uniquePrefix } from '../support/services.js';
-import { filesContaining, marker, markerPhone, startPrivateRedis } from '../support/at-rest.js';
+import { atRestGateway, filesContaining, marker, markerPhone, newDataDir, startPrivateRedis } from '../support/at-rest.js';
 import { capturedIo } from '../support/cli-io.js';
-import { TEST_APP_SECRET, TEST_VERIFY_TOKEN, newWamid, postWebhook } from '../support/whatsapp-webhook.js';
+import { newWamid, postWebhook } from '../support/whatsapp-webhook.js';
 import { whatsappTextEvent } from '../../src/sandbox/whatsapp-sample-events.js';
 
 const redisBinary = inject('redisServerBinary');
@@ -43,28 +39,7 @@ function newMarkers(): Markers {
 async function runGateway(o: { redisUrl?: string; dataDir: string; fhir: FaultProxy; markers: Markers; whileRunning?: () => Promise<void> }): Promise<void> {
   const logFile = path.join(o.dataDir, 'gateway.log');
   const logStream = createWriteStream(logFile);
-  const app: Switchboard = createSwitchboard({
-    role: 'all',
-    port: 0,
-    host: '127.0.0.1',
-    dataDir: o.dataDir,
-    channelsDir: path.join(repoRoot, 'channels'),
-    databaseUrl: undefined,
-    redisUrl: o.redisUrl,
-    queuePrefix: uniquePrefix(),
-    env: { WHATSAPP_APP_SECRET: TEST_APP_SECRET, WHATSAPP_VERIFY_TOKEN: TEST_VERIFY_TOKEN },
-    fhirBaseUrl: o.fhir.url,
-    fhirSandboxPort: 0,
-    adminToken: `test-admin-token-${uniquePrefix()}`,
-    registry: createConnectorRegistry(),
-    logger: createLogger({ level: 'debug', destination: logStream }),
-    shutdownTimeoutMs: 5000,
-    jobLockMs: 5000,
-    queueDurability: 'warn',
-    outboxGraceMs: 0,
-    sweepIntervalMs: 60_000,
-    watch: false,
-  });
+  const app: Switchboard = atRestGateway({ dataDir: o.dataDir, channelsDir: path.join(repoRoot, 'channels'), redisUrl: o.redisUrl, fhirBaseUrl: o.fhir.url, logStream });
   try {
     const started = await app.start();
     const base = `http://127.0.0.1:${started.port}`;
@@ -124,12 +99,6 @@ describe('no PHI in plaintext at rest', () => {
     await proxy?.close();
     await fhir?.close();
   });
-
-  const newDataDir = async () => {
-    const dir = await mkdtemp(path.join(os.tmpdir(), 'switchboard-at-rest-'));
-    await chmod(dir, 0o755); // as root, PostgreSQL runs as 'postgres' and must enter it
-    return dir;
-  };
 
   it.skipIf(redisBinary === null)('on Redis: markers are in no file under DATA_DIR and in no Redis file', async () => {
     const markers = newMarkers();

@@ -10,21 +10,17 @@
  * or number, while plaintext controls (the channel id; the queue names) are found.
  */
 import { createWriteStream } from 'node:fs';
-import { chmod, mkdtemp, writeFile } from 'node:fs/promises';
+import { mkdtemp, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
-import { createSwitchboard } from '../../src/app.js';
-import { createConnectorRegistry } from '../../src/connectors/registry.js';
-import { createLogger } from '../../src/core/logger.js';
 import { startFhirSandbox, type FhirSandbox } from '../../src/sandbox/fhir-sandbox.js';
 import { startGraphApiSandbox, type GraphSandbox } from '../../src/sandbox/graph-api-sandbox.js';
 import { whatsappTextEvent } from '../../src/sandbox/whatsapp-sample-events.js';
-import { filesContaining, marker, markerPhone, startPrivateRedis } from '../support/at-rest.js';
+import { atRestGateway, filesContaining, marker, markerPhone, newDataDir, startPrivateRedis } from '../support/at-rest.js';
 import { waitFor } from '../support/gateway.js';
 import { ehrRepliesChannel, inboundWhatsAppChannel } from '../support/outbound.js';
-import { uniquePrefix } from '../support/services.js';
-import { TEST_APP_SECRET, TEST_VERIFY_TOKEN, newWamid, postWebhook } from '../support/whatsapp-webhook.js';
+import { TEST_APP_SECRET, newWamid, postWebhook } from '../support/whatsapp-webhook.js';
 
 type Json = Record<string, unknown>;
 const redisBinary = inject('redisServerBinary');
@@ -66,41 +62,24 @@ describe.skipIf(redisBinary === null)('replies to patients: no PHI in plaintext 
       body: JSON.stringify({ resourceType: 'Patient', name: [{ family: m.name }], telecom: [{ system: 'phone', value: `+${m.phone}` }] }),
     });
 
-    const dataDir = await mkdtemp(path.join(os.tmpdir(), 'switchboard-reply-at-rest-'));
-    await chmod(dataDir, 0o755); // as root, PostgreSQL runs as 'postgres' and must enter it
+    const dataDir = await newDataDir('switchboard-reply-at-rest-');
     const channelsDir = await mkdtemp(path.join(os.tmpdir(), 'switchboard-reply-channels-'));
     await writeFile(path.join(channelsDir, 'wa-in.yaml'), inboundWhatsAppChannel('wa-in'));
     await writeFile(path.join(channelsDir, 'ehr-replies.yaml'), ehrRepliesChannel('ehr-replies'));
     const redis = await startPrivateRedis(redisBinary!);
     const logStream = createWriteStream(path.join(dataDir, 'gateway.log'));
-    const app = createSwitchboard({
-      role: 'all',
-      port: 0,
-      host: '127.0.0.1',
+    const app = atRestGateway({
       dataDir,
       channelsDir,
-      databaseUrl: undefined,
       redisUrl: redis.url,
-      queuePrefix: uniquePrefix(),
+      fhirBaseUrl: fhir.baseUrl,
       env: {
-        WHATSAPP_APP_SECRET: TEST_APP_SECRET,
-        WHATSAPP_VERIFY_TOKEN: TEST_VERIFY_TOKEN,
         GRAPH_URL: graph.url,
         WHATSAPP_ACCESS_TOKEN: 'sandbox-token',
         WHATSAPP_PHONE_NUMBER_ID: '100555000000002',
         FHIR_SUBSCRIPTION_SECRET: 'reply-at-rest-subscription-secret-0123456789',
       },
-      fhirBaseUrl: fhir.baseUrl,
-      fhirSandboxPort: 0,
-      adminToken: `test-admin-token-${uniquePrefix()}`,
-      registry: createConnectorRegistry(),
-      logger: createLogger({ level: 'debug', destination: logStream }),
-      shutdownTimeoutMs: 5000,
-      jobLockMs: 5000,
-      queueDurability: 'warn',
-      outboxGraceMs: 0,
-      sweepIntervalMs: 60_000,
-      watch: false,
+      logStream,
     });
     try {
       const started = await app.start();

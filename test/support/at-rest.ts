@@ -1,15 +1,21 @@
 /**
  * For the PHI-at-rest tests: unique markers, a scan of every file under a folder for them, and a
- * redis-server of the test's own with its AOF and RDB files in a temporary folder.
+ * redis-server of the test's own with its AOF and RDB files in a temporary folder, and a whole
+ * gateway on embedded PostgreSQL under DATA_DIR logging at debug level.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes, randomInt } from 'node:crypto';
-import { mkdtemp, readdir, readFile, stat } from 'node:fs/promises';
+import { chmod, mkdtemp, readdir, readFile, stat } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { Redis } from 'ioredis';
+import { createSwitchboard, type Switchboard } from '../../src/app.js';
+import { createConnectorRegistry } from '../../src/connectors/registry.js';
+import { createLogger } from '../../src/core/logger.js';
 import { freePort } from './free-port.js';
 import { waitFor } from './gateway.js';
+import { uniquePrefix } from './services.js';
+import { TEST_APP_SECRET, TEST_VERIFY_TOKEN } from './whatsapp-webhook.js';
 
 /** A marker no real text contains: `<prefix><10 hex digits>`. */
 export const marker = (prefix: string): string => `${prefix}${randomBytes(5).toString('hex').toUpperCase()}`;
@@ -82,4 +88,37 @@ export async function startPrivateRedis(binary: string): Promise<PrivateRedis> {
       }
     },
   };
+}
+
+/** A DATA_DIR the embedded PostgreSQL can enter (as root it runs as 'postgres'). */
+export async function newDataDir(prefix = 'switchboard-at-rest-'): Promise<string> {
+  const dir = await mkdtemp(path.join(os.tmpdir(), prefix));
+  await chmod(dir, 0o755);
+  return dir;
+}
+
+/** A whole gateway (all roles) on embedded PostgreSQL under `dataDir`, its debug log to `logStream`. */
+export function atRestGateway(o: { dataDir: string; channelsDir: string; redisUrl: string | undefined; fhirBaseUrl: string; env?: Record<string, string>; logStream: NodeJS.WritableStream }): Switchboard {
+  return createSwitchboard({
+    role: 'all',
+    port: 0,
+    host: '127.0.0.1',
+    dataDir: o.dataDir,
+    channelsDir: o.channelsDir,
+    databaseUrl: undefined,
+    redisUrl: o.redisUrl,
+    queuePrefix: uniquePrefix(),
+    env: { WHATSAPP_APP_SECRET: TEST_APP_SECRET, WHATSAPP_VERIFY_TOKEN: TEST_VERIFY_TOKEN, ...o.env },
+    fhirBaseUrl: o.fhirBaseUrl,
+    fhirSandboxPort: 0,
+    adminToken: `test-admin-token-${uniquePrefix()}`,
+    registry: createConnectorRegistry(),
+    logger: createLogger({ level: 'debug', destination: o.logStream }),
+    shutdownTimeoutMs: 5000,
+    jobLockMs: 5000,
+    queueDurability: 'warn',
+    outboxGraceMs: 0,
+    sweepIntervalMs: 60_000,
+    watch: false,
+  });
 }
