@@ -11,7 +11,7 @@
  */
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { chmod, cp, mkdir, mkdtemp, readdir, rm, stat, writeFile } from 'node:fs/promises';
+import { chmod, cp, mkdir, mkdtemp, readdir, realpath, rm, stat, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
@@ -113,10 +113,14 @@ beforeAll(async () => {
   const consoleBuild = path.join(repoRoot, 'console', 'dist');
   await cp(repoRoot, clone, { recursive: true, filter: (src) => src !== consoleBuild && (path.dirname(src) !== repoRoot || !notCopied.has(path.basename(src))) });
   // What `npm install` gives, as hard links (fast, same modes): node_modules inside the private dir.
+  // The checkout's node_modules may itself be a symlink (CI runs npm test from a copy whose
+  // node_modules links to the installed one): copy the directory it points to, not the link, or
+  // the offline `npm install` below finds no dependencies and must download them all.
+  const installed = await realpath(path.join(repoRoot, 'node_modules'));
   try {
-    await run('cp', ['-al', path.join(repoRoot, 'node_modules'), path.join(clone, 'node_modules')]);
+    await run('cp', ['-al', installed, path.join(clone, 'node_modules')]);
   } catch {
-    await cp(path.join(repoRoot, 'node_modules'), path.join(clone, 'node_modules'), { recursive: true, verbatimSymlinks: true });
+    await cp(installed, path.join(clone, 'node_modules'), { recursive: true, verbatimSymlinks: true });
   }
 }, 180_000);
 
