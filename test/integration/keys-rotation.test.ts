@@ -4,11 +4,14 @@
  * with nothing lost or duplicated; then the key-encryption key rotated and the old one retired.
  */
 import { randomBytes } from 'node:crypto';
+import { readFile } from 'node:fs/promises';
+import path from 'node:path';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runCli } from '../../src/cli/main.js';
 import { capturedIo } from '../support/cli-io.js';
 import { createKeyringProvider, parseKeyring } from '../../src/crypto/keyring.js';
+import { createFileMediaStore } from '../../src/media/media-store.js';
 import { startFhirSandbox, type FhirSandbox } from '../../src/sandbox/fhir-sandbox.js';
 import { openEncryptingCodec } from '../../src/store/encrypting-codec.js';
 import { MessageStore } from '../../src/store/message-store.js';
@@ -47,7 +50,8 @@ describe.skipIf(redis === null)('key rotation and re-encryption under live traff
   });
 
   it('loses nothing, duplicates nothing, and leaves every value under the new key', async () => {
-    const env = { DATABASE_URL: dbUrl, ENCRYPTION_KEYS: k1 };
+    // DATA_DIR: the command rewrites the media files where the gateway keeps them.
+    const env = { DATABASE_URL: dbUrl, ENCRYPTION_KEYS: k1, DATA_DIR: gw.dataDir };
     const sent: string[] = [];
     const send = async (n: number) => {
       for (let i = 0; i < n; i++) {
@@ -64,6 +68,15 @@ describe.skipIf(redis === null)('key rotation and re-encryption under live traff
     const pool = new pg.Pool({ connectionString: dbUrl });
     const legacy = (await pool.query<{ id: string }>('SELECT id FROM inbound_events ORDER BY received_at LIMIT 1')).rows[0]!.id;
     await pool.query('UPDATE inbound_events SET raw_payload = $2, raw_key_id = NULL WHERE id = $1', [legacy, Buffer.from('{"legacy":true}')]);
+
+    // A media file written under the old key.
+    const mediaDir = path.join(gw.dataDir, 'media');
+    const mediaKeyId = async (key: string) => (JSON.parse(await readFile(path.join(mediaDir, key.slice(0, 2), `${key}.json`), 'utf8')) as { keyId: string | null }).keyId;
+    const mediaBytes = Buffer.from(`a photo ${randomBytes(8).toString('hex')}`);
+    const oldCodec = await openEncryptingCodec(pool, createKeyringProvider(parseKeyring(k1, 'k1'), 'k1'));
+    const media = await createFileMediaStore(mediaDir, oldCodec).put(mediaBytes, 'image/jpeg');
+    oldCodec.close();
+    expect(await mediaKeyId(media.key)).toBe(oldKey);
 
     // Traffic keeps flowing while the key rotates and values are rewritten.
     const traffic = send(30);
@@ -92,6 +105,15 @@ describe.skipIf(redis === null)('key rotation and re-encryption under live traff
     const resumed = cliIo(env);
     expect(await runCli(['keys', 'reencrypt', '--batch', '7'], resumed)).toBe(0);
     expect(resumed.out).toMatch(new RegExp(`re-encrypted \\d+ values under ${newKey}; 0 left`));
+    // The media file too: under the new key, and still read as it was written.
+    expect(resumed.err).toContain('reencrypt media files: 1');
+    expect(await mediaKeyId(media.key)).toBe(newKey);
+    const newCodec = await openEncryptingCodec(pool, createKeyringProvider(parseKeyring(k1, 'k1'), 'k1'));
+    try {
+      expect((await createFileMediaStore(mediaDir, newCodec).get(media.key))?.bytes.equals(mediaBytes)).toBe(true);
+    } finally {
+      newCodec.close();
+    }
 
     const after = await status(env);
     expect(after.dataKeys.find((d) => d.active)?.id).toBe(newKey);
