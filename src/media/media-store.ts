@@ -98,9 +98,12 @@ export function createFileMediaStore(dir: string, cipher?: MediaCipher): MediaSt
     return m === null ? null : describe(m);
   };
 
-async function get(key: string): Promise<{ info: StoredMediaInfo; bytes: Buffer } | null> {
-    const meta = await readMeta(key);
-    if (meta === null) return null;
+  /**
+   * One read of a file and its description; `mismatch` when the bytes do not decode under the
+   * description's key or do not match it (damaged, or caught between the two renames of
+   * `keys reencrypt`).
+   */
+  async function readOnce(key: string, meta: z.infer<typeof infoSchema>): Promise<{ info: StoredMediaInfo; bytes: Buffer } | 'mismatch' | null> {
     let stored: Buffer;
     try {
       stored = await readFile(where(key).bytes);
@@ -113,11 +116,24 @@ async function get(key: string): Promise<{ info: StoredMediaInfo; bytes: Buffer 
     try {
       bytes = keyId === null || !cipher ? stored : await cipher.decode(stored, keyId, mediaRef(key));
     } catch (err) {
-      if (err instanceof Error && err.name === 'DecryptError') return null; // damaged file
+      if (err instanceof Error && err.name === 'DecryptError') return 'mismatch';
       throw err;
     }
-    if (bytes.length !== meta.size || createHash('sha256').update(bytes).digest('hex') !== key) return null;
+    if (bytes.length !== meta.size || createHash('sha256').update(bytes).digest('hex') !== key) return 'mismatch';
     return { info: describe(meta), bytes };
+  }
+
+  async function get(key: string): Promise<{ info: StoredMediaInfo; bytes: Buffer } | null> {
+    const meta = await readMeta(key);
+    if (meta === null) return null;
+    const first = await readOnce(key, meta);
+    if (first !== 'mismatch') return first;
+    // keys reencrypt renames the new bytes before the new description: read both again once if the
+    // description changed meanwhile; else the file is damaged.
+    const again = await readMeta(key);
+    if (again === null || (again.keyId ?? null) === (meta.keyId ?? null)) return null;
+    const second = await readOnce(key, again);
+    return second === 'mismatch' ? null : second;
   }
 
   return {
@@ -145,7 +161,8 @@ async function get(key: string): Promise<{ info: StoredMediaInfo; bytes: Buffer 
 /**
  * Rewrites every media file not under `activeKeyId` (plaintext files included) under it, for
  * `switchboard keys reencrypt`. Each file is written to a temporary name and renamed, bytes before
- * description, so a concurrent reader sees the old pair or the new one.
+ * description; a concurrent reader that finds the new bytes beside the old description reads the
+ * description again (see get).
  */
 export async function reencryptMediaFiles(dir: string, cipher: MediaCipher, activeKeyId: string, signal?: AbortSignal): Promise<{ rewritten: number; interrupted: boolean }> {
   let rewritten = 0;

@@ -91,4 +91,29 @@ describe('encrypted media files', () => {
     expect((await store.get(legacy.key))?.bytes.toString()).toBe('plaintext from before encryption');
     expect(await reencryptMediaFiles(dir, cipherUnder('b'), 'b')).toEqual({ rewritten: 0, interrupted: false });
   });
+
+  it('a read caught between the two renames of a re-encryption (new bytes, old description) reads the file', async () => {
+    const dir = await mkdtemp(path.join(os.tmpdir(), 'switchboard-media-race-'));
+    const secret = Buffer.from('a photo read while keys reencrypt runs');
+    const info = await createFileMediaStore(dir, cipherUnder('a')).put(secret, 'image/jpeg');
+    const bytesFile = path.join(dir, info.key.slice(0, 2), info.key);
+    const metaFile = `${bytesFile}.json`;
+    const oldMeta = await readFile(metaFile, 'utf8');
+    // The re-encryption's first rename: the bytes under b, the description still says a.
+    const enc = await cipherUnder('b').encode(secret, { table: 'media', column: 'bytes', rowId: info.key });
+    await writeFile(bytesFile, enc.bytes);
+    // The reader reads the old description and the new bytes; the second rename lands meanwhile.
+    const cipher = cipherUnder('b');
+    const racing: MediaCipher = {
+      encode: cipher.encode,
+      decode: async (bytes, keyId, r) => {
+        if (keyId === 'a') await writeFile(metaFile, JSON.stringify({ ...(JSON.parse(oldMeta) as object), keyId: 'b' }));
+        return cipher.decode(bytes, keyId, r);
+      },
+    };
+    expect((await createFileMediaStore(dir, racing).get(info.key))?.bytes.equals(secret)).toBe(true);
+    // Damaged bytes under an unchanged description are still no file.
+    await writeFile(bytesFile, randomBytes(enc.bytes.length));
+    expect(await createFileMediaStore(dir, cipher).get(info.key)).toBeNull();
+  });
 });
