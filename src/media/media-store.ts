@@ -164,24 +164,35 @@ export function createFileMediaStore(dir: string, cipher?: MediaCipher): MediaSt
  * description; a concurrent reader that finds the new bytes beside the old description reads the
  * description again (see get).
  */
-export async function reencryptMediaFiles(dir: string, cipher: MediaCipher, activeKeyId: string, signal?: AbortSignal): Promise<{ rewritten: number; interrupted: boolean }> {
+export async function reencryptMediaFiles(dir: string, cipher: MediaCipher, activeKeyId: string, signal?: AbortSignal): Promise<{ rewritten: number; interrupted: boolean; damaged: number }> {
   let rewritten = 0;
+  let damaged = 0;
   let folders: string[];
   try {
     folders = (await readdir(dir)).filter((f) => /^[0-9a-f]{2}$/.test(f));
   } catch {
-    return { rewritten, interrupted: false };
+    return { rewritten, interrupted: false, damaged };
   }
   for (const folder of folders) {
     for (const name of await readdir(path.join(dir, folder))) {
-      if (signal?.aborted) return { rewritten, interrupted: true };
+      if (signal?.aborted) return { rewritten, interrupted: true, damaged };
       const key = /^([0-9a-f]{64})\.json$/.exec(name)?.[1];
       if (!key) continue;
       const metaFile = path.join(dir, folder, name);
       const parsed = infoSchema.safeParse(JSON.parse(await readFile(metaFile, 'utf8')));
       if (!parsed.success || (parsed.data.keyId ?? null) === activeKeyId) continue;
       const bytesFile = path.join(dir, folder, key);
-      const plain = await cipher.decode(await readFile(bytesFile), parsed.data.keyId ?? null, mediaRef(key));
+      let plain: Buffer;
+      try {
+        plain = await cipher.decode(await readFile(bytesFile), parsed.data.keyId ?? null, mediaRef(key));
+      } catch (err) {
+        // A damaged file (or bytes gone) is left as it is (reads answer no file); the others go on.
+        if ((err instanceof Error && err.name === 'DecryptError') || (err as NodeJS.ErrnoException).code === 'ENOENT') {
+          damaged++;
+          continue;
+        }
+        throw err;
+      }
       const enc = await cipher.encode(plain, mediaRef(key));
       for (const [file, data] of [
         [bytesFile, enc.bytes],
@@ -194,7 +205,7 @@ export async function reencryptMediaFiles(dir: string, cipher: MediaCipher, acti
       rewritten++;
     }
   }
-  return { rewritten, interrupted: false };
+  return { rewritten, interrupted: false, damaged };
 }
 
 /**

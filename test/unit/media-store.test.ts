@@ -82,14 +82,14 @@ describe('encrypted media files', () => {
     const store = createFileMediaStore(dir, cipherUnder('b'));
     expect((await store.get(info.key))?.bytes.equals(secret)).toBe(true);
 
-    expect(await reencryptMediaFiles(dir, cipherUnder('b'), 'b')).toEqual({ rewritten: 2, interrupted: false });
+    expect(await reencryptMediaFiles(dir, cipherUnder('b'), 'b')).toEqual({ rewritten: 2, interrupted: false, damaged: 0 });
     for (const k of [info.key, legacy.key]) {
       const meta = JSON.parse(await readFile(path.join(dir, k.slice(0, 2), `${k}.json`), 'utf8')) as { keyId: string };
       expect(meta.keyId).toBe('b');
     }
     expect((await store.get(info.key))?.bytes.equals(secret)).toBe(true);
     expect((await store.get(legacy.key))?.bytes.toString()).toBe('plaintext from before encryption');
-    expect(await reencryptMediaFiles(dir, cipherUnder('b'), 'b')).toEqual({ rewritten: 0, interrupted: false });
+    expect(await reencryptMediaFiles(dir, cipherUnder('b'), 'b')).toEqual({ rewritten: 0, interrupted: false, damaged: 0 });
   });
 
   it('a read caught between the two renames of a re-encryption (new bytes, old description) reads the file', async () => {
@@ -115,5 +115,15 @@ describe('encrypted media files', () => {
     // Damaged bytes under an unchanged description are still no file.
     await writeFile(bytesFile, randomBytes(enc.bytes.length));
     expect(await createFileMediaStore(dir, cipher).get(info.key)).toBeNull();
+  });
+
+  it('a damaged file does not stop the re-encryption of the others', async () => {
+    const dir = await mkdtemp(path.join(os.tmpdir(), 'switchboard-media-damaged-'));
+    const store = createFileMediaStore(dir, cipherUnder('a'));
+    const broken = await store.put(Buffer.from('a file whose bytes get damaged'), 'image/jpeg');
+    const fine = await store.put(Buffer.from('a file that stays intact'), 'image/jpeg');
+    await writeFile(path.join(dir, broken.key.slice(0, 2), broken.key), randomBytes(64));
+    expect(await reencryptMediaFiles(dir, cipherUnder('b'), 'b')).toEqual({ rewritten: 1, interrupted: false, damaged: 1 });
+    expect((await createFileMediaStore(dir, cipherUnder('b')).get(fine.key))?.bytes.toString()).toBe('a file that stays intact');
   });
 });

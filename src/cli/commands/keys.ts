@@ -98,14 +98,15 @@ export async function run(argv: readonly string[], io: CliIo): Promise<number> {
         },
       });
       // Media files under DATA_DIR/media (the gateway's, when run where it runs).
-      const media = r.interrupted ? { rewritten: 0, interrupted: true } : await reencryptMediaFiles(path.join(store.dataDir, 'media'), store.codec, store.codec.activeKeyId()!, controller.signal);
+      const media = r.interrupted ? { rewritten: 0, interrupted: true, damaged: 0 } : await reencryptMediaFiles(path.join(store.dataDir, 'media'), store.codec, store.codec.activeKeyId()!, controller.signal);
       if (media.rewritten > 0) io.stderr(`reencrypt media files: ${media.rewritten}\n`);
+      if (media.damaged > 0) io.stderr(`reencrypt media files: ${media.damaged} damaged (they do not decrypt), left as they are\n`);
       const interrupted = r.interrupted || media.interrupted;
       await store.record({
         action: 'keys.reencrypted',
         outcome: interrupted ? 'failure' : 'success',
         resources: [{ type: 'key', id: store.codec.activeKeyId() ?? '' }],
-        detail: { rewritten: r.rewritten, media_files: media.rewritten, remaining: r.remaining, interrupted },
+        detail: { rewritten: r.rewritten, media_files: media.rewritten, media_damaged: media.damaged, remaining: r.remaining, interrupted },
       });
       if (interrupted) {
         io.stdout(`interrupted after ${r.rewritten} values; ${r.remaining} left: run switchboard keys reencrypt again to resume\n`);
