@@ -90,7 +90,7 @@ export async function deliverOnce(
     });
     const result = outcome.detail['dropped'] === true ? 'dropped' : 'delivered';
     if (outcome.patient !== undefined && deps.outbound) await deps.outbound.linkPatient(loaded.delivery.messageId, outcome.patient);
-    await deps.store.recordAttempt({ deliveryId: job.deliveryId, generation: job.generation, attempt: attemptNo, startedAt, result, mappingVersion, detail: outcome.detail });
+    await deps.store.recordAttempt({ attemptId: loaded.attemptId, deliveryId: job.deliveryId, generation: job.generation, attempt: attemptNo, startedAt, result, mappingVersion, detail: outcome.detail });
     log.info({ attempt: attemptNo, result, ...outcome.detail }, 'delivery done');
     return { result, receivedAt: loaded.message.received_at };
   } catch (err) {
@@ -102,6 +102,7 @@ export async function deliverOnce(
     const exhausted = !c.pauseDestination && (attemptNo >= deps.destination.retry.attempts || age > deps.destination.retry.max_age_ms);
     const final = !c.pauseDestination && (c.disposition === 'permanent' || exhausted);
     await deps.store.recordAttempt({
+      attemptId: loaded.attemptId,
       deliveryId: job.deliveryId,
       generation: job.generation,
       attempt: attemptNo,

@@ -5,6 +5,7 @@
  */
 import { DelayedError, type Job, type JobsOptions } from 'bullmq';
 import { classify } from '../core/errors.js';
+import { GroupCommit, type GroupCommitOptions, type MemberResult } from '../core/group-commit.js';
 import type { Logger } from '../core/logger.js';
 import type { DestinationInstance } from '../connectors/types.js';
 import type { Metrics } from '../core/metrics.js';
@@ -38,6 +39,23 @@ export interface PipelineOptions {
   outbound?: OutboundStore | undefined;
   /** Told after each delivery attempt of a chat destination and each ingest with statuses (status dispatch). */
   onOutboundActivity?: () => void;
+  /** Group commit at the webhook edge (defaults: EDGE_GROUP_COMMIT). */
+  edgeGroupCommit?: GroupCommitOptions | undefined;
+}
+
+/**
+ * Concurrent webhooks share one transaction: at most 64 events, collected for at most 2 ms, at
+ * most 4 transactions at once (the store's pool has 20 connections, the workers need theirs).
+ */
+export const EDGE_GROUP_COMMIT: GroupCommitOptions = { maxBatch: 64, maxWaitMs: 2, maxInFlight: 4 };
+
+/** Members of a failed batch are tried again alone, this many at a time. */
+const EDGE_RETRY_CONCURRENCY = 4;
+
+interface EdgeEvent {
+  channel: RuntimeChannel;
+  e: { receivedAt: Date; contentType: string | undefined; raw: Buffer };
+  planned: PlannedIngest;
 }
 
 const STORE_DOWN_DELAY_MS = 2000;
@@ -77,9 +95,11 @@ export class Pipeline {
   private sweepTimer: NodeJS.Timeout | undefined;
   private sweeping: Promise<void> | undefined;
   private running = false;
+  private readonly edge: GroupCommit<EdgeEvent, string>;
 
   constructor(private readonly o: PipelineOptions) {
     this.ingestQueue = o.backend.queue<IngestJob>(INGEST_QUEUE);
+    this.edge = new GroupCommit(o.edgeGroupCommit ?? EDGE_GROUP_COMMIT, (batch) => this.commitEdge(batch));
   }
 
   private channel(id: string): RuntimeChannel | undefined {
@@ -159,14 +179,48 @@ export class Pipeline {
       });
       return eventId;
     }
-    const { eventId, pending } = await this.o.store.recordInboundIngested({ channelId: channel.id, ...e, retention: channel.retention }, planned.plan);
-    logIngested(this.o.logger, eventId, channel.id, planned, pending.length);
-    this.countIngested(channel.id, planned);
-    if (planned.statuses > 0) this.o.onOutboundActivity?.();
-    await this.enqueueDeliveries(channel.id, pending).catch((err: unknown) => {
-      throw new EnqueueFailed(eventId, err);
-    });
-    return eventId;
+    return this.edge.submit({ channel, e, planned });
+  }
+
+  /**
+   * One group commit at the edge: the batch's events in one transaction, then their deliveries
+   * enqueued with one addBulk per destination queue. Should the transaction fail, each event is
+   * tried again alone, so that one bad event fails only its own request.
+   */
+  private async commitEdge(batch: readonly EdgeEvent[]): Promise<MemberResult<string>[]> {
+    let stored: { eventId: string; pending: PendingDelivery[] }[];
+    try {
+      stored = await this.o.store.recordInboundIngestedMany(batch.map((b) => ({ event: { channelId: b.channel.id, ...b.e, retention: b.channel.retention }, plan: b.planned.plan })));
+    } catch (err) {
+      if (batch.length === 1) return [{ ok: false, error: err }];
+      this.o.logger.warn({ events: batch.length, code: classify(err).code }, 'group commit at the edge failed; its events are stored one by one');
+      const results: MemberResult<string>[] = new Array(batch.length);
+      let next = 0;
+      await Promise.all(
+        Array.from({ length: Math.min(EDGE_RETRY_CONCURRENCY, batch.length) }, async () => {
+          for (let i = next++; i < batch.length; i = next++) results[i] = (await this.commitEdge([batch[i]!]))[0]!;
+        }),
+      );
+      return results;
+    }
+    const byChannel = new Map<string, number[]>();
+    for (const [i, b] of batch.entries()) {
+      logIngested(this.o.logger, stored[i]!.eventId, b.channel.id, b.planned, stored[i]!.pending.length);
+      this.countIngested(b.channel.id, b.planned);
+      if (b.planned.statuses > 0) this.o.onOutboundActivity?.();
+      byChannel.set(b.channel.id, [...(byChannel.get(b.channel.id) ?? []), i]);
+    }
+    const results: MemberResult<string>[] = stored.map((s) => ({ ok: true, value: s.eventId }));
+    await Promise.all(
+      [...byChannel].map(async ([channelId, members]) => {
+        try {
+          await this.enqueueDeliveries(channelId, members.flatMap((i) => stored[i]!.pending));
+        } catch (err) {
+          for (const i of members) results[i] = { ok: false, error: new EnqueueFailed(stored[i]!.eventId, err) };
+        }
+      }),
+    );
+    return results;
   }
 
   private countIngested(channelId: string, r: { messages: number; filtered: number; statuses: number }): void {

@@ -393,9 +393,9 @@ export class MessageStore {
       );
       const row = ev.rows[0];
       if (!row) throw new Error(`inbound event ${eventId} is not in the store`);
-      const pending = await this.writeIngest(c, eventId, channelId, plan, { pruneAfter: row.prune_after, keepUntil: row.keep_until });
+      const [pending] = await this.writeIngest(c, [{ eventId, channelId, plan, dates: { pruneAfter: row.prune_after, keepUntil: row.keep_until } }]);
       await c.query(`UPDATE inbound_events SET state = 'ingested', ingested_at = now() WHERE id = $1 AND carried = false`, [eventId]);
-      return pending;
+      return pending!;
     });
   }
 
@@ -408,32 +408,100 @@ export class MessageStore {
     e: { channelId: string; receivedAt: Date; contentType: string | undefined; raw: Buffer; retention?: Retention | undefined },
     plan: IngestPlan,
   ): Promise<{ eventId: string; pending: PendingDelivery[] }> {
-    return this.inRetentionWeeks(e.receivedAt, e.retention, (dates) => this.tx(async (c) => {
-      const eventId = randomUUID();
-      const enc = await this.encode(e.raw, ref('inbound_events', 'raw', eventId));
-      await c.query(
-        `INSERT INTO inbound_events (id, prune_after, keep_until, channel_id, received_at, content_type, raw_payload, raw_key_id, state, ingested_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'ingested', now())`,
-        [eventId, dates.pruneAfter, dates.keepUntil, e.channelId, e.receivedAt, e.contentType ?? null, enc.bytes, enc.keyId],
-      );
-      return { eventId, pending: await this.writeIngest(c, eventId, e.channelId, plan, dates) };
-    }));
+    const [one] = await this.recordInboundIngestedMany([{ event: e, plan }]);
+    return one!;
   }
 
-  private async writeIngest(c: PoolClient, eventId: string, channelId: string, plan: IngestPlan, dates: RowDates): Promise<PendingDelivery[]> {
-    // Deliveries of messages stored now are known; only re-delivered messages need a look-up
-    // (their deliveries may be pending from an earlier, interrupted run).
-    const pending: PendingDelivery[] = [];
-    const knownMessageIds: string[] = [];
+  /**
+   * Group commit at the edge: several webhooks' events, each with what it parsed into, in ONE
+   * transaction of a few multi-row statements, whatever their number. All or nothing: when it
+   * rejects, none of them is stored (the caller retries them one by one, so that one bad event
+   * does not fail the others). Results are in the order of `items`.
+   */
+  async recordInboundIngestedMany(
+    items: readonly {
+      event: { channelId: string; receivedAt: Date; contentType: string | undefined; raw: Buffer; retention?: Retention | undefined };
+      plan: IngestPlan;
+    }[],
+  ): Promise<{ eventId: string; pending: PendingDelivery[] }[]> {
+    if (items.length === 0) return [];
+    const ids = items.map(() => randomUUID());
+    const dates = items.map((it) => retentionDates(it.event.receivedAt, it.event.retention ?? DEFAULT_RETENTION));
+    const encoded = await Promise.all(items.map((it, i) => this.encode(it.event.raw, ref('inbound_events', 'raw', ids[i]!))));
+    const write = () =>
+      this.tx(async (c) => {
+        await c.query(
+          `INSERT INTO inbound_events (id, prune_after, keep_until, channel_id, received_at, content_type, raw_payload, raw_key_id, state, ingested_at)
+           SELECT id, prune_after, keep_until, channel_id, received_at, content_type, raw_payload, raw_key_id, 'ingested', now()
+           FROM unnest($1::uuid[], $2::date[], $3::date[], $4::text[], $5::timestamptz[], $6::text[], $7::bytea[], $8::text[])
+             AS t(id, prune_after, keep_until, channel_id, received_at, content_type, raw_payload, raw_key_id)`,
+          [
+            ids,
+            dates.map((d) => d.pruneAfter),
+            dates.map((d) => d.keepUntil),
+            items.map((it) => it.event.channelId),
+            items.map((it) => it.event.receivedAt),
+            items.map((it) => it.event.contentType ?? null),
+            encoded.map((x) => x.bytes),
+            encoded.map((x) => x.keyId),
+          ],
+        );
+        const pending = await this.writeIngest(
+          c,
+          items.map((it, i) => ({ eventId: ids[i]!, channelId: it.event.channelId, plan: it.plan, dates: dates[i]! })),
+        );
+        return ids.map((eventId, i) => ({ eventId, pending: pending[i]! }));
+      });
+    const days = dates.map((d) => d.pruneAfter);
+    await this.ensureRetentionWeeks(days);
+    try {
+      return await write();
+    } catch (err) {
+      // A partition this process knew was dropped by a pruning run elsewhere: make it again, once.
+      const e = err as { code?: unknown; message?: unknown };
+      if (e.code !== '23514' || typeof e.message !== 'string' || !e.message.startsWith('no partition')) throw err;
+      this.forgetRetentionWeeks(days.map(retentionWeek));
+      await this.ensureRetentionWeeks(days);
+      return write();
+    }
+  }
+
+  /**
+   * Writes what events parsed into, with one statement per table whatever the number of events
+   * and messages. Returns each event's deliveries to enqueue: those of its new messages, and the
+   * still-pending ones of messages already known (re-deliveries of a webhook, whose deliveries
+   * may be pending from an earlier, interrupted run).
+   *
+   * Locks are taken phase by phase, each phase in one global order, so that concurrent batches
+   * wait for each other instead of deadlocking: the advisory locks of dedup keys and statuses
+   * (one statement, sorted), then the conversations (sorted by conversation), then the provider
+   * ids of statuses (sorted by recordProviderStatuses).
+   */
+  private async writeIngest(c: PoolClient, entries: readonly { eventId: string; channelId: string; plan: IngestPlan; dates: RowDates }[]): Promise<PendingDelivery[][]> {
+    const pending: PendingDelivery[][] = entries.map(() => []);
+    const rows = entries.flatMap((e, entry) =>
+      e.plan.messages.map(({ message, destinations, filtered }) => ({
+        entry,
+        id: randomUUID(),
+        channelId: e.channelId,
+        eventId: e.eventId,
+        dates: e.dates,
+        message,
+        destinations,
+        filtered,
+        dedupIndex: this.codec.index(indexKinds.dedup, message.dedup_key),
+      })),
+    );
+    const statusRows = entries.flatMap((e) =>
+      e.plan.statuses.map((s) => ({ s, channelId: e.channelId, eventId: e.eventId, dates: e.dates, index: this.codec.index(indexKinds.sourceId, s.message_id) })),
+    );
     // A dedup key (and a status of a source message) is unique per channel. The partitioned tables
     // cannot hold that as a unique index (it would have to include the partition), so writers of
     // the same key are serialised by a transaction-scoped advisory lock, taken in a fixed order,
     // and look the key up across partitions before inserting.
-    const dedupIndexes = plan.messages.map(({ message }) => this.codec.index(indexKinds.dedup, message.dedup_key));
-    const statusIndexes = plan.statuses.map((s) => this.codec.index(indexKinds.sourceId, s.message_id));
     const locks = [
-      ...dedupIndexes.map((i) => [DEDUP_LOCK, lockKey(i, channelId)] as const),
-      ...statusIndexes.map((i, n) => [STATUS_LOCK, lockKey(i, `${channelId}\u0000${plan.statuses[n]!.status}`)] as const),
+      ...rows.map((r) => [DEDUP_LOCK, lockKey(r.dedupIndex, r.channelId)] as const),
+      ...statusRows.map((x) => [STATUS_LOCK, lockKey(x.index, `${x.channelId}\u0000${x.s.status}`)] as const),
     ];
     if (locks.length > 0) {
       await c.query(
@@ -441,74 +509,137 @@ export class MessageStore {
         [locks.map((l) => l[0]), locks.map((l) => l[1])],
       );
     }
-    for (const [n, { message, destinations, filtered }] of plan.messages.entries()) {
-      const newId = randomUUID();
-      const dedupIndex = dedupIndexes[n]!;
-      const existing = await c.query<{ id: string }>('SELECT id FROM messages WHERE channel_id = $1 AND dedup_index = $2 LIMIT 1', [channelId, dedupIndex]);
-      const known = existing.rows[0]?.id;
+    const keyOf = (channelId: string, index: Buffer) => `${channelId}\u0000${index.toString('hex')}`;
+    const stored = new Map<string, string>();
+    if (rows.length > 0) {
+      const found = await c.query<{ id: string; channel_id: string; dedup_index: Buffer }>(
+        `SELECT DISTINCT ON (m.channel_id, m.dedup_index) m.id, m.channel_id, m.dedup_index
+         FROM messages m JOIN unnest($1::text[], $2::bytea[]) AS k(channel_id, dedup_index) ON m.channel_id = k.channel_id AND m.dedup_index = k.dedup_index`,
+        [rows.map((r) => r.channelId), rows.map((r) => r.dedupIndex)],
+      );
+      for (const f of found.rows) stored.set(keyOf(f.channel_id, f.dedup_index), f.id);
+    }
+    // New messages (the first of several with one dedup key in this batch); the others are known.
+    const fresh: typeof rows = [];
+    const byKnownMessage = new Map<string, number[]>();
+    for (const r of rows) {
+      const key = keyOf(r.channelId, r.dedupIndex);
+      const known = stored.get(key);
       if (known !== undefined) {
-        knownMessageIds.push(known);
+        byKnownMessage.set(known, [...(byKnownMessage.get(known) ?? []), r.entry]);
         continue;
       }
-      const enc = await this.encode(JSON.stringify(message), ref('messages', 'canonical', newId));
-      const src = await this.encode(message.id, ref('messages', 'source_id', newId));
+      stored.set(key, r.id);
+      fresh.push(r);
+    }
+    if (fresh.length > 0) {
+      const enc = await Promise.all(fresh.map((r) => this.encode(JSON.stringify(r.message), ref('messages', 'canonical', r.id))));
+      const src = await Promise.all(fresh.map((r) => this.encode(r.message.id, ref('messages', 'source_id', r.id))));
+      // created_at keeps the arrival order (now() plus the arrival index in µs): messages of one
+      // conversation stored in one transaction keep their order (per-conversation delivery).
       await c.query(
         `INSERT INTO messages (id, prune_after, keep_until, channel_id, event_id, source_kind, source_index, source_id_payload, source_id_key_id, dedup_index, kind, sent_at, received_at,
-           canonical_payload, canonical_key_id, filtered, conversation_index)
-         VALUES ($1, $16, $17, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)`,
+           canonical_payload, canonical_key_id, filtered, conversation_index, created_at)
+         SELECT id, prune_after, keep_until, channel_id, event_id, source_kind, source_index, source_id_payload, source_id_key_id, dedup_index, kind, sent_at, received_at,
+           canonical_payload, canonical_key_id, filtered, conversation_index, now() + ord * interval '1 microsecond'
+         FROM unnest($1::uuid[], $2::date[], $3::date[], $4::text[], $5::uuid[], $6::text[], $7::bytea[], $8::bytea[], $9::text[], $10::bytea[], $11::text[],
+           $12::timestamptz[], $13::timestamptz[], $14::bytea[], $15::text[], $16::boolean[], $17::bytea[])
+           WITH ORDINALITY AS t(id, prune_after, keep_until, channel_id, event_id, source_kind, source_index, source_id_payload, source_id_key_id, dedup_index, kind,
+             sent_at, received_at, canonical_payload, canonical_key_id, filtered, conversation_index, ord)`,
         [
-          newId,
-          channelId,
-          eventId,
-          message.source.kind,
-          this.codec.index(indexKinds.sourceId, message.id),
-          src.bytes,
-          src.keyId,
-          dedupIndex,
-          message.kind,
-          message.sent_at,
-          message.received_at,
-          enc.bytes,
-          enc.keyId,
-          filtered,
-          this.codec.index(indexKinds.conversation, message.conversation_id),
-          dates.pruneAfter,
-          dates.keepUntil,
+          fresh.map((r) => r.id),
+          fresh.map((r) => r.dates.pruneAfter),
+          fresh.map((r) => r.dates.keepUntil),
+          fresh.map((r) => r.channelId),
+          fresh.map((r) => r.eventId),
+          fresh.map((r) => r.message.source.kind),
+          fresh.map((r) => this.codec.index(indexKinds.sourceId, r.message.id)),
+          src.map((x) => x.bytes),
+          src.map((x) => x.keyId),
+          fresh.map((r) => r.dedupIndex),
+          fresh.map((r) => r.message.kind),
+          fresh.map((r) => r.message.sent_at),
+          fresh.map((r) => r.message.received_at),
+          enc.map((x) => x.bytes),
+          enc.map((x) => x.keyId),
+          fresh.map((r) => r.filtered),
+          fresh.map((r) => this.codec.index(indexKinds.conversation, r.message.conversation_id)),
         ],
       );
-      const messageId = newId;
-      if (destinations.length > 0) {
-        const ids = destinations.map(() => randomUUID());
+      const d = { ids: [] as string[], pruneAfter: [] as string[], keepUntil: [] as string[], messageIds: [] as string[], channelIds: [] as string[], destinations: [] as string[] };
+      for (const r of fresh) {
+        for (const destination of r.destinations) {
+          const id = randomUUID();
+          d.ids.push(id);
+          d.pruneAfter.push(r.dates.pruneAfter);
+          d.keepUntil.push(r.dates.keepUntil);
+          d.messageIds.push(r.id);
+          d.channelIds.push(r.channelId);
+          d.destinations.push(destination);
+          pending[r.entry]!.push({ deliveryId: id, destination, generation: 0, messageId: r.id });
+        }
+      }
+      if (d.ids.length > 0) {
         await c.query(
           `INSERT INTO deliveries (id, prune_after, keep_until, message_id, channel_id, destination, state)
-           SELECT id, $5, $6, $2, $3, destination, 'pending' FROM unnest($1::uuid[], $4::text[]) AS t(id, destination)`,
-          [ids, messageId, channelId, destinations, dates.pruneAfter, dates.keepUntil],
+           SELECT id, prune_after, keep_until, message_id, channel_id, destination, 'pending'
+           FROM unnest($1::uuid[], $2::date[], $3::date[], $4::uuid[], $5::text[], $6::text[]) AS t(id, prune_after, keep_until, message_id, channel_id, destination)`,
+          [d.ids, d.pruneAfter, d.keepUntil, d.messageIds, d.channelIds, d.destinations],
         );
-        for (const [i, destination] of destinations.entries()) pending.push({ deliveryId: ids[i]!, destination, generation: 0, messageId });
       }
     }
-    const statusIds = await this.nextIds(c, 'message_statuses', plan.statuses.length);
-    for (const [i, s] of plan.statuses.entries()) {
-      const id = statusIds[i]!;
-      const detail = await this.encode(JSON.stringify({ errors: s.errors, recipient_id: s.recipient_id, source_status: s.source_status }), ref('message_statuses', 'detail', id));
+    // Statuses: the first of several with one key in this batch, unless already stored.
+    const seenStatus = new Set<string>();
+    const newStatuses = statusRows.filter((x) => {
+      const key = `${keyOf(x.channelId, x.index)}\u0000${x.s.status}`;
+      if (seenStatus.has(key)) return false;
+      seenStatus.add(key);
+      return true;
+    });
+    if (newStatuses.length > 0) {
+      const statusIds = await this.nextIds(c, 'message_statuses', newStatuses.length);
+      const details = await Promise.all(
+        newStatuses.map(({ s }, i) => this.encode(JSON.stringify({ errors: s.errors, recipient_id: s.recipient_id, source_status: s.source_status }), ref('message_statuses', 'detail', statusIds[i]!))),
+      );
       await c.query(
         `INSERT INTO message_statuses (id, prune_after, keep_until, channel_id, event_id, source_index, status, status_rank, occurred_at, detail_payload, detail_key_id)
-         SELECT $1, $10, $11, $2, $3, $4, $5, $6, $7, $8, $9
-          WHERE NOT EXISTS (SELECT 1 FROM message_statuses WHERE channel_id = $2 AND source_index = $4 AND status = $5)`,
-        [id, channelId, eventId, statusIndexes[i]!, s.status, statusRank[s.status], s.occurred_at, detail.bytes, detail.keyId, dates.pruneAfter, dates.keepUntil],
+         SELECT t.* FROM unnest($1::bigint[], $2::date[], $3::date[], $4::text[], $5::uuid[], $6::bytea[], $7::text[], $8::int[], $9::timestamptz[], $10::bytea[], $11::text[])
+           AS t(id, prune_after, keep_until, channel_id, event_id, source_index, status, status_rank, occurred_at, detail_payload, detail_key_id)
+         WHERE NOT EXISTS (SELECT 1 FROM message_statuses s WHERE s.channel_id = t.channel_id AND s.source_index = t.source_index AND s.status = t.status)`,
+        [
+          statusIds,
+          newStatuses.map((x) => x.dates.pruneAfter),
+          newStatuses.map((x) => x.dates.keepUntil),
+          newStatuses.map((x) => x.channelId),
+          newStatuses.map((x) => x.eventId),
+          newStatuses.map((x) => x.index),
+          newStatuses.map((x) => x.s.status),
+          newStatuses.map((x) => statusRank[x.s.status]),
+          newStatuses.map((x) => x.s.occurred_at),
+          details.map((x) => x.bytes),
+          details.map((x) => x.keyId),
+        ],
       );
     }
     // Outbound: where each patient last wrote (reply address, 24-hour window), and provider
-    // statuses about messages Switchboard sent, in the same transaction as the event.
-    await recordConversations(c, this.codec, channelId, plan.messages.map((m) => m.message));
-    await recordProviderStatuses(c, this.codec, plan.statuses);
-    if (knownMessageIds.length > 0) {
+    // statuses about messages Switchboard sent, in the same transaction as the events: channel by
+    // channel, conversations in one order (stable, so a thread's messages keep theirs).
+    for (const channelId of [...new Set(entries.map((e) => e.channelId))].sort()) {
+      const messages = entries.filter((e) => e.channelId === channelId).flatMap((e) => e.plan.messages.map((m) => m.message));
+      await recordConversations(c, this.codec, channelId, messages.sort((x, y) => (x.conversation_id < y.conversation_id ? -1 : x.conversation_id > y.conversation_id ? 1 : 0)));
+    }
+    await recordProviderStatuses(c, this.codec, entries.flatMap((e) => e.plan.statuses));
+    if (byKnownMessage.size > 0) {
       const earlier = await c.query<{ id: string; destination: string; generation: number; message_id: string }>(
         `SELECT id, destination, generation, message_id FROM deliveries WHERE carried = false AND message_id = ANY($1::uuid[]) AND state = 'pending'`,
-        [knownMessageIds],
+        [[...byKnownMessage.keys()]],
       );
-      const seen = new Set(pending.map((p) => p.deliveryId));
-      for (const r of earlier.rows) if (!seen.has(r.id)) pending.push({ deliveryId: r.id, destination: r.destination, generation: r.generation, messageId: r.message_id });
+      for (const r of earlier.rows) {
+        for (const entry of new Set(byKnownMessage.get(r.message_id))) {
+          const list = pending[entry]!;
+          if (!list.some((p) => p.deliveryId === r.id)) list.push({ deliveryId: r.id, destination: r.destination, generation: r.generation, messageId: r.message_id });
+        }
+      }
     }
     return pending;
   }
@@ -523,20 +654,33 @@ export class MessageStore {
     return res.rows.map((r) => ({ deliveryId: r.id, destination: r.destination, generation: r.generation, messageId: r.message_id, channelId: r.channel_id }));
   }
 
-  /** The delivery and its message, if the delivery still needs doing (state pending); else null. */
-  async loadPendingDelivery(deliveryId: string): Promise<{ delivery: DeliveryRecord; message: CanonicalMessage } | null> {
-    const res = await this.pool.query<DeliveryRow & { canonical_payload: Buffer | null; canonical_key_id: string | null }>(
-      `SELECT ${deliveryColumns}, m.canonical_payload, m.canonical_key_id
+  /**
+   * The delivery and its message, if the delivery still needs doing (state pending); else null.
+   * Also reserves the id of the attempt about to be made (pass it to `recordAttempt`), so that an
+   * attempt costs one read and one write.
+   */
+  async loadPendingDelivery(deliveryId: string): Promise<{ delivery: DeliveryRecord; message: CanonicalMessage; attemptId: string } | null> {
+    const res = await this.pool.query<DeliveryRow & { canonical_payload: Buffer | null; canonical_key_id: string | null; attempt_id: string | null }>(
+      `SELECT ${deliveryColumns}, m.canonical_payload, m.canonical_key_id,
+         CASE WHEN d.state = 'pending' THEN nextval(pg_get_serial_sequence('delivery_attempts', 'id'))::text END AS attempt_id
        FROM deliveries d JOIN messages m ON m.id = d.message_id AND m.carried = false WHERE d.id = $1 AND d.carried = false`,
       [deliveryId],
     );
     const r = res.rows[0];
-    if (!r || r.state !== 'pending') return null;
-    const message = canonicalMessageSchema.parse(await this.decodeJson(r.canonical_payload, r.canonical_key_id, ref('messages', 'canonical', r.message_id)));
-    return { delivery: await this.toDelivery(r), message };
+    if (!r || r.state !== 'pending' || r.attempt_id === null) return null;
+    const decoded = await this.decodeJson(r.canonical_payload, r.canonical_key_id, ref('messages', 'canonical', r.message_id));
+    // Our own row, written from a validated message: decoded, not validated again (a payload that
+    // retention removed is refused by the schema, as before).
+    const message = decoded === null ? canonicalMessageSchema.parse(decoded) : (decoded as CanonicalMessage);
+    return { delivery: await this.toDelivery(r), message, attemptId: r.attempt_id };
   }
 
+  /**
+   * The attempt and the delivery's new state, in one statement (one round trip, atomic).
+   * `attemptId`: reserved by `loadPendingDelivery`; without it one is taken first.
+   */
   async recordAttempt(a: {
+    attemptId?: string | undefined;
     deliveryId: string;
     generation: number;
     attempt: number;
@@ -549,53 +693,55 @@ export class MessageStore {
     /** What the destination refused to send or was refused (PHI; encrypted; content view only). */
     rejected?: unknown;
   }): Promise<void> {
-    await this.tx(async (c) => {
-      const [attemptId] = await this.nextIds(c, 'delivery_attempts', 1);
-      const at = (column: string) => ref('delivery_attempts', column, attemptId!);
-      const optional = async (v: string | undefined, r: PayloadRef) => (v === undefined ? null : await this.encode(v, r));
-      const response = await optional(a.response === undefined ? undefined : JSON.stringify(a.response), at('response'));
-      const error = await optional(a.error?.message, at('error'));
-      const detail = await optional(a.detail === undefined ? undefined : JSON.stringify(a.detail), at('detail'));
-      const rejected = await optional(a.rejected === undefined ? undefined : JSON.stringify(a.rejected), at('rejected'));
-      // The attempt lives in its delivery's partition (a delivery retention has removed takes none).
-      await c.query(
-        `INSERT INTO delivery_attempts (id, prune_after, keep_until, delivery_id, generation, attempt, started_at, result, error_code, error_payload, error_key_id, retry_after_ms, mapping_version,
-           detail_payload, detail_key_id, response_payload, response_key_id, rejected_payload, rejected_key_id)
-         SELECT $1, d.prune_after, d.keep_until, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17 FROM deliveries d WHERE d.id = $2 AND d.carried = false`,
-        [
-          attemptId,
-          a.deliveryId,
-          a.generation,
-          a.attempt,
-          a.startedAt,
-          a.result,
-          a.error?.code ?? null,
-          error?.bytes ?? null,
-          error?.keyId ?? null,
-          a.error?.retryAfterMs ?? null,
-          a.mappingVersion,
-          detail?.bytes ?? null,
-          detail?.keyId ?? null,
-          response?.bytes ?? null,
-          response?.keyId ?? null,
-          rejected?.bytes ?? null,
-          rejected?.keyId ?? null,
-        ],
-      );
-      const state: DeliveryState = a.result === 'retry' ? 'pending' : a.result;
-      const lastError = await optional(a.error?.message, ref('deliveries', 'last_error', a.deliveryId));
-      const outcome = a.result === 'delivered' || a.result === 'dropped' ? await this.encode(JSON.stringify(a.detail ?? {}), ref('deliveries', 'outcome', a.deliveryId)) : null;
-      await c.query(
-        `UPDATE deliveries SET state = $2, attempts = attempts + 1, updated_at = now(),
-           last_error_code = $3, last_error_payload = $4, last_error_key_id = $5, mapping_version = COALESCE($6, mapping_version),
-           outcome_payload = CASE WHEN $7::bytea IS NULL THEN outcome_payload ELSE $7 END,
-           outcome_key_id = CASE WHEN $7::bytea IS NULL THEN outcome_key_id ELSE $8 END,
-           delivered_at = CASE WHEN $2 IN ('delivered', 'dropped') THEN now() ELSE delivered_at END,
-           dead_lettered_at = CASE WHEN $2 = 'dead_lettered' THEN now() ELSE dead_lettered_at END
-         WHERE id = $1 AND carried = false AND state = 'pending' AND generation = $9`,
-        [a.deliveryId, state, a.error?.code ?? null, lastError?.bytes ?? null, lastError?.keyId ?? null, a.mappingVersion, outcome?.bytes ?? null, outcome?.keyId ?? null, a.generation],
-      );
-    });
+    const attemptId = a.attemptId ?? (await this.pool.query<{ id: string }>(`SELECT nextval(pg_get_serial_sequence('delivery_attempts', 'id'))::text AS id`)).rows[0]!.id;
+    const at = (column: string) => ref('delivery_attempts', column, attemptId);
+    const optional = async (v: string | undefined, r: PayloadRef) => (v === undefined ? null : await this.encode(v, r));
+    const response = await optional(a.response === undefined ? undefined : JSON.stringify(a.response), at('response'));
+    const error = await optional(a.error?.message, at('error'));
+    const detail = await optional(a.detail === undefined ? undefined : JSON.stringify(a.detail), at('detail'));
+    const rejected = await optional(a.rejected === undefined ? undefined : JSON.stringify(a.rejected), at('rejected'));
+    const state: DeliveryState = a.result === 'retry' ? 'pending' : a.result;
+    const lastError = await optional(a.error?.message, ref('deliveries', 'last_error', a.deliveryId));
+    const outcome = a.result === 'delivered' || a.result === 'dropped' ? await this.encode(JSON.stringify(a.detail ?? {}), ref('deliveries', 'outcome', a.deliveryId)) : null;
+    // The attempt lives in its delivery's partition (a delivery retention has removed takes none).
+    await this.pool.query(
+      `WITH attempt AS (
+         INSERT INTO delivery_attempts (id, prune_after, keep_until, delivery_id, generation, attempt, started_at, result, error_code, error_payload, error_key_id, retry_after_ms,
+           mapping_version, detail_payload, detail_key_id, response_payload, response_key_id, rejected_payload, rejected_key_id)
+         SELECT $1, d.prune_after, d.keep_until, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17 FROM deliveries d WHERE d.id = $2 AND d.carried = false
+       )
+       UPDATE deliveries SET state = $18, attempts = attempts + 1, updated_at = now(),
+         last_error_code = $7, last_error_payload = $19, last_error_key_id = $20, mapping_version = COALESCE($11, mapping_version),
+         outcome_payload = CASE WHEN $21::bytea IS NULL THEN outcome_payload ELSE $21 END,
+         outcome_key_id = CASE WHEN $21::bytea IS NULL THEN outcome_key_id ELSE $22 END,
+         delivered_at = CASE WHEN $18 IN ('delivered', 'dropped') THEN now() ELSE delivered_at END,
+         dead_lettered_at = CASE WHEN $18 = 'dead_lettered' THEN now() ELSE dead_lettered_at END
+       WHERE id = $2 AND carried = false AND state = 'pending' AND generation = $3`,
+      [
+        attemptId,
+        a.deliveryId,
+        a.generation,
+        a.attempt,
+        a.startedAt,
+        a.result,
+        a.error?.code ?? null,
+        error?.bytes ?? null,
+        error?.keyId ?? null,
+        a.error?.retryAfterMs ?? null,
+        a.mappingVersion,
+        detail?.bytes ?? null,
+        detail?.keyId ?? null,
+        response?.bytes ?? null,
+        response?.keyId ?? null,
+        rejected?.bytes ?? null,
+        rejected?.keyId ?? null,
+        state,
+        lastError?.bytes ?? null,
+        lastError?.keyId ?? null,
+        outcome?.bytes ?? null,
+        outcome?.keyId ?? null,
+      ],
+    );
   }
 
   async getDelivery(id: string): Promise<(DeliveryRecord & { history: AttemptRecord[] }) | null> {

@@ -122,6 +122,61 @@ describe.skipIf(redis === null)('gateway on Redis, embedded PostgreSQL and a rea
     }
   });
 
+  it('commits concurrent webhooks together, answering each only once its own rows are stored, and delivers each once', async () => {
+    const pool = new pg.Pool({ connectionString: dbUrl });
+    try {
+      const wamids = Array.from({ length: 24 }, () => newWamid());
+      // The same webhook twice in the burst: one message, one delivery.
+      const events = [...wamids.map((wamid) => textEvent({ wamid })), textEvent({ wamid: wamids[0]! })];
+      const answers = await Promise.all(
+        events.map(async (event, i) => {
+          const res = await postWebhook(`${gw.url}${WEBHOOK}`, event);
+          const eventId = res.headers.get('x-switchboard-event-id');
+          // Read right after this answer: its own event (and, unless it is the repeat, its message
+          // and delivery) are committed.
+          const rows = await pool.query<{ state: string; deliveries: string }>(
+            `SELECT e.state, (SELECT count(*) FROM messages m JOIN deliveries d ON d.message_id = m.id WHERE m.event_id = e.id) AS deliveries
+             FROM inbound_events e WHERE e.id = $1`,
+            [eventId],
+          );
+          const row = rows.rows[0];
+          return { status: res.status, eventId, stored: row?.state === 'ingested' && Number(row.deliveries) === (i < wamids.length ? 1 : 0) };
+        }),
+      );
+      expect(answers.map((a) => `${a.status} ${a.stored}`)).toEqual(events.map(() => '200 true'));
+      // Events that arrived together shared transactions (rows written by one transaction share xmin).
+      const tx = await pool.query<{ n: string }>(`SELECT count(DISTINCT xmin::text) AS n FROM inbound_events WHERE id = ANY($1::uuid[])`, [answers.map((a) => a.eventId)]);
+      expect(Number(tx.rows[0]?.n)).toBeLessThan(events.length);
+      for (const wamid of wamids) expect((await settled(gw, wamid)).state).toBe('delivered');
+      await new Promise((r) => setTimeout(r, 500));
+      for (const wamid of wamids) expect(await communicationsFor(fhir.baseUrl, wamid)).toHaveLength(1);
+    } finally {
+      await pool.end();
+    }
+  });
+
+  it('fails only the bad event when a shared transaction fails: the others are stored and delivered', async () => {
+    const store = gw.app.internals.store!;
+    const original = store.recordInboundIngestedMany.bind(store);
+    // Fault injection: any transaction holding the poisoned event fails.
+    store.recordInboundIngestedMany = async (items) => {
+      if (items.some((i) => i.event.raw.includes('poison-this-transaction'))) throw new Error('fault injected: transaction failed');
+      return original(items);
+    };
+    try {
+      const good = Array.from({ length: 12 }, () => newWamid());
+      const bad = newWamid();
+      const events = [...good.slice(0, 6).map((wamid) => textEvent({ wamid })), textEvent({ wamid: bad, text: 'poison-this-transaction' }), ...good.slice(6).map((wamid) => textEvent({ wamid }))];
+      const statuses = await Promise.all(events.map(async (event) => (await postWebhook(`${gw.url}${WEBHOOK}`, event)).status));
+      expect(statuses[6]).toBe(503);
+      expect(statuses.filter((s, i) => i !== 6 && s === 200)).toHaveLength(12);
+      for (const wamid of good) expect((await settled(gw, wamid)).state).toBe('delivered');
+      expect(await deliveryOf(gw, bad)).toBeUndefined();
+    } finally {
+      store.recordInboundIngestedMany = original;
+    }
+  });
+
   it('delivers the same webhook posted twice exactly once', async () => {
     const wamid = newWamid();
     const event = textEvent({ wamid });
