@@ -415,6 +415,16 @@ export class PairLimiter {
 }
 
 /**
+ * A provider's error text, fit for an error message: its first line, at most 200 characters,
+ * phone numbers (runs of 7 or more digits, with +, spaces, dots, dashes or brackets between)
+ * replaced by <number>, since providers echo the recipient's number (Twilio 21211: "The 'To'
+ * number +1… is not a valid phone number.") and error messages reach traces and the console.
+ */
+export function providerErrorText(text: string | undefined): string {
+  return (text ?? '').split('\n')[0]!.slice(0, 200).replace(/\+?\d(?:[\s().-]*\d){6,}/g, '<number>');
+}
+
+/**
  * The failed status recorded for the EHR when a chat delivery is dead-lettered (not for uncertain
  * sends). Its reason is the code's catalogue summary, never the error's message: that quotes the
  * provider's answer, which may echo the patient's number or the reply's text.

@@ -162,11 +162,14 @@ describe('twilio_send', () => {
   });
 
   it('an invalid number is a permanent TWILIO_REQUEST_INVALID (21211)', async () => {
-    twilio.inject({ kind: 'error', httpStatus: 400, code: 21211, message: "The 'To' number is not a valid phone number." });
+    // Twilio's text names the number; the error Switchboard keeps and shows does not.
+    twilio.inject({ kind: 'error', httpStatus: 400, code: 21211, message: "The 'To' number +15005550001 is not a valid phone number." });
     const c = await reply('reply-tw', 'Nobody there');
     const d = await deliveryOf('reply-tw', c);
     expect(d.state).toBe('dead_lettered');
     expect(d.lastErrorCode).toBe('TWILIO_REQUEST_INVALID');
+    expect(d.lastErrorMessage).toContain('error 21211');
+    expect(d.lastErrorMessage).not.toContain('5005550001');
   });
 
   it('a timeout after Twilio created the message is reconciled from the Messages list: not sent twice', async () => {

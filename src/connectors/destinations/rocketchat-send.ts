@@ -13,7 +13,7 @@ import { z } from 'zod';
 import { SwitchboardError, classifyRocketChatSendError } from '../../core/errors.js';
 import type { OutboundServices } from '../../core/outbound-ledger.js';
 import type { OutboundContent, OutboundMessage } from '../../core/outbound.js';
-import { callProvider, chatSendShape, outboundServicesOf, prepareReply, recordDeadLetter, renderOutbound, sendAtMostOnce, sendError, type HttpAnswer } from '../chat-send.js';
+import { callProvider, chatSendShape, outboundServicesOf, prepareReply, providerErrorText, recordDeadLetter, renderOutbound, sendAtMostOnce, sendError, type HttpAnswer } from '../chat-send.js';
 import type { DeliveryContext, DeliveryOutcome, DestinationConnector, DestinationCreateContext, DestinationInstance } from '../types.js';
 import { destinationBase, destinationBaseShape } from '../types.js';
 
@@ -63,7 +63,7 @@ function createRocketChatSend(config: RocketChatSendConfig, ctx: DestinationCrea
     const verdict = classifyRocketChatSendError(answer.status);
     const reset = Number(answer.headers.get('x-ratelimit-reset'));
     const retryAfterMs = verdict.code === 'ROCKETCHAT_RATE_LIMITED' ? (Number.isFinite(reset) && reset > Date.now() ? Math.min(reset - Date.now(), 3_600_000) : 1000) : undefined;
-    const reason = parsed.success ? (parsed.data.errorType ?? parsed.data.error ?? parsed.data.message ?? '').slice(0, 200) : '';
+    const reason = parsed.success ? providerErrorText(parsed.data.errorType ?? parsed.data.error ?? parsed.data.message) : '';
     throw sendError(verdict.code, `Rocket.Chat refused ${what} (${answer.status}${reason ? `: ${reason}` : ''})`, 'not_sent', {
       ...(retryAfterMs !== undefined && { retryAfterMs }),
       pause: verdict.pause,

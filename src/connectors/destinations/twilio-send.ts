@@ -16,7 +16,7 @@ import { z } from 'zod';
 import { SwitchboardError, classifyTwilioSendError, parseRetryAfter } from '../../core/errors.js';
 import type { OutboundServices, OutboundSendRecord } from '../../core/outbound-ledger.js';
 import { isFreeForm, windowOpen, type OutboundContent, type OutboundMessage } from '../../core/outbound.js';
-import { callProvider, chatSendShape, prepareReply, recordDeadLetter, renderToPhone, outboundServicesOf, sendAtMostOnce, sendError } from '../chat-send.js';
+import { callProvider, chatSendShape, prepareReply, providerErrorText, recordDeadLetter, renderToPhone, outboundServicesOf, sendAtMostOnce, sendError } from '../chat-send.js';
 import type { DeliveryContext, DeliveryOutcome, DestinationConnector, DestinationCreateContext, DestinationInstance } from '../types.js';
 import { destinationBase, destinationBaseShape } from '../types.js';
 
@@ -102,7 +102,7 @@ function createTwilioSend(config: TwilioSendConfig, ctx: DestinationCreateContex
     const code = parsed.success ? parsed.data.code : undefined;
     const verdict = classifyTwilioSendError(answer.status, code);
     const retryAfterMs = parseRetryAfter(answer.headers.get('retry-after')) ?? (verdict.code === 'TWILIO_RATE_LIMITED' ? 1000 : undefined);
-    const text = parsed.success ? (parsed.data.message ?? '').slice(0, 200) : '';
+    const text = parsed.success ? providerErrorText(parsed.data.message) : '';
     throw sendError(verdict.code, `Twilio refused the message (${answer.status}${code !== undefined ? `, error ${code}` : ''}${text ? `: ${text}` : ''})`, 'not_sent', {
       ...(retryAfterMs !== undefined && { retryAfterMs }),
       pause: verdict.pause,

@@ -20,6 +20,7 @@ import {
   callProvider,
   chatSendShape,
   prepareReply,
+  providerErrorText,
   recordDeadLetter,
   renderToPhone,
   outboundServicesOf,
@@ -198,7 +199,7 @@ function createWhatsAppCloudSend(config: WhatsAppCloudSendConfig, ctx: Destinati
       retryAfterMs ??= config.pair_interval_ms;
     }
     if (verdict.code === 'WHATSAPP_THROUGHPUT_LIMITED') retryAfterMs ??= 1000;
-    const title = parsed.success ? (parsed.data.error.message ?? '').split('\n')[0]!.slice(0, 200) : '';
+    const title = parsed.success ? providerErrorText(parsed.data.error.message) : '';
     throw sendError(verdict.code, `the Graph API refused the message (${answer.status}${code !== undefined ? `, code ${code}` : ''}${title ? `: ${title}` : ''})`, 'not_sent', {
       ...(retryAfterMs !== undefined && { retryAfterMs }),
       pause: verdict.pause,
