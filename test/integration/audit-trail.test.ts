@@ -141,20 +141,26 @@ describe('audit retention', () => {
       await t.audit.record(entry);
       const env = { DATABASE_URL: t.url, ENCRYPTION_KEYS: t.ring };
 
+      const count = async (): Promise<number> => (await t.pool.query('SELECT count(*)::int AS n FROM audit_events')).rows[0].n as number;
+      expect(await count()).toBe(5);
       const dry = cliIo(env);
       expect(await runCli(['store', 'prune', '--dry-run'], dry)).toBe(0);
       expect(dry.out).toContain('retention 6 years');
       expect(dry.out).toContain(`would drop audit_events_y${year - 9}: 2 entries (1-2)`);
       expect(dry.out).toContain(`would drop audit_events_y${year - 8}: 1 entries (3-3)`);
       expect(dry.out).not.toContain(`audit_events_y${year - 2}`);
-      expect((await t.pool.query('SELECT count(*)::int AS n FROM audit_events')).rows[0].n).toBe(5);
+      // A dry run drops nothing; it is itself recorded (one store.pruned entry saying dry_run).
+      expect(await count()).toBe(6);
+      const dryEntry = (await t.pool.query(`SELECT action, detail FROM audit_events ORDER BY seq DESC LIMIT 1`)).rows[0] as { action: string; detail: Record<string, unknown> };
+      expect(dryEntry.action).toBe('store.pruned');
+      expect(dryEntry.detail['dry_run']).toBe(true);
 
       const prune = cliIo(env);
       expect(await runCli(['store', 'prune'], prune)).toBe(0);
       expect(prune.out).toContain(`dropped audit_events_y${year - 9}: 2 entries`);
       expect((await t.pool.query('SELECT min(seq)::int AS lo FROM audit_events')).rows[0].lo).toBe(4);
       const pruned = (await t.pool.query(`SELECT detail FROM audit_events WHERE action = 'store.pruned' ORDER BY seq`)).rows.map((r) => r.detail as Record<string, unknown>);
-      expect(pruned.map((d) => d['through_seq'])).toEqual([2, 3]);
+      expect(pruned.filter((d) => d['dry_run'] !== true).map((d) => d['through_seq'])).toEqual([2, 3]);
       expect((await verify(t.url, t.ring)).out).toMatch(/audit trail intact: \d+ entries \(4-/);
 
       // The anchor is itself chained: altering it breaks verification.
