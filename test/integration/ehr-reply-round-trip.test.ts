@@ -14,10 +14,10 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { OUTBOUND_DELIVERY_EXTENSION, OUTBOUND_ERROR_CODE_SYSTEM } from '../../src/fhir/communication-status-writeback.js';
 import { startFhirSandbox, type FhirSandbox } from '../../src/sandbox/fhir-sandbox.js';
-import { startGraphApiSandbox, type GraphSandbox } from '../../src/sandbox/graph-api-sandbox.js';
+import type { GraphSandbox } from '../../src/sandbox/graph-api-sandbox.js';
 import { createTestDatabase, redisUrl } from '../support/services.js';
 import { startGateway, waitFor, type TestGateway } from '../support/gateway.js';
-import { ehrRepliesChannel, inboundWhatsAppChannel } from '../support/outbound.js';
+import { ehrRepliesChannel, inboundWhatsAppChannel, startReplyGraphSandbox } from '../support/outbound.js';
 import { DEMO_WA_ID, TEST_APP_SECRET, newWamid, postWebhook, textEvent } from '../support/whatsapp-webhook.js';
 
 const SECRET = 'round-trip-subscription-secret-0123456789';
@@ -74,15 +74,7 @@ function delivery(resource: Json): Record<string, unknown> {
 
 beforeAll(async () => {
   dir = await mkdtemp(path.join(os.tmpdir(), 'sb-round-trip-'));
-  graph = await startGraphApiSandbox({
-    appSecret: TEST_APP_SECRET,
-    webhookUrl: () => (gw ? `${gw.url}/webhooks/wa-in` : undefined),
-    statuses: [
-      { status: 'sent', delayMs: 50 },
-      { status: 'delivered', delayMs: 50 },
-      { status: 'read', delayMs: 50 },
-    ],
-  });
+  graph = await startReplyGraphSandbox(() => gw?.url);
   fhir = await startFhirSandbox({ port: 0, seed: true });
   await writeFile(path.join(dir, 'wa-in.yaml'), inboundWhatsAppChannel('wa-in'));
   await writeFile(path.join(dir, 'ehr-replies.yaml'), ehrRepliesChannel('ehr-replies'));

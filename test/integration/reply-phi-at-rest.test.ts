@@ -15,11 +15,11 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { startFhirSandbox, type FhirSandbox } from '../../src/sandbox/fhir-sandbox.js';
-import { startGraphApiSandbox, type GraphSandbox } from '../../src/sandbox/graph-api-sandbox.js';
+import type { GraphSandbox } from '../../src/sandbox/graph-api-sandbox.js';
 import { whatsappTextEvent } from '../../src/sandbox/whatsapp-sample-events.js';
 import { atRestGateway, filesContaining, marker, markerPhone, newDataDir, startPrivateRedis } from '../support/at-rest.js';
 import { waitFor } from '../support/gateway.js';
-import { ehrRepliesChannel, inboundWhatsAppChannel } from '../support/outbound.js';
+import { ehrRepliesChannel, inboundWhatsAppChannel, startReplyGraphSandbox } from '../support/outbound.js';
 import { TEST_APP_SECRET, newWamid, postWebhook } from '../support/whatsapp-webhook.js';
 
 type Json = Record<string, unknown>;
@@ -32,16 +32,7 @@ describe.skipIf(redisBinary === null)('replies to patients: no PHI in plaintext 
   let gatewayUrl: string | undefined;
   beforeAll(async () => {
     fhir = await startFhirSandbox({ port: 0, seed: true });
-    graph = await startGraphApiSandbox({
-      port: 0,
-      appSecret: TEST_APP_SECRET,
-      webhookUrl: () => (gatewayUrl ? `${gatewayUrl}/webhooks/wa-in` : undefined),
-      statuses: [
-        { status: 'sent', delayMs: 50 },
-        { status: 'delivered', delayMs: 50 },
-        { status: 'read', delayMs: 50 },
-      ],
-    });
+    graph = await startReplyGraphSandbox(() => gatewayUrl);
   });
   afterAll(async () => {
     await graph?.close();

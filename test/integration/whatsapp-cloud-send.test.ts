@@ -13,11 +13,11 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runCli } from '../../src/cli/main.js';
 import { startFhirSandbox, type FhirSandbox } from '../../src/sandbox/fhir-sandbox.js';
 import { capturedIo } from '../support/cli-io.js';
-import { startGraphApiSandbox, type GraphSandbox } from '../../src/sandbox/graph-api-sandbox.js';
+import type { GraphSandbox } from '../../src/sandbox/graph-api-sandbox.js';
 import type { DeliveryRecord } from '../../src/store/message-store.js';
 import { createTestDatabase, redisUrl } from '../support/services.js';
 import { startGateway, waitFor, type TestGateway } from '../support/gateway.js';
-import { EHR_REPLY_TOKEN, RecordingStatusListener, deliveryOf as settledDelivery, inboundWhatsAppChannel, postEhrReply, replyChannel, writeReplyMappings } from '../support/outbound.js';
+import { EHR_REPLY_TOKEN, RecordingStatusListener, deliveryOf as settledDelivery, inboundWhatsAppChannel, postEhrReply, replyChannel, startReplyGraphSandbox, writeReplyMappings } from '../support/outbound.js';
 import { DEMO_WA_ID, TEST_APP_SECRET, newWamid, postWebhook, textEvent } from '../support/whatsapp-webhook.js';
 
 const PHONE_NUMBER_ID = '100555000000002';
@@ -71,15 +71,7 @@ const sendsTo = (digits: string) => graph.sends.filter((s) => s.to === digits);
 beforeAll(async () => {
   dir = await mkdtemp(path.join(os.tmpdir(), 'sb-wa-send-'));
   const maps = await writeReplyMappings(dir);
-  graph = await startGraphApiSandbox({
-    appSecret: TEST_APP_SECRET,
-    webhookUrl: () => (gw ? `${gw.url}/webhooks/wa-in` : undefined),
-    statuses: [
-      { status: 'sent', delayMs: 50 },
-      { status: 'delivered', delayMs: 50 },
-      { status: 'read', delayMs: 50 },
-    ],
-  });
+  graph = await startReplyGraphSandbox(() => gw?.url);
   fhir = await startFhirSandbox({ port: 0, seed: true });
   await writeFile(path.join(dir, 'wa-in.yaml'), inboundWhatsAppChannel('wa-in'));
   await writeFile(path.join(dir, 'reply-text.yaml'), replyChannel('reply-text', whatsappDestination(maps.text)));

@@ -1,17 +1,41 @@
 /**
- * Outbound test helpers: channels that carry a care team's reply to a chat destination, until
- * the FHIR trigger exists a `chat_webhook` source stands in for the EHR (it builds the canonical
- * message the FHIR source will: `conversation_id` = the Patient reference, `author_role` staff,
- * `dedup_key` = the Communication reference, `text` = the reply), a patient's inbound WhatsApp
- * channel, reply mappings, and a listener that records the statuses it is told.
+ * Outbound test helpers: channels that carry a care team's reply to a chat destination (a
+ * `chat_webhook` source stands in for the EHR where a test drives replies directly: it builds
+ * the canonical message the FHIR sources build: `conversation_id` = the Patient reference,
+ * `author_role` staff, `dedup_key` = the Communication reference, `text` = the reply; the FHIR
+ * sources themselves are in `ehrRepliesChannel`), a patient's inbound WhatsApp channel, reply
+ * mappings, the sandbox Graph API answering with sent -> delivered -> read, and a listener that
+ * records the statuses it is told.
  */
 import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { OutboundStatusEvent, OutboundStatusListener } from '../../src/core/outbound.js';
+import { startGraphApiSandbox, type GraphSandbox } from '../../src/sandbox/graph-api-sandbox.js';
 import type { DeliveryRecord } from '../../src/store/message-store.js';
 import { repoRoot, waitFor, type TestGateway } from './gateway.js';
+import { TEST_APP_SECRET } from './whatsapp-webhook.js';
 
 export const EHR_REPLY_TOKEN = 'ehr-reply-test-token-0123';
+
+/**
+ * The sandbox Graph API for reply tests: each send answered, then its statuses sent, delivered
+ * and read (50 ms apart) posted, signed, to the inbound channel `wa-in` of the gateway at
+ * `gatewayUrl()` (undefined until the gateway runs).
+ */
+export function startReplyGraphSandbox(gatewayUrl: () => string | undefined): Promise<GraphSandbox> {
+  return startGraphApiSandbox({
+    appSecret: TEST_APP_SECRET,
+    webhookUrl: () => {
+      const url = gatewayUrl();
+      return url ? `${url}/webhooks/wa-in` : undefined;
+    },
+    statuses: [
+      { status: 'sent', delayMs: 50 },
+      { status: 'delivered', delayMs: 50 },
+      { status: 'read', delayMs: 50 },
+    ],
+  });
+}
 
 /** A channel whose source stands in for the EHR's reply trigger, with the given destinations. */
 export function replyChannel(id: string, destinations: string): string {
