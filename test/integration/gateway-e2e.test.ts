@@ -158,9 +158,15 @@ describe.skipIf(redis === null)('gateway on Redis, embedded PostgreSQL and a rea
   it('fails only the bad event when a shared transaction fails: the others are stored and delivered', async () => {
     const store = gw.app.internals.store!;
     const original = store.recordInboundIngestedMany.bind(store);
-    // Fault injection: any transaction holding the poisoned event fails.
+    // Fault injection: any transaction holding the poisoned event fails. The sizes of the failed
+    // transactions show whether the poisoned event shared one with good events (the case the
+    // event-by-event retry exists for) or was alone.
+    const failedSizes: number[] = [];
     store.recordInboundIngestedMany = async (items) => {
-      if (items.some((i) => i.event.raw.includes('poison-this-transaction'))) throw new Error('fault injected: transaction failed');
+      if (items.some((i) => i.event.raw.includes('poison-this-transaction'))) {
+        failedSizes.push(items.length);
+        throw new Error('fault injected: transaction failed');
+      }
       return original(items);
     };
     try {
@@ -170,6 +176,9 @@ describe.skipIf(redis === null)('gateway on Redis, embedded PostgreSQL and a rea
       const statuses = await Promise.all(events.map(async (event) => (await postWebhook(`${gw.url}${WEBHOOK}`, event)).status));
       expect(statuses[6]).toBe(503);
       expect(statuses.filter((s, i) => i !== 6 && s === 200)).toHaveLength(12);
+      // The poisoned event was committed together with good ones, which were then stored again
+      // one by one (a run where it travelled alone would not test that).
+      expect(Math.max(...failedSizes), `failed transactions held ${failedSizes.join(', ')} events`).toBeGreaterThan(1);
       for (const wamid of good) expect((await settled(gw, wamid)).state).toBe('delivered');
       expect(await deliveryOf(gw, bad)).toBeUndefined();
     } finally {
